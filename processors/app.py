@@ -1,0 +1,166 @@
+"""The projector: a faust app whose agent projects the tracking topic into DuckDB.
+
+The agent is a short loop: take a batch of records -> decode, validate, dedupe
+and write them in one DuckDB transaction (in a worker thread) -> publish the
+dead letters -> faust acks the batch, and commits the offsets after that
+(at-least-once; the store makes redelivery harmless).
+
+The consumer group is ``<processor_id>-<views instance id>``: a fresh views file
+starts a fresh group and so replays the whole log, while a restart of the same
+file resumes where its group left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import faust
+
+from modelog._config import Settings
+from modelog._query import processor_file
+from modelog._topics import ensure_topics
+
+from .projection import RawRecord
+from .projector import Projector
+from .query_server import QueryServer
+from .store import ViewStore
+
+log = logging.getLogger("modelog.processor")
+
+BATCH_RECORDS = 500  # records per transaction (each MetricsLogged record holds up to 5000 points)
+BATCH_WITHIN = 0.05  # seconds: a partial batch is applied after this long
+
+
+def faust_credentials(options: dict[str, str]):
+    """Translate librdkafka security options (MODELOG_KAFKA_*) into faust credentials."""
+    protocol = options.get("security.protocol", "PLAINTEXT").upper()
+    context = None
+    if "SSL" in protocol:
+        context = ssl.create_default_context(cafile=options.get("ssl.ca.location"))
+        if options.get("ssl.certificate.location"):
+            context.load_cert_chain(options["ssl.certificate.location"], options.get("ssl.key.location"),
+                                    options.get("ssl.key.password"))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=options.get("sasl.username"), password=options.get("sasl.password"),
+            mechanism=options.get("sasl.mechanism", "PLAIN"), ssl_context=context,
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App:
+    bootstrap = settings.resolve_bootstrap()
+    app_id = f"{settings.processor_id}-{store.instance_id[:12]}"
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",")],
+        broker_credentials=faust_credentials(dict(settings.kafka_options)),
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.heartbeat_ms / 1000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        web_enabled=False,
+        web_host="127.0.0.1",
+        web_port=_free_port(),
+        datadir=str(settings.home / "faust" / app_id),
+        store="memory://",
+        autodiscover=False,
+        producer_acks=-1,
+    )
+    tracking = app.topic(settings.tracking_topic, key_type=bytes, value_type=bytes)
+    deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
+    projector = Projector()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-duckdb")
+    totals = {"records": 0, "applied": 0, "dead": 0, "rows": 0}
+
+    @app.agent(tracking)
+    async def project(stream):
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WITHIN):
+            records = []
+            for e in events:
+                m = e.message
+                ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
+                records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value))
+            stats, dead = await loop.run_in_executor(executor, store.apply, records, projector)
+            for dl in dead:
+                r = dl.record
+                await deadletter.send(key=r.key, value=r.value or b"", headers=[
+                    ("modelog.reason", dl.reason.encode()), ("modelog.detail", dl.detail[:4000].encode()),
+                    ("modelog.source", f"{r.topic}/{r.partition}/{r.offset}".encode()),
+                ])
+                log.warning("dead letter %s/%s/%s: %s: %s", r.topic, r.partition, r.offset, dl.reason, dl.detail)
+            for k in totals:
+                totals[k] += getattr(stats, k)
+            log.info("batch: %s", stats)
+
+    if on_ready is not None:
+        @app.on_rebalance_complete.connect
+        async def _ready(sender, **kwargs) -> None:
+            on_ready(totals)
+
+    app.modelog_totals = totals  # type: ignore[attr-defined]
+    return app
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def run_processor(settings: Settings, loglevel: str = "warning") -> None:
+    """Run the projector in the foreground until SIGINT/SIGTERM (this is ``modelog process``)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    store = ViewStore(settings.views_path)
+    server = QueryServer(store).start()
+    info_path = processor_file(settings)
+    info = {"pid": os.getpid(), "db": str(settings.views_path), "sql_url": server.url + "/sql",
+            "health_url": server.url + "/health", "bootstrap": settings.resolve_bootstrap(),
+            "started_at": time.time(), "ready": False}
+    _write_json(info_path, info)
+
+    def on_ready(_totals) -> None:
+        if not info["ready"]:
+            info["ready"] = True
+            info["ready_at"] = time.time()
+            _write_json(info_path, info)
+
+    app = create_app(settings, store, on_ready=on_ready)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        server.stop()
+        try:
+            store.checkpoint()
+            store.close()
+        finally:
+            try:
+                if json.loads(info_path.read_text()).get("pid") == os.getpid():
+                    info_path.unlink()
+            except (OSError, ValueError):
+                pass

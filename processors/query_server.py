@@ -1,0 +1,95 @@
+"""The processor's SQL endpoint: read-only queries over HTTP on 127.0.0.1, answers as Arrow IPC.
+
+    POST /sql       body: one SQL statement (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, PRAGMA show_tables, ...)
+                    200: Arrow IPC stream; 400: {"error": "..."}
+    GET  /health    {"status": "ok", "positions": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import duckdb
+import pyarrow as pa
+
+from modelog._errors import QueryError
+
+from .store import ViewStore
+
+_ALLOWED = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Raise QueryError unless ``query`` is exactly one read-only statement."""
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from exc
+    if len(statements) != 1:
+        raise QueryError(f"expected exactly one SQL statement, got {len(statements)}")
+    kind = statements[0].type.name
+    if kind not in _ALLOWED:
+        raise QueryError(f"only read-only queries are allowed here (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW); got {kind}")
+
+
+def arrow_result(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+    check_read_only(con, query)
+    cur = con.execute(query)
+    fetch = getattr(cur, "to_arrow_table", None) or cur.fetch_arrow_table  # duckdb >= 1.4 / older
+    return fetch()
+
+
+class QueryServer:
+    """Serves SQL from ``store`` in a background thread; each request gets its own cursor."""
+
+    def __init__(self, store: ViewStore, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.store = store
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                return None
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path != "/health":
+                    return self._send(404, b'{"error": "not found"}', "application/json")
+                pos = {f"{t}/{p}": o for (t, p), o in outer.store.positions().items()}
+                self._send(200, json.dumps({"status": "ok", "positions": pos}).encode(), "application/json")
+
+            def do_POST(self) -> None:
+                if self.path != "/sql":
+                    return self._send(404, b'{"error": "not found"}', "application/json")
+                query = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                cur = outer.store.reader()
+                try:
+                    table = arrow_result(cur, query)
+                except (QueryError, duckdb.Error) as exc:
+                    return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+                finally:
+                    cur.close()
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, table.schema) as writer:
+                    writer.write_table(table)
+                self._send(200, sink.getvalue().to_pybytes(), "application/vnd.apache.arrow.stream")
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="modelog-sql", daemon=True)
+
+    def start(self) -> QueryServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,137 @@
+"""Rebuild: replay the log from offset zero into a fresh views file.
+
+Uses the same projector and store as the live processor, so the result equals
+the live views row for row. Reads with a plain consumer (assigned partitions,
+no group commits) until every partition reaches the high watermark seen in
+fetch responses (tansu's ListOffsets under-reports; fetch watermarks are right).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from modelog._config import Settings
+from modelog._errors import BrokerError
+
+from .projection import RawRecord
+from .projector import Projector
+from .store import ViewStore
+
+Progress = Callable[[int, int], None]  # (records done, records known so far)
+
+
+def replay(settings: Settings, store: ViewStore, progress: Progress | None = None, batch: int = 2000,
+           idle_timeout: float = 10.0) -> int:
+    """Project every record of the tracking topic into ``store``. Returns the number of records read."""
+    topic = settings.tracking_topic
+    consumer = Consumer(settings.librdkafka(**{
+        "group.id": f"modelog-rebuild-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "allow.auto.create.topics": False,
+        "fetch.wait.max.ms": 100,
+    }))
+    try:
+        meta = consumer.list_topics(timeout=30)
+        if topic not in meta.topics:
+            return 0
+        partitions = sorted(meta.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        projector = Projector()
+        done, high = 0, {p: None for p in partitions}
+        position = {p: 0 for p in partitions}
+        last_data = time.monotonic()
+        while True:
+            msgs = consumer.consume(batch, timeout=0.2)
+            records = []
+            for m in msgs:
+                if m.error():
+                    raise BrokerError(f"reading {topic}: {m.error()}")
+                ts_type, ts = m.timestamp()
+                records.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
+                                         m.key(), m.value()))
+                position[m.partition()] = m.offset() + 1
+            if records:
+                store.apply(records, projector)
+                done += len(records)
+                last_data = time.monotonic()
+            for p in partitions:
+                try:
+                    _, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                except KafkaException:
+                    continue
+                if hi >= 0:
+                    high[p] = hi
+            if progress:
+                progress(done, sum(h for h in high.values() if h) or done)
+            if all(h is not None and position[p] >= h for p, h in high.items()):
+                return done
+            if time.monotonic() - last_data > idle_timeout:
+                return done
+    finally:
+        consumer.close()
+
+
+class _Bar:
+    """A small progress bar on stderr (a line per update when not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < (0.1 if self.tty else 2.0) and done < total:
+            return
+        self.last = now
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * 30)
+        rate = done / max(now - self.start, 1e-9)
+        line = f"rebuild [{bar:<30}] {done}/{total} records ({rate:,.0f}/s)"
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def rebuild(settings: Settings, output: Path | None = None, show_progress: bool = True) -> tuple[Path, int]:
+    """Replay the log into ``output`` (default: replace the views file atomically). Returns (path, records)."""
+    target = Path(output) if output else settings.views_path
+    tmp = target.with_name(f".{target.name}.rebuild-{os.getpid()}")
+    for p in (tmp, tmp.with_name(tmp.name + ".wal")):
+        p.unlink(missing_ok=True)
+    instance_id = None
+    if output is None and target.exists():
+        import duckdb
+
+        con = duckdb.connect(str(target), read_only=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
+            instance_id = row[0] if row else None
+        except duckdb.Error:
+            instance_id = None
+        finally:
+            con.close()
+    store = ViewStore(tmp, instance_id=instance_id)
+    bar = _Bar() if show_progress else None
+    try:
+        n = replay(settings, store, progress=bar)
+        store.checkpoint()
+    finally:
+        store.close()
+        if bar:
+            bar.close()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+    Path(str(target) + ".wal").unlink(missing_ok=True)
+    return target, n

@@ -1,0 +1,151 @@
+"""The DuckDB side: base tables, views, and applying a projected batch in one transaction.
+
+A batch is applied exactly once however often it is delivered: the events
+already in ``log_events`` (by event_id) are skipped, and the rows of the rest
+plus the new consumer positions are written in a single transaction. Crash
+anywhere and the file holds either all of a batch or none of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from modelog._errors import QueryError
+
+from .projection import RawRecord
+from .projector import Projector
+from .tables import TABLES, ddl, to_arrow
+
+VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
+              "artifacts", "audit_log", "dead_letters")
+
+
+def views_sql() -> str:
+    return resources.files("modelog.processors").joinpath("views.sql").read_text()
+
+
+@dataclass
+class BatchStats:
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    rows: int = 0
+
+
+class ViewStore:
+    """Owns the one writing connection to the views file."""
+
+    def __init__(self, path: Path | str, instance_id: str | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
+        self._lock = threading.Lock()
+        self.con.execute("SET TimeZone = 'UTC'") if _has_tz(self.con) else None
+        for table in TABLES:
+            self.con.execute(ddl(table))
+        self.con.execute("CREATE TABLE IF NOT EXISTS positions (topic VARCHAR, \"partition\" INTEGER, "
+                         "next_offset BIGINT, PRIMARY KEY (topic, \"partition\"))")
+        self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self.con.execute(views_sql())
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
+        if row is None:
+            self.instance_id = instance_id or uuid.uuid4().hex
+            self.con.execute("INSERT INTO meta VALUES ('instance_id', ?)", [self.instance_id])
+        else:
+            self.instance_id = row[0]
+
+    def apply(self, records: list[RawRecord], projector: Projector) -> tuple[BatchStats, list]:
+        """Decode, dedupe, project and write ``records`` in one transaction. Returns (stats, dead letters)."""
+        prepared = projector.prepare(records)
+        stats = BatchStats(records=len(records))
+        with self._lock:
+            con = self.con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                known = self._known(prepared.event_ids)
+                rows, dead, applied = projector.rows(prepared, known)
+                stats.applied = applied
+                stats.duplicates = len(prepared.events) - applied
+                stats.dead = len(dead)
+                for table, cols in rows.items():
+                    if table == "log_dead_letters":
+                        self._insert_dead(cols)
+                        continue
+                    arrow = to_arrow(table, cols)
+                    stats.rows += arrow.num_rows
+                    con.register("_batch", arrow)
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
+                    con.unregister("_batch")
+                self._advance(records)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return stats, dead
+
+    def _known(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        import pyarrow as pa
+
+        self.con.register("_ids", pa.table({"event_id": pa.array(ids, pa.string())}))
+        try:
+            return {r[0] for r in self.con.execute(
+                "SELECT e.event_id FROM log_events e SEMI JOIN _ids USING (event_id)").fetchall()}
+        finally:
+            self.con.unregister("_ids")
+
+    def _insert_dead(self, cols: dict) -> None:
+        arrow = to_arrow("log_dead_letters", cols)
+        self.con.register("_dead", arrow)
+        self.con.execute("INSERT INTO log_dead_letters BY NAME SELECT * FROM _dead ON CONFLICT DO NOTHING")
+        self.con.unregister("_dead")
+
+    def _advance(self, records: list[RawRecord]) -> None:
+        nxt: dict[tuple[str, int], int] = {}
+        for r in records:
+            k = (r.topic, r.partition)
+            if r.offset + 1 > nxt.get(k, -1):
+                nxt[k] = r.offset + 1
+        for (topic, partition), offset in nxt.items():
+            self.con.execute(
+                "INSERT INTO positions VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
+                "SET next_offset = greatest(positions.next_offset, excluded.next_offset)",
+                [topic, partition, offset])
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        with self._lock:
+            return {(t, p): o for t, p, o in self.con.execute("SELECT * FROM positions").fetchall()}
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A separate connection for queries (DuckDB MVCC: sees committed batches only)."""
+        cur = self.con.cursor()
+        if _has_tz(cur):
+            cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            self.con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
+
+
+def _has_tz(con: duckdb.DuckDBPyConnection) -> bool:
+    try:
+        con.execute("SELECT current_setting('TimeZone')")
+        return True
+    except duckdb.Error:
+        return False

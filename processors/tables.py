@@ -1,0 +1,87 @@
+"""The base tables: facts as the projection writes them (Arrow schemas; DDL is derived).
+
+Users query the views in ``views.sql``; these tables are their input.
+All times are UTC.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us")
+
+TABLES: dict[str, pa.Schema] = {
+    "log_events": pa.schema([
+        ("event_id", pa.string()), ("event_type", pa.string()), ("occurred_at", TS), ("actor", pa.string()),
+        ("actor_kind", pa.string()), ("source_host", pa.string()), ("source_pid", pa.int64()),
+        ("source_program", pa.string()), ("sdk_version", pa.string()), ("entity_type", pa.string()),
+        ("entity_key", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
+        ("logged_at", TS), ("writer_schema", pa.string()),
+    ]),
+    "log_experiments": pa.schema([
+        ("event_id", pa.string()), ("experiment", pa.string()), ("description", pa.string()),
+        ("created_at", TS), ("actor", pa.string()),
+    ]),
+    "log_run_started": pa.schema([
+        ("event_id", pa.string()), ("run_id", pa.string()), ("experiment", pa.string()), ("name", pa.string()),
+        ("start_time", TS), ("actor", pa.string()), ("python_version", pa.string()),
+        ("python_implementation", pa.string()), ("platform", pa.string()), ("hostname", pa.string()),
+        ("cpu_count", pa.int32()), ("memory_bytes", pa.int64()), ("gpus", pa.list_(pa.string())),
+        ("command", pa.list_(pa.string())), ("working_dir", pa.string()), ("git_commit", pa.string()),
+        ("git_branch", pa.string()), ("git_dirty", pa.bool_()), ("git_remote", pa.string()),
+        ("packages", pa.map_(pa.string(), pa.string())),
+    ]),
+    "log_params": pa.schema([
+        ("event_id", pa.string()), ("run_id", pa.string()), ("key", pa.string()), ("value", pa.string()),
+        ("value_type", pa.string()), ("logged_at", TS),
+    ]),
+    "log_metrics": pa.schema([
+        ("event_id", pa.string()), ("run_id", pa.string()), ("key", pa.string()), ("value", pa.float64()),
+        ("step", pa.int64()), ("timestamp", TS),
+    ]),
+    "log_tags": pa.schema([
+        ("event_id", pa.string()), ("run_id", pa.string()), ("key", pa.string()), ("value", pa.string()),
+        ("set_at", TS),
+    ]),
+    "log_artifacts": pa.schema([
+        ("event_id", pa.string()), ("run_id", pa.string()), ("path", pa.string()), ("uri", pa.string()),
+        ("sha256", pa.string()), ("size_bytes", pa.int64()), ("media_type", pa.string()), ("logged_at", TS),
+    ]),
+    "log_run_ended": pa.schema([
+        ("event_id", pa.string()), ("run_id", pa.string()), ("status", pa.string()), ("end_time", TS),
+        ("error", pa.string()), ("actor", pa.string()),
+    ]),
+    "log_dead_letters": pa.schema([
+        ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()), ("reason", pa.string()),
+        ("detail", pa.string()), ("key", pa.binary()), ("value", pa.binary()), ("logged_at", TS),
+    ]),
+}
+
+PRIMARY_KEYS = {
+    "log_events": ("event_id",),
+    "log_dead_letters": ("topic", "partition", "offset"),
+}
+
+_DUCK = {
+    pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN", TS: "TIMESTAMP", pa.binary(): "BLOB",
+    pa.list_(pa.string()): "VARCHAR[]", pa.map_(pa.string(), pa.string()): "MAP(VARCHAR, VARCHAR)",
+}
+
+
+def ddl(table: str) -> str:
+    schema = TABLES[table]
+    cols = [f'"{f.name}" {_DUCK[f.type]}' for f in schema]
+    pk = PRIMARY_KEYS.get(table)
+    if pk:
+        cols.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk) + ")")
+    return f"CREATE TABLE IF NOT EXISTS {table} (" + ", ".join(cols) + ")"
+
+
+def to_arrow(table: str, columns: dict[str, list]) -> pa.Table:
+    schema = TABLES[table]
+    return pa.Table.from_pydict({f.name: columns.get(f.name, [None] * _len(columns)) for f in schema}, schema=schema)
+
+
+def _len(columns: dict[str, list]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0

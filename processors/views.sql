@@ -1,0 +1,85 @@
+-- modelog views: current state derived from the base tables (log_*), which hold facts only.
+-- Every view is a pure function of the log: `modelog rebuild` reproduces it row for row.
+-- All times are UTC. Keep docs/views.md in step with this file.
+
+-- experiments: one row per experiment name.
+--   experiment, description (first non-null), created_at (first declaration), created_by,
+--   run_count, last_run_at
+CREATE OR REPLACE VIEW experiments AS
+SELECT e.experiment,
+       arg_min(e.description, e.event_id) FILTER (WHERE e.description IS NOT NULL) AS description,
+       min(e.created_at) AS created_at,
+       arg_min(e.actor, e.event_id) AS created_by,
+       (SELECT count(DISTINCT r.run_id) FROM log_run_started r WHERE r.experiment = e.experiment) AS run_count,
+       (SELECT max(r.start_time) FROM log_run_started r WHERE r.experiment = e.experiment) AS last_run_at
+FROM log_experiments e
+GROUP BY e.experiment;
+
+-- runs: one row per run.
+--   run_id, experiment, name, status (RUNNING until a RunEnded arrives, then FINISHED|FAILED|KILLED),
+--   start_time, end_time, duration_s, actor (who started it), error (FAILED/KILLED reason),
+--   environment summary: python_version, platform, hostname, cpu_count, memory_bytes, gpus,
+--   git_commit, git_branch, git_dirty, command (argv), package_count
+CREATE OR REPLACE VIEW runs AS
+WITH s AS (
+    SELECT * FROM log_run_started QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY event_id) = 1
+), e AS (
+    SELECT * FROM log_run_ended QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY event_id) = 1
+)
+SELECT s.run_id, s.experiment, s.name,
+       coalesce(e.status, 'RUNNING') AS status,
+       s.start_time, e.end_time,
+       epoch_us(e.end_time) / 1e6 - epoch_us(s.start_time) / 1e6 AS duration_s,
+       s.actor, e.error,
+       s.python_version, s.platform, s.hostname, s.cpu_count, s.memory_bytes, s.gpus,
+       s.git_commit, s.git_branch, s.git_dirty, s.command, cardinality(s.packages) AS package_count
+FROM s LEFT JOIN e USING (run_id);
+
+-- run_environments: the full environment of each run, packages included (MAP name -> version).
+CREATE OR REPLACE VIEW run_environments AS
+SELECT run_id, python_version, python_implementation, platform, hostname, cpu_count, memory_bytes, gpus,
+       command, working_dir, git_commit, git_branch, git_dirty, git_remote, packages
+FROM log_run_started QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY event_id) = 1;
+
+-- params: one row per (run, key): the value as text, value_type (str|int|float|bool|none), logged_at.
+CREATE OR REPLACE VIEW params AS
+SELECT run_id, key, value, value_type, logged_at
+FROM log_params QUALIFY row_number() OVER (PARTITION BY run_id, key ORDER BY event_id) = 1;
+
+-- metrics: the full history, one row per logged point: run_id, key, value (NaN/inf kept), step, timestamp.
+CREATE OR REPLACE VIEW metrics AS
+SELECT run_id, key, value, step, "timestamp" FROM log_metrics;
+
+-- latest_metrics: one row per (run, key): the point with the highest step (latest timestamp on ties),
+--   plus min/max (NaN ignored) and the number of points.
+CREATE OR REPLACE VIEW latest_metrics AS
+SELECT run_id, key,
+       arg_max(value, (step, "timestamp", event_id)) AS value,
+       max(step) AS step,
+       arg_max("timestamp", (step, "timestamp", event_id)) AS "timestamp",
+       min(value) FILTER (WHERE NOT isnan(value)) AS min_value,
+       max(value) FILTER (WHERE NOT isnan(value)) AS max_value,
+       count(*) AS points
+FROM log_metrics
+GROUP BY run_id, key;
+
+-- tags: one row per (run, key): the latest value (by event time, then event id), set_at.
+CREATE OR REPLACE VIEW tags AS
+SELECT run_id, key, value, set_at
+FROM log_tags QUALIFY row_number() OVER (PARTITION BY run_id, key ORDER BY set_at DESC, event_id DESC) = 1;
+
+-- artifacts: one row per (run, path), the latest record: uri, sha256, size_bytes, media_type, logged_at.
+CREATE OR REPLACE VIEW artifacts AS
+SELECT run_id, path, uri, sha256, size_bytes, media_type, logged_at
+FROM log_artifacts QUALIFY row_number() OVER (PARTITION BY run_id, path ORDER BY event_id DESC) = 1;
+
+-- audit_log: every event ever applied, in log order per partition: who did what, when, where it is in the log.
+CREATE OR REPLACE VIEW audit_log AS
+SELECT occurred_at, event_type, actor, actor_kind, entity_type, entity_key, event_id,
+       topic, "partition", "offset", logged_at, source_host, source_pid, source_program, sdk_version, writer_schema
+FROM log_events;
+
+-- dead_letters: records the projector could not apply: where they are, why (reason code + detail).
+CREATE OR REPLACE VIEW dead_letters AS
+SELECT topic, "partition", "offset", reason, detail, logged_at, octet_length(value) AS value_bytes
+FROM log_dead_letters;

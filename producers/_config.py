@@ -1,0 +1,181 @@
+"""Settings: built once from arguments -> environment (``MODELOG_*``) -> defaults.
+
+Nothing deeper than the edges (SDK entry points, CLI, processor start) reads
+``os.environ``; they build one frozen :class:`Settings` and pass it down.
+
+Environment variables
+---------------------
+MODELOG_HOME                 data directory: broker state, logs, views (default ``~/.modelog``)
+MODELOG_KAFKA_BOOTSTRAP      bootstrap servers of your Kafka; unset = the embedded broker
+MODELOG_KAFKA_<OPTION>       any librdkafka option, passed through: ``MODELOG_KAFKA_SECURITY_PROTOCOL``
+                             -> ``security.protocol`` (underscores become dots, lower case)
+MODELOG_TOPIC_PREFIX         prefix of every topic (default ``modelog.``)
+MODELOG_TOPIC_PARTITIONS     partitions of topics modelog creates (default 4)
+MODELOG_TOPIC_REPLICATION    replication factor of topics modelog creates (default 1)
+MODELOG_PRINCIPAL            the actor recorded on events (default: the OS user)
+MODELOG_ACTOR_KIND           USER or SERVICE (default USER)
+MODELOG_DB                   DuckDB file of the views (default ``$MODELOG_HOME/views.duckdb``)
+MODELOG_SCHEMA_REGISTRY_URL  Confluent Schema Registry; set = Confluent framing instead of single-object
+MODELOG_SESSION_TIMEOUT_MS   consumer group session timeout (default 6000)
+MODELOG_LINGER_MS            how long the SDK gathers metric points into one event (default 50)
+MODELOG_FLUSH_TIMEOUT        seconds ``end_run`` waits for delivery before raising (default 30)
+MODELOG_PROCESSOR_ID         consumer group / faust app id of the projector (default ``modelog-projector``)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError
+
+_PREFIX = "MODELOG_"
+_PASSTHROUGH = "MODELOG_KAFKA_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting modelog reads. Build with :meth:`Settings.load`."""
+
+    home: Path
+    bootstrap: str | None = None
+    kafka_options: Mapping[str, str] = field(default_factory=dict)
+    topic_prefix: str = "modelog."
+    partitions: int = 4
+    replication: int = 1
+    principal: str = "unknown"
+    actor_kind: str = "USER"
+    db_path: Path | None = None
+    schema_registry_url: str | None = None
+    session_timeout_ms: int = 6000
+    linger_ms: int = 50
+    flush_timeout: float = 30.0
+    processor_id: str = "modelog-projector"
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def views_path(self) -> Path:
+        return self.db_path if self.db_path is not None else self.home / "views.duckdb"
+
+    @property
+    def tracking_topic(self) -> str:
+        return f"{self.topic_prefix}tracking"
+
+    @property
+    def deadletter_topic(self) -> str:
+        return f"{self.topic_prefix}deadletter"
+
+    @property
+    def metadata_topics(self) -> tuple[str, ...]:
+        return (self.tracking_topic, self.deadletter_topic)
+
+    @property
+    def heartbeat_ms(self) -> int:
+        return max(100, self.session_timeout_ms // 4)
+
+    def resolve_bootstrap(self) -> str:
+        """The bootstrap servers to use: the setting, else the running embedded broker."""
+        if self.bootstrap:
+            return self.bootstrap
+        from ._broker import EmbeddedBroker
+
+        address = EmbeddedBroker(self.home).address()
+        if address is None:
+            raise ConfigError(
+                "MODELOG_KAFKA_BOOTSTRAP: no broker configured and the embedded broker is not "
+                f"running under {self.home}; run `modelog broker start` or set MODELOG_KAFKA_BOOTSTRAP"
+            )
+        return address
+
+    def librdkafka(self, **extra: Any) -> dict[str, Any]:
+        """Base librdkafka configuration (bootstrap + pass-through options) plus ``extra``."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.resolve_bootstrap()}
+        conf.update(self.kafka_options)
+        conf.update(extra)
+        return conf
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    # -- loading -----------------------------------------------------------------
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Arguments win over ``MODELOG_*`` environment variables, which win over defaults.
+
+        Raises ConfigError naming the variable for unknown ``MODELOG_*`` names and bad values.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        passthrough: dict[str, str] = {}
+        for name, raw in env.items():
+            if not name.startswith(_PREFIX):
+                continue
+            spec = _ENV.get(name)
+            if spec is not None:
+                attr, convert = spec
+                try:
+                    values[attr] = convert(raw)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"{name}: {exc} (got {raw!r})") from exc
+            elif name.startswith(_PASSTHROUGH):
+                option = name[len(_PASSTHROUGH):].lower().replace("_", ".")
+                passthrough[option] = raw
+            else:
+                known = ", ".join(sorted(_ENV))
+                raise ConfigError(f"{name}: unknown setting; known: {known}, MODELOG_KAFKA_<librdkafka option>")
+        if passthrough:
+            values["kafka_options"] = passthrough
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.setdefault("home", Path("~/.modelog").expanduser())
+        values["home"] = Path(values["home"]).expanduser().resolve()
+        values.setdefault("principal", _default_principal())
+        if "db_path" in values and values["db_path"] is not None:
+            values["db_path"] = Path(values["db_path"]).expanduser().resolve()
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.actor_kind not in ("USER", "SERVICE"):
+            raise ConfigError(f"MODELOG_ACTOR_KIND: must be USER or SERVICE (got {self.actor_kind!r})")
+        for attr, name in (("partitions", "MODELOG_TOPIC_PARTITIONS"), ("replication", "MODELOG_TOPIC_REPLICATION"),
+                           ("session_timeout_ms", "MODELOG_SESSION_TIMEOUT_MS")):
+            if getattr(self, attr) < 1:
+                raise ConfigError(f"{name}: must be >= 1 (got {getattr(self, attr)})")
+        if self.linger_ms < 0 or self.flush_timeout <= 0:
+            raise ConfigError("MODELOG_LINGER_MS must be >= 0 and MODELOG_FLUSH_TIMEOUT > 0")
+        if not self.principal.strip():
+            raise ConfigError("MODELOG_PRINCIPAL: must not be empty")
+
+
+def _positive_int(raw: str) -> int:
+    return int(raw)
+
+
+def _default_principal() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return f"uid-{os.getuid()}"
+
+
+_ENV: dict[str, tuple[str, Any]] = {
+    "MODELOG_HOME": ("home", Path),
+    "MODELOG_KAFKA_BOOTSTRAP": ("bootstrap", str),
+    "MODELOG_TOPIC_PREFIX": ("topic_prefix", str),
+    "MODELOG_TOPIC_PARTITIONS": ("partitions", _positive_int),
+    "MODELOG_TOPIC_REPLICATION": ("replication", _positive_int),
+    "MODELOG_PRINCIPAL": ("principal", str),
+    "MODELOG_ACTOR_KIND": ("actor_kind", str.upper),
+    "MODELOG_DB": ("db_path", Path),
+    "MODELOG_SCHEMA_REGISTRY_URL": ("schema_registry_url", str),
+    "MODELOG_SESSION_TIMEOUT_MS": ("session_timeout_ms", int),
+    "MODELOG_LINGER_MS": ("linger_ms", int),
+    "MODELOG_FLUSH_TIMEOUT": ("flush_timeout", float),
+    "MODELOG_PROCESSOR_ID": ("processor_id", str),
+}

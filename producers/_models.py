@@ -1,0 +1,94 @@
+"""Pydantic models generated from the ``.avsc`` files, so Python can never drift from the schemas.
+
+Avro types map to Python types, unions with null to optionals, and a field's
+``"modelog.rule"`` attribute adds the named rule from :mod:`modelog._rules`.
+``validate(event_type, record)`` checks a record and raises
+:class:`modelog.ValidationError` naming the field path and the rule.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal, Optional
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
+from typing_extensions import Annotated
+
+from . import _rules
+from ._errors import ValidationError
+from ._schemas import current_schemas
+
+_PRIMITIVES: dict[str, Any] = {
+    "string": StrictStr,
+    "long": StrictInt,
+    "int": StrictInt,
+    "double": float,
+    "float": float,
+    "boolean": StrictBool,
+    "bytes": bytes,
+    "null": type(None),
+}
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=True)
+
+
+def _python_type(avro: Any, models: dict[str, type[BaseModel]]) -> Any:
+    if isinstance(avro, str):
+        if avro in _PRIMITIVES:
+            return _PRIMITIVES[avro]
+        return models[avro]
+    if isinstance(avro, list):
+        branches = [b for b in avro if b != "null"]
+        inner = _python_type(branches[0], models) if len(branches) == 1 else Any
+        return Optional[inner] if "null" in avro else inner
+    kind = avro["type"]
+    if kind == "record":
+        return _record_model(avro, models)
+    if kind == "enum":
+        return Literal[tuple(avro["symbols"])]
+    if kind == "array":
+        return list[_python_type(avro["items"], models)]
+    if kind == "map":
+        return dict[StrictStr, _python_type(avro["values"], models)]
+    return _python_type(kind, models)
+
+
+def _record_model(schema: dict, models: dict[str, type[BaseModel]]) -> type[BaseModel]:
+    fullname = schema["name"] if "." in schema["name"] else f"{schema.get('namespace', '')}.{schema['name']}"
+    if fullname in models:
+        return models[fullname]
+    fields: dict[str, Any] = {}
+    for f in schema["fields"]:
+        typ = _python_type(f["type"], models)
+        rule = f.get("modelog.rule")
+        if rule:
+            typ = Annotated[typ, AfterValidator(_rules.RULES[rule])]
+        default = f.get("default", ...)
+        fields[f["name"]] = (typ, default)
+    model = pydantic.create_model(fullname.rsplit(".", 1)[-1], __base__=_Base, **fields)
+    models[fullname] = model
+    models[fullname.rsplit(".", 1)[-1]] = model
+    return model
+
+
+@cache
+def event_models() -> dict[str, type[BaseModel]]:
+    """The model of every event type, by short name (``RunStarted`` ...)."""
+    models: dict[str, type[BaseModel]] = {}
+    return {name: _record_model(s.expanded, models) for name, s in current_schemas().items()}
+
+
+def validate(event_type: str, record: dict[str, Any]) -> None:
+    """Check ``record`` against the event's model; raise ValidationError naming the first broken field."""
+    try:
+        event_models()[event_type].model_validate(record)
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        raise ValidationError(f"{event_type}.{loc}", err.get("input"), msg) from None

@@ -1,0 +1,313 @@
+"""Runs: the tracking half of the SDK.
+
+A :class:`Run` validates every call before anything is published, buffers
+metric points and publishes them as ``MetricsLogged`` batch events from a
+background thread on a short linger, so a training loop never waits on the
+network. ``end()`` flushes with a bounded timeout and raises
+:class:`~modelog.DeliveryError` if the broker did not acknowledge everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import mimetypes
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _rules
+from ._errors import DeliveryError, ModelogError, ValidationError
+from ._events import now_micros
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+BATCH_POINTS = 5000  # points per MetricsLogged event
+MAX_BUFFERED = 1_000_000  # log_metrics blocks (backpressure) above this many unsent points
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM while a run is open, so the run ends KILLED (exit code 143)."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+def _timestamp(value: Any, field: str) -> int:
+    if value is None:
+        return now_micros()
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValidationError(field, value, "datetime must be timezone-aware")
+        return int(value.timestamp() * 1_000_000)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value * 1_000_000)
+    raise ValidationError(field, value, "must be a timezone-aware datetime or seconds since the epoch")
+
+
+class Run:
+    """An active run. Use as a context manager, or call :meth:`end`.
+
+    Example::
+
+        with modelog.start_run(experiment="credit-risk", name="baseline") as run:
+            run.log_params({"lr": 0.01})
+            run.log_metrics({"loss": 0.3}, step=1)
+    """
+
+    def __init__(self, client: Client, run_id: str, experiment: str, name: str) -> None:
+        self._client = client
+        self.id = run_id
+        self.experiment = experiment
+        self.name = name
+        self.status = "RUNNING"
+        self._params: dict[str, str] = {}
+        self._metric_keys: set[str] = set()
+        self._buf: deque[tuple[str, float, int, int]] = deque()
+        self._wake = threading.Event()
+        self._drain_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._ended = False
+        self._linger = client.settings.linger_ms / 1000
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"modelog-run-{run_id[:8]}", daemon=True)
+        self._flusher.start()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} experiment={self.experiment!r} name={self.name!r} status={self.status}>"
+
+    # -- metrics (hot path) ------------------------------------------------------
+    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
+        """Log one metric point. See :meth:`log_metrics`."""
+        self.log_metrics({key: value}, step=step, timestamp=timestamp)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp: Any = None) -> None:
+        """Log metric points at ``step`` (default 0). Values: int/float/numpy scalars; NaN and inf allowed.
+
+        Returns at once: points are published in batches in the background.
+        Raises ValidationError (nothing of this call is kept) for a bad name, value or step.
+        """
+        self._check_open()
+        ts = now_micros() if timestamp is None else _timestamp(timestamp, "timestamp")
+        if step is None:
+            st = 0
+        else:
+            try:
+                st = _rules.step(step)
+            except ValueError as exc:
+                raise ValidationError("step", step, str(exc)) from None
+        try:
+            items = metrics.items()
+        except AttributeError:
+            raise ValidationError("metrics", metrics, "must be a mapping of metric name to number") from None
+        keys = self._metric_keys
+        points = []
+        for k, v in items:
+            if k not in keys:
+                try:
+                    _rules.name(k)
+                except ValueError as exc:
+                    raise ValidationError("metric name", k, str(exc)) from None
+                keys.add(k)
+            if type(v) is not float:
+                try:
+                    v = _rules.metric_value(v)
+                except ValueError as exc:
+                    raise ValidationError(f"metrics[{k!r}]", v, str(exc)) from None
+            points.append((k, v, st, ts))
+        buf = self._buf
+        buf.extend(points)
+        if len(buf) >= BATCH_POINTS:
+            self._wake.set()
+            if len(buf) > MAX_BUFFERED:
+                self._backpressure()
+
+    def _backpressure(self) -> None:
+        while len(self._buf) > MAX_BUFFERED // 2 and self._error is None:
+            self._wake.set()
+            time.sleep(0.005)
+        self._raise_pending()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._linger or 0.001)
+            self._wake.clear()
+            try:
+                self._drain()
+            except BaseException as exc:  # reported on the next call or at end()
+                self._error = exc
+                return
+
+    def _drain(self) -> None:
+        with self._drain_lock:
+            buf = self._buf
+            while buf:
+                n = min(len(buf), BATCH_POINTS)
+                pop = buf.popleft
+                points = []
+                for _ in range(n):
+                    k, v, s, t = pop()
+                    points.append({"key": k, "value": v, "step": s, "timestamp": t})
+                event = self._client.events.make("MetricsLogged", "run", self.id, run_id=self.id, points=points)
+                self._client.emitter.emit([event])
+
+    # -- params, tags, artifacts ---------------------------------------------------
+    def log_param(self, key: str, value: Any) -> None:
+        """Log one hyperparameter. See :meth:`log_params`."""
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log hyperparameters. Values: str, int, float, bool or None (kept as text with their type).
+
+        A key can be logged once per run; logging it again with another value raises ValidationError.
+        """
+        self._check_open()
+        if not isinstance(params, Mapping):
+            raise ValidationError("params", params, "must be a mapping of param name to scalar value")
+        new = []
+        for k, v in params.items():
+            try:
+                _rules.name(k)
+            except ValueError as exc:
+                raise ValidationError("param name", k, str(exc)) from None
+            try:
+                text, typ = _rules.param_text(v)
+                _rules.param_value(text)
+            except ValueError as exc:
+                raise ValidationError(f"params[{k!r}]", v, str(exc)) from None
+            old = self._params.get(k)
+            if old is not None and old != text:
+                raise ValidationError(f"params[{k!r}]", v, f"already logged for this run as {old!r}; params are immutable")
+            if old is None:
+                new.append({"key": k, "value": text, "value_type": typ})
+        if new:
+            self._client.publish("ParamsLogged", "run", self.id, run_id=self.id, params=new)
+            for p in new:
+                self._params[p["key"]] = p["value"]
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set one tag. See :meth:`set_tags`."""
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (values are converted with ``str``). A later value for a key replaces the earlier one."""
+        self._check_open()
+        if not isinstance(tags, Mapping):
+            raise ValidationError("tags", tags, "must be a mapping of tag name to text")
+        if tags:
+            self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=_tag_texts(tags))
+
+    def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None) -> list[dict]:
+        """Record a file (or every file under a directory) produced by this run.
+
+        Records sha256, size, media type and a ``file://`` URI. ``artifact_path`` is its name in
+        the run (default: the file name). Returns the recorded artifacts.
+        """
+        self._check_open()
+        src = Path(local_path)
+        if not src.exists():
+            raise ValidationError("local_path", str(local_path), "must be an existing file or directory")
+        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+        base = artifact_path or src.name
+        recorded = []
+        for f in files:
+            name = base if src.is_file() else f"{base}/{f.relative_to(src).as_posix()}"
+            try:
+                _rules.artifact_path(name)
+            except ValueError as exc:
+                raise ValidationError("artifact_path", name, str(exc)) from None
+            digest, size = _sha256(f)
+            media = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+            art = {"path": name, "uri": f.resolve().as_uri(), "sha256": digest, "size_bytes": size, "media_type": media}
+            self._client.publish("ArtifactLogged", "run", self.id, run_id=self.id, **art)
+            recorded.append(art)
+        return recorded
+
+    # -- lifecycle -----------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> None:
+        """Publish buffered points now and wait until the broker acknowledged everything."""
+        self._raise_pending()
+        self._drain()
+        self._client.emitter.flush(timeout)
+
+    def end(self, status: str = "FINISHED", error: str | None = None, timeout: float | None = None) -> None:
+        """End the run: flush every buffered point, publish RunEnded, wait for delivery (bounded).
+
+        Raises DeliveryError if any event of this run was not acknowledged. Calling it twice is a no-op.
+        """
+        if status not in STATUSES:
+            raise ValidationError("status", status, f"must be one of {', '.join(STATUSES)}")
+        if self._ended:
+            return
+        self._ended = True
+        self.status = status
+        self._stop.set()
+        self._wake.set()
+        self._flusher.join(timeout=5)
+        try:
+            self._raise_pending()
+            self._drain()
+            self._client.publish("RunEnded", "run", self.id, run_id=self.id, status=status,
+                                 end_time=now_micros(), error=error[:8000] if error else None)
+            self._client.emitter.flush(timeout)
+        finally:
+            self._client._run_ended(self)
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            if isinstance(err, DeliveryError):
+                raise err
+            raise DeliveryError(f"publishing metrics of run {self.id} failed: {err}") from err
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise ModelogError(f"run {self.id} has ended ({self.status}); start a new run to log more")
+        if self._error is not None:
+            self._raise_pending()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        elif issubclass(exc_type, (KeyboardInterrupt, Terminated)):
+            self.end("KILLED", error=exc_type.__name__)
+        elif issubclass(exc_type, SystemExit) and exc.code in (0, None):
+            self.end("FINISHED")
+        else:
+            self.end("FAILED", error=f"{exc_type.__name__}: {exc}")
+
+
+def _tag_texts(tags: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for k, v in tags.items():
+        try:
+            _rules.name(k)
+        except ValueError as exc:
+            raise ValidationError("tag name", k, str(exc)) from None
+        text = v if isinstance(v, str) else str(v)
+        try:
+            _rules.tag_value(text)
+        except ValueError as exc:
+            raise ValidationError(f"tags[{k!r}]", v, str(exc)) from None
+        out[k] = text
+    return out
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
