@@ -130,8 +130,12 @@ class _RegistryClient:
             self.url + path, data=data, method=method,
             headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
         )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise RuntimeError(f"schema registry {method} {path}: HTTP {exc.code} {exc.read()[:200]!r}") from None
 
     def register(self, subject: str, schema: dict) -> int:
         return int(self._call("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema)})["id"])

@@ -76,7 +76,8 @@ def _remote(url: str, query: str) -> pyarrow.Table:
         with urllib.request.urlopen(req, timeout=120) as resp:
             body = resp.read()
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
+        with exc:
+            detail = exc.read().decode(errors="replace")
         try:
             detail = json.loads(detail)["error"]
         except (ValueError, KeyError):

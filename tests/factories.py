@@ -1,0 +1,67 @@
+"""Factories for test events: one valid record per event type, and helpers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+ENVELOPE_DEFAULTS = {
+    "actor": {"principal": "alice", "kind": "USER"},
+    "source": {"host": "host-1", "pid": 42, "program": "tests", "sdk_version": "0.1.0"},
+}
+
+
+_IDS = {t: f"01890f5e-0000-7000-8000-{i:012d}" for i, t in enumerate(
+    ["ExperimentCreated", "RunStarted", "ParamsLogged", "MetricsLogged", "TagsSet", "ArtifactLogged", "RunEnded"], 1)}
+
+
+def envelope(event_type: str, key: str, event_id: str | None = None,
+             occurred_at: int = 1_760_000_000_000_000, entity_type: str = "run") -> dict[str, Any]:
+    return {"event_id": event_id or _IDS[event_type], "event_type": event_type, "occurred_at": occurred_at,
+            **ENVELOPE_DEFAULTS, "entity": {"type": entity_type, "key": key}}
+
+
+RUN = "0190f5e0aa000000000000000000abcd"
+
+ENVIRONMENT = {
+    "python_version": "3.11.7", "python_implementation": "CPython", "platform": "Linux-x86_64",
+    "hostname": "host-1", "cpu_count": 2, "memory_bytes": 25_000_000_000, "gpus": [],
+    "command": ["python", "train.py"], "working_dir": "/work", "git_commit": "a" * 40, "git_branch": "main",
+    "git_dirty": False, "git_remote": "https://example.invalid/repo.git", "packages": {"numpy": "2.0.0"},
+}
+
+
+def sample_records() -> dict[str, dict[str, Any]]:
+    """One valid record for every event type (the evolution test keeps their encodings)."""
+    return {
+        "ExperimentCreated": {"envelope": envelope("ExperimentCreated", "credit-risk", entity_type="experiment"),
+                              "experiment": "credit-risk", "description": "PD model"},
+        "RunStarted": {"envelope": envelope("RunStarted", RUN), "run_id": RUN, "experiment": "credit-risk",
+                       "name": "baseline", "start_time": 1_760_000_000_000_000, "tags": {"team": "risk"},
+                       "environment": ENVIRONMENT},
+        "ParamsLogged": {"envelope": envelope("ParamsLogged", RUN), "run_id": RUN,
+                         "params": [{"key": "lr", "value": "0.01", "value_type": "float"},
+                                    {"key": "depth", "value": "6", "value_type": "int"}]},
+        "MetricsLogged": {"envelope": envelope("MetricsLogged", RUN), "run_id": RUN,
+                          "points": [{"key": "loss", "value": 0.5, "step": 0, "timestamp": 1_760_000_000_000_001},
+                                     {"key": "loss", "value": math.nan, "step": 1, "timestamp": 1_760_000_000_000_002},
+                                     {"key": "auc", "value": math.inf, "step": 1, "timestamp": 1_760_000_000_000_003},
+                                     {"key": "auc", "value": -math.inf, "step": 2, "timestamp": 1_760_000_000_000_004}]},
+        "TagsSet": {"envelope": envelope("TagsSet", RUN), "run_id": RUN, "tags": {"candidate": "yes"}},
+        "ArtifactLogged": {"envelope": envelope("ArtifactLogged", RUN), "run_id": RUN, "path": "model.pkl",
+                           "uri": "file:///tmp/model.pkl", "sha256": "0" * 64, "size_bytes": 123,
+                           "media_type": "application/octet-stream"},
+        "RunEnded": {"envelope": envelope("RunEnded", RUN), "run_id": RUN, "status": "FAILED",
+                     "end_time": 1_760_000_000_500_000, "error": "ValueError: boom"},
+    }
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that treats NaN as equal to NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b

@@ -1,0 +1,122 @@
+"""The .avsc files are the contract: plain fastavro reads them, models mirror them, versions are released."""
+
+import json
+from pathlib import Path
+
+import fastavro
+import pytest
+from fastavro.schema import load_schema
+
+from factories import same, sample_records
+from modelog._codec import Codec
+from modelog._models import event_models
+from modelog._schemas import current_schemas, fingerprint, released_file, released_schemas
+from modelog.schemas import SCHEMA_DIR
+
+EVENT_FILES = sorted(SCHEMA_DIR.glob("modelog.events.*.avsc"))
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def test_every_issue_event_has_a_schema():
+    assert set(current_schemas()) >= {"ExperimentCreated", "RunStarted", "ParamsLogged", "MetricsLogged",
+                                      "TagsSet", "ArtifactLogged", "RunEnded"}
+
+
+@pytest.mark.parametrize("path", EVENT_FILES, ids=lambda p: p.stem)
+def test_plain_fastavro_loads_each_schema_and_round_trips_a_sample(path, tmp_path):
+    schema = load_schema(str(path))
+    event_type = path.stem.rsplit(".", 1)[-1]
+    record = sample_records()[event_type]
+    buf = tmp_path / "x.avro"
+    with buf.open("wb") as fh:
+        fastavro.writer(fh, schema, [record])
+    with buf.open("rb") as fh:
+        (back,) = list(fastavro.reader(fh))
+    assert back["envelope"]["event_id"] == record["envelope"]["event_id"]
+    assert back["run_id" if "run_id" in record else "experiment"] == record.get("run_id", record.get("experiment"))
+
+
+@pytest.mark.parametrize("event_type", sorted(current_schemas()))
+def test_current_schema_is_released(event_type):
+    schema = current_schemas()[event_type]
+    assert released_file(schema).exists(), (
+        f"{event_type} changed without a release: run `modelog schemas --freeze` and add samples "
+        "(python tests/samples/make_samples.py)")
+    released = json.loads(released_file(schema).read_text())
+    assert fingerprint(released) == schema.fingerprint
+
+
+def _avro_fields(schema: dict) -> set[str]:
+    return {f["name"] for f in schema["fields"]}
+
+
+@pytest.mark.parametrize("event_type", sorted(current_schemas()))
+def test_models_mirror_schema_fields(event_type):
+    schema = current_schemas()[event_type].expanded
+    model = event_models()[event_type]
+    assert set(model.model_fields) == _avro_fields(schema)
+    # nested records too
+    for f in schema["fields"]:
+        if isinstance(f["type"], dict) and f["type"].get("type") == "record":
+            nested = model.model_fields[f["name"]].annotation
+            assert set(nested.model_fields) == _avro_fields(f["type"])
+
+
+@pytest.mark.parametrize("event_type", sorted(current_schemas()))
+def test_every_sample_record_is_valid(event_type):
+    event_models()[event_type].model_validate(sample_records()[event_type])
+
+
+SAMPLE_FILES = sorted(SAMPLES.glob("*.bin"))
+
+
+def _from_json(v):
+    if v in ("NaN", "Infinity", "-Infinity"):
+        return float(v.replace("Infinity", "inf"))
+    if isinstance(v, dict):
+        return {k: _from_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_from_json(x) for x in v]
+    return v
+
+
+def _contains(decoded, original) -> bool:
+    if isinstance(original, dict):
+        return all(k in decoded and _contains(decoded[k], v) for k, v in original.items())
+    return same(decoded, original)
+
+
+def test_samples_exist_for_every_released_version():
+    released = {s.fingerprint.hex() for s in released_schemas().values()}
+    sampled = {p.stem.split(".")[1] for p in SAMPLE_FILES}
+    assert released <= sampled
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.stem)
+def test_old_samples_decode_with_current_reader(path):
+    decoded = Codec().decode(path.read_bytes())
+    original = _from_json(json.loads(path.with_suffix(".json").read_text()))
+    assert decoded.event_type == path.stem.split(".")[0]
+    assert decoded.writer_id == path.stem.split(".")[1]
+    assert _contains(decoded.record, original)
+
+
+def test_schema_resolution_fills_defaults_for_fields_an_old_writer_lacked():
+    """An older writer without the optional 'description' field still decodes: the default fills in."""
+    current = current_schemas()["ExperimentCreated"]
+    old = json.loads(json.dumps(current.expanded))
+    old["fields"] = [f for f in old["fields"] if f["name"] != "description"]
+    codec = Codec()
+    from modelog._schemas import _make
+
+    old_schema = _make(old)
+    codec._writers[old_schema.fingerprint] = old_schema
+    import io
+
+    buf = io.BytesIO()
+    record = {k: v for k, v in sample_records()["ExperimentCreated"].items() if k != "description"}
+    fastavro.schemaless_writer(buf, old_schema.parsed, record)
+    data = b"\xc3\x01" + old_schema.fingerprint + buf.getvalue()
+    decoded = codec.decode(data)
+    assert decoded.record["description"] is None
+    assert decoded.record["experiment"] == "credit-risk"
