@@ -36,8 +36,10 @@ def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
 
 def arrow_result(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     check_read_only(con, query)
-    cur = con.execute(query)
-    fetch = getattr(cur, "to_arrow_table", None) or cur.fetch_arrow_table  # duckdb >= 1.4 / older
+    rel = con.sql(query)
+    if rel is None:
+        return pa.table({})
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow  # duckdb >= 1.4 / older
     return fetch()
 
 

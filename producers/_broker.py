@@ -49,6 +49,7 @@ def free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tansu binds: TIME_WAIT is no obstacle
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -180,8 +181,12 @@ class EmbeddedBroker:
     @staticmethod
     def _spawn(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
         with log.open("ab") as fh:
-            return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
+        # A daemon on purpose: it outlives this object (and maybe this process), and is reaped
+        # by _alive(). Mark it so Popen's finaliser does not warn that it still runs.
+        proc.returncode = 0
+        return proc
 
     def _kill(self, st: dict, timeout: float = 15.0) -> None:
         for key in ("pid", "s3_pid"):  # broker first: it flushes to S3 on the way down

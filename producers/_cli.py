@@ -127,15 +127,18 @@ def start_processor_background(settings: Settings, loglevel: str = "warning", ti
     proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", loglevel],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
+    log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ModelogError(f"processor exited with code {proc.returncode}; see {settings.home / 'processor.log'}")
         info = running_processor(settings)
         if info and info.get("pid") == proc.pid and info.get("ready"):
+            proc.returncode = 0  # detached on purpose: it outlives this Popen object
             return proc.pid
         time.sleep(0.1)
     proc.terminate()
+    proc.wait(10)
     raise ModelogError(f"processor not ready after {timeout:.0f}s; see {settings.home / 'processor.log'} "
                        f"({processor_file(settings)})")
 

@@ -150,9 +150,12 @@ def configure(settings: Settings | None = None, emitter: Emitter | None = None, 
 # -- SIGTERM and interpreter exit ----------------------------------------------------
 
 _sigterm_installed = False
+_terminated = False
 
 
 def _on_sigterm(signum, frame) -> None:
+    global _terminated
+    _terminated = True
     raise Terminated()
 
 
@@ -172,8 +175,8 @@ def _end_open_runs() -> None:
     for run in list(_open_runs):
         if run._ended:
             continue
-        if isinstance(last, (KeyboardInterrupt, Terminated)):
-            status, error = "KILLED", type(last).__name__
+        if _terminated or isinstance(last, (KeyboardInterrupt, Terminated)):
+            status, error = "KILLED", "Terminated" if _terminated else type(last).__name__
         elif last is not None:
             status, error = "FAILED", f"{type(last).__name__}: {last}"
         else:

@@ -25,11 +25,16 @@ SESSION_TIMEOUT_MS = 2000  # fast consumer-group joins on tansu (see shared BROK
 
 
 def _docker_available() -> bool:
+    if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
+        return False
     try:
         import docker
 
-        docker.from_env().ping()
-        return True
+        client = docker.from_env()
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
     except Exception:
         return False
 
@@ -87,8 +92,9 @@ class Processor:
     def start(self, timeout: float = 60) -> Processor:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         info_file = self.settings.home / "processor.json"
-        self.proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", "info"],
-                                     env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", "info"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

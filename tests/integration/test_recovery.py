@@ -60,13 +60,15 @@ def test_the_same_events_delivered_twice_leave_the_views_unchanged(client, proce
 
 
 def test_kill_9_mid_batch_then_restart_loses_and_duplicates_nothing(env, client, settings):
-    runs, steps, keys = 4, 2500, 20  # 200,000 points in 40+ batch events
+    runs, events, per_event = 4, 300, 200  # 240,000 points in 1,200 events: several processor batches
     for i in range(runs):
         with client.start_run(experiment="crash", name=f"r{i}") as run:
-            for s in range(steps):
-                run.log_metrics({f"k{j}": float(s * j) for j in range(keys)}, step=s)
+            for e in range(events):
+                points = [{"key": f"k{j % 20}", "value": float(j), "step": e * 10 + j // 20,
+                           "timestamp": 1_760_000_000_000_000 + j} for j in range(per_event)]
+                client.publish("MetricsLogged", "run", run.id, run_id=run.id, points=points)
     client.flush()
-    expected = runs * steps * keys
+    expected = runs * events * per_event
 
     proc = Processor(env, settings).start()
     deadline = time.monotonic() + 60
