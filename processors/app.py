@@ -28,6 +28,7 @@ from modelog._config import Settings
 from modelog._query import processor_file
 from modelog._topics import ensure_topics
 
+from . import _transport
 from .projection import RawRecord
 from .projector import Projector
 from .query_server import QueryServer
@@ -64,11 +65,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class ProjectorApp(faust.App):
+    """faust.App on our transport (see ``_transport``: a short fetch wait)."""
+
+    def _new_transport(self):
+        return _transport.Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App:
     bootstrap = settings.resolve_bootstrap()
     app_id = f"{settings.processor_id}-{store.instance_id[:12]}"
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = ProjectorApp(
         app_id,
         broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",")],
         broker_credentials=faust_credentials(dict(settings.kafka_options)),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from modelog._codec import Codec
 from modelog._errors import DecodeError, ValidationError
-from modelog._models import validate
+from modelog._rulecheck import check
 
 from .projection import DeadLetter, RawRecord, Rows, dead_letter_row, new_rows, project
 
@@ -42,7 +42,7 @@ class Projector:
                 out.dead.append(DeadLetter(rec, exc.reason, exc.detail))
                 continue
             try:
-                validate(decoded.event_type, decoded.record)
+                check(decoded.event_type, decoded.record)
                 declared = decoded.record["envelope"]["event_type"]
                 if declared != decoded.event_type:
                     raise ValidationError("envelope.event_type", declared, f"must equal the schema's type {decoded.event_type}")

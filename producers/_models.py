@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any, Literal, Optional
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, StringConstraints
 from typing_extensions import Annotated
 
 from . import _rules
@@ -64,7 +64,11 @@ def _record_model(schema: dict, models: dict[str, type[BaseModel]]) -> type[Base
     for f in schema["fields"]:
         typ = _python_type(f["type"], models)
         rule = f.get("modelog.rule")
-        if rule:
+        if rule in _rules.CONSTRAINTS:
+            pattern, max_length, _ = _rules.CONSTRAINTS[rule]
+            typ = Annotated[typ, StringConstraints(pattern=f"^(?:{pattern})$" if pattern else None,
+                                                   max_length=max_length)]
+        elif rule:
             typ = Annotated[typ, AfterValidator(_rules.RULES[rule])]
         default = f.get("default", ...)
         fields[f["name"]] = (typ, default)
@@ -72,6 +76,9 @@ def _record_model(schema: dict, models: dict[str, type[BaseModel]]) -> type[Base
     models[fullname] = model
     models[fullname.rsplit(".", 1)[-1]] = model
     return model
+
+
+_RULE_WORDS = {f"^(?:{p})$": words for p, _, words in _rules.CONSTRAINTS.values() if p}
 
 
 @cache
@@ -88,7 +95,9 @@ def validate(event_type: str, record: dict[str, Any]) -> None:
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+        msg = _RULE_WORDS.get(err.get("ctx", {}).get("pattern")) if err["type"] == "string_pattern_mismatch" else None
+        if msg is None:
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
         raise ValidationError(f"{event_type}.{loc}", err.get("input"), msg) from None

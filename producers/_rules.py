@@ -104,6 +104,15 @@ def artifact_path(value: Any) -> str:
     return value
 
 
+# Rules that are only a pattern and a length run inside pydantic-core (no Python call per value):
+# rule -> (regex, max length, the rule in words). The words replace pydantic's message.
+CONSTRAINTS: dict[str, tuple[str | None, int | None, str]] = {
+    "name": (_NAME.pattern, MAX_NAME, NAME_RULE),
+    "id": (_ID.pattern, 64, "must be 1-64 characters of letters, digits, '_' or '-'"),
+    "sha256": (_SHA256.pattern, 64, "must be 64 lowercase hex digits"),
+    "param_value": (None, MAX_PARAM_VALUE, f"must be text of at most {MAX_PARAM_VALUE} characters"),
+}
+
 RULES: dict[str, Callable[[Any], Any]] = {
     "name": name,
     "id": ident,

@@ -120,3 +120,38 @@ def test_schema_resolution_fills_defaults_for_fields_an_old_writer_lacked():
     decoded = codec.decode(data)
     assert decoded.record["description"] is None
     assert decoded.record["experiment"] == "credit-risk"
+
+
+def test_processor_rule_plan_covers_every_rule_in_the_schemas():
+    from modelog._rulecheck import plan
+
+    for event_type, schema in current_schemas().items():
+        declared = json.dumps(schema.expanded).count('"modelog.rule"')
+        assert len(plan(event_type)) == declared, event_type
+
+
+@pytest.mark.parametrize("event_type, mutate, field", [
+    ("MetricsLogged", lambda r: r["points"][2].update(key="bad key!"), "MetricsLogged.points.2.key"),
+    ("ParamsLogged", lambda r: r["params"][1].update(value="x" * 7000), "ParamsLogged.params.1.value"),
+    ("RunStarted", lambda r: r.update(tags={"ok": "y" * 9000}), "RunStarted.tags"),
+    ("ArtifactLogged", lambda r: r.update(path="../etc/passwd"), "ArtifactLogged.path"),
+    ("ArtifactLogged", lambda r: r.update(sha256="XYZ"), "ArtifactLogged.sha256"),
+    ("TagsSet", lambda r: r.update(tags={}), "TagsSet.tags"),
+    ("MetricsLogged", lambda r: r.update(points=[]), "MetricsLogged.points"),
+])
+def test_processor_rule_check_and_models_agree(event_type, mutate, field):
+    """The processor's fast rule check and the SDK's pydantic models reject the same records."""
+    from modelog import ValidationError
+    from modelog._models import validate
+    from modelog._rulecheck import check
+
+    record = json.loads(json.dumps(sample_records()[event_type]).replace("NaN", "0").replace("Infinity", "1"))
+    check(event_type, record)
+    validate(event_type, record)
+    mutate(record)
+    with pytest.raises(ValidationError) as fast:
+        check(event_type, record)
+    with pytest.raises(ValidationError) as full:
+        validate(event_type, record)
+    assert fast.value.field == field
+    assert full.value.field.startswith(field)
