@@ -144,7 +144,7 @@ class EmbeddedBroker:
             s3_port = free_port()
             data = self.dir / "s3"
             (data / BUCKET).mkdir(parents=True, exist_ok=True)
-            s3 = self._spawn([sys.executable, "-m", "localbucket", str(data), "--host", "127.0.0.1",
+            s3 = self._spawn([sys.executable, "-m", "modelog._s3server", str(data), "--host", "127.0.0.1",
                               "--port", str(s3_port)], self.dir / "s3.log", os.environ.copy())
             state.update(s3_pid=s3.pid, s3_port=s3_port)
             self._write_state(state)

@@ -94,6 +94,9 @@ class KafkaEmitter:
         return callback
 
     def emit(self, events: Sequence[Event]) -> None:
+        if self._closed.is_set():
+            raise DeliveryError(f"cannot publish to {self.topic}: this client was closed",
+                                [(e.event_type, "closed") for e in events])
         for e in events:
             value = self._codec.encode(e.event_type, e.record)
             headers = [("modelog.event_type", e.event_type.encode()), ("modelog.event_id", e.event_id.encode())]
@@ -113,6 +116,8 @@ class KafkaEmitter:
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every emitted event is acknowledged; raise DeliveryError if any failed or timed out."""
+        if self._closed.is_set():
+            return  # close() flushed everything that was emitted
         timeout = self.settings.flush_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         remaining = self._producer.flush(timeout)
@@ -132,8 +137,15 @@ class KafkaEmitter:
             )
 
     def close(self) -> None:
+        if self._closed.is_set():
+            return
         try:
             self.flush()
         finally:
             self._closed.set()
             self._poller.join(timeout=1)
+            # Release librdkafka's connections now, not at garbage collection: a lingering
+            # handle logs "Disconnected" noise when the broker stops later.
+            close = getattr(self._producer, "close", None)
+            if close is not None:
+                close()
