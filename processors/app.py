@@ -25,10 +25,13 @@ from pathlib import Path
 import faust
 
 from modelog._config import Settings
+from modelog._emitter import KafkaEmitter
+from modelog._events import Event
 from modelog._query import processor_file
 from modelog._topics import ensure_topics
 
 from . import _transport
+from .decider import Decider
 from .projection import RawRecord
 from .projector import Projector
 from .query_server import QueryServer
@@ -100,6 +103,13 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
     tracking = app.topic(settings.tracking_topic, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     projector = Projector()
+    store.decider = Decider(settings.processor_id)  # decisions are signed by this processor
+    decisions = KafkaEmitter(settings)  # RequestDecided records go on the log before their batch commits
+
+    def publish(records: list[dict]) -> None:
+        decisions.emit([Event("RequestDecided", r["envelope"]["entity"]["key"], r) for r in records])
+        decisions.flush()
+
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-duckdb")
     totals = {"records": 0, "applied": 0, "dead": 0, "rows": 0}
 
@@ -112,7 +122,7 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
                 m = e.message
                 ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
                 records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value))
-            stats, dead = await loop.run_in_executor(executor, store.apply, records, projector)
+            stats, dead = await loop.run_in_executor(executor, store.apply, records, projector, publish)
             for dl in dead:
                 r = dl.record
                 await deadletter.send(key=r.key, value=r.value or b"", headers=[

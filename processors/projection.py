@@ -11,44 +11,11 @@ derived by the views in ``views.sql``.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-Columns = dict[str, list]
-Rows = dict[str, Columns]
+from .rows import DeadLetter, RawRecord, Rows, add as _add, new_rows
 
-
-@dataclass(frozen=True)
-class RawRecord:
-    """One Kafka record as read from the log."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A record that could not be projected, and why."""
-
-    record: RawRecord
-    reason: str  # short code: malformed_body, unknown_schema, invalid_event, ...
-    detail: str
-
-
-def new_rows() -> Rows:
-    return defaultdict(lambda: defaultdict(list))
-
-
-def _add(out: Rows, table: str, **values: Any) -> None:
-    cols = out[table]
-    for k, v in values.items():
-        cols[k].append(v)
+__all__ = ["DeadLetter", "RawRecord", "Rows", "new_rows", "project", "dead_letter_row", "PROJECTIONS"]
 
 
 def project_envelope(record: dict, position: RawRecord, writer_id: str, out: Rows) -> None:
@@ -143,6 +110,14 @@ PROJECTIONS: dict[str, Callable[[dict, Rows], None]] = {
     "ArtifactLogged": _artifact_logged,
     "RunEnded": _run_ended,
 }
+
+# Further event families register their projections here (one module per family).
+from . import lineage, registry  # noqa: E402  (registry first: lineage views read registry views)
+
+for _family in (registry, lineage):
+    overlap = PROJECTIONS.keys() & _family.PROJECTIONS.keys()
+    assert not overlap, f"event types projected twice: {overlap}"
+    PROJECTIONS.update(_family.PROJECTIONS)
 
 
 def project(event_type: str, record: dict, position: RawRecord, writer_id: str, out: Rows) -> None:

@@ -1,6 +1,7 @@
 """The processor's SQL endpoint: read-only queries over HTTP on 127.0.0.1, answers as Arrow IPC.
 
     POST /sql       body: one SQL statement (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, PRAGMA show_tables, ...)
+                    header X-Modelog-As-Of (optional): answer with the views as they were at that UTC time
                     200: Arrow IPC stream; 400: {"error": "..."}
     GET  /health    {"status": "ok", "positions": {...}}
 """
@@ -34,8 +35,34 @@ def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
         raise QueryError(f"only read-only queries are allowed here (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW); got {kind}")
 
 
-def arrow_result(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
+    """Make ``con`` (a connection of its own) see the views as they were at ``as_of`` (UTC).
+
+    Each base table is shadowed by a temporary view holding only its rows stamped at or before
+    ``as_of`` (its first timestamp column: occurred_at, registered_at, decided_at, ...), and every view
+    is re-created as a temporary view over those. Connection-local; the file is not touched.
+    """
+    from .store import views_sql
+    from .tables import TABLES, TS
+
+    try:
+        ts = con.execute("SELECT CAST(? AS TIMESTAMP)", [as_of]).fetchone()[0]
+    except duckdb.Error as exc:
+        raise QueryError(f"as_of: must be an ISO 8601 time, e.g. 2026-11-01T12:00:00 (got {as_of!r})") from exc
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    for table, schema in TABLES.items():
+        col = next((f.name for f in schema if f.type == TS), None)
+        where = f' WHERE "{col}" <= $ts' if col else ""
+        con.execute(f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "{db}".main.{table}'
+                    + where.replace("$ts", f"TIMESTAMP '{ts.isoformat(sep=' ')}'"))
+    sql = views_sql().replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
+    con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
+
+
+def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None = None) -> pa.Table:
     check_read_only(con, query)
+    if as_of:
+        as_of_views(con, as_of)
     rel = con.sql(query)
     if rel is None:
         return pa.table({})
@@ -73,7 +100,7 @@ class QueryServer:
                 query = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 cur = outer.store.reader()
                 try:
-                    table = arrow_result(cur, query)
+                    table = arrow_result(cur, query, self.headers.get("X-Modelog-As-Of"))
                 except (QueryError, duckdb.Error) as exc:
                     return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
                 finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,16 +19,25 @@ import duckdb
 
 from modelog._errors import QueryError
 
+from .decider import Decider
 from .projection import RawRecord
-from .projector import Projector
+from .projector import Prepared, Projector
+from .registry import DECISION_TRIGGERS
+from .rows import new_rows
 from .tables import TABLES, ddl, to_arrow
 
+from . import lineage, registry
+
+FAMILIES = (registry, lineage)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
+
 VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
-              "artifacts", "audit_log", "dead_letters")
+              "artifacts", "audit_log", "dead_letters") + tuple(v for f in FAMILIES for v in f.VIEWS)
 
 
 def views_sql() -> str:
-    return resources.files("modelog.processors").joinpath("views.sql").read_text()
+    """All view definitions: tracking's ``views.sql``, then each family's file, in order."""
+    files = ["views.sql"] + [f.VIEWS_SQL for f in FAMILIES]
+    return "\n".join(resources.files("modelog.processors").joinpath(name).read_text() for name in files)
 
 
 @dataclass
@@ -37,6 +47,7 @@ class BatchStats:
     duplicates: int = 0
     dead: int = 0
     rows: int = 0
+    decided: int = 0
 
 
 class ViewStore:
@@ -63,35 +74,64 @@ class ViewStore:
             self.con.execute("INSERT INTO meta VALUES ('instance_id', ?)", [self.instance_id])
         else:
             self.instance_id = row[0]
+        self.decider = Decider()
 
-    def apply(self, records: list[RawRecord], projector: Projector) -> tuple[BatchStats, list]:
-        """Decode, dedupe, project and write ``records`` in one transaction. Returns (stats, dead letters)."""
+    def apply(self, records: list[RawRecord], projector: Projector,
+              publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
+        """Decode, dedupe, project and write ``records`` in one transaction. Returns (stats, dead letters).
+
+        After each governed-change trigger (a request or an approval) the decider sees the state so far,
+        inside the transaction, and its decisions are written as ``computed`` rows. ``publish`` (the live
+        processor's) must put those RequestDecided records on the log before the transaction commits; a
+        failure rolls the batch back so it is redelivered. Rebuilds pass no ``publish``.
+        """
         prepared = projector.prepare(records)
         stats = BatchStats(records=len(records))
+        decided: list[dict] = []
         with self._lock:
             con = self.con
             con.execute("BEGIN TRANSACTION")
             try:
                 known = self._known(prepared.event_ids)
-                rows, dead, applied = projector.rows(prepared, known)
-                stats.applied = applied
-                stats.duplicates = len(prepared.events) - applied
+                dead: list = []
+                for i, segment in enumerate(_segments(prepared)):
+                    rows, seg_dead, applied = projector.rows(segment, known)
+                    stats.applied += applied
+                    dead.extend(seg_dead)
+                    stats.rows += self._insert(rows)
+                    last_id, last_type, last_record, last_pos, _ = segment.events[-1] if segment.events else (None,) * 5
+                    fresh = last_id is not None and last_id not in known
+                    known.update(segment.event_ids)
+                    if fresh and last_type in DECISION_TRIGGERS:
+                        for rec in self.decider.after(con, last_type, last_record, last_pos):
+                            out = new_rows()
+                            registry.decision_rows(rec, "computed", out)
+                            self._insert(out)
+                            decided.append(rec)
+                stats.duplicates = len(prepared.events) - stats.applied
                 stats.dead = len(dead)
-                for table, cols in rows.items():
-                    if table == "log_dead_letters":
-                        self._insert_dead(cols)
-                        continue
-                    arrow = to_arrow(table, cols)
-                    stats.rows += arrow.num_rows
-                    con.register("_batch", arrow)
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
-                    con.unregister("_batch")
                 self._advance(records)
+                if decided and publish is not None:
+                    publish(decided)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        stats.decided = len(decided)
         return stats, dead
+
+    def _insert(self, rows) -> int:
+        n = 0
+        for table, cols in rows.items():
+            if table == "log_dead_letters":
+                self._insert_dead(cols)
+                continue
+            arrow = to_arrow(table, cols)
+            n += arrow.num_rows
+            self.con.register("_batch", arrow)
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
+            self.con.unregister("_batch")
+        return n
 
     def _known(self, ids: list[str]) -> set[str]:
         if not ids:
@@ -141,6 +181,21 @@ class ViewStore:
     def close(self) -> None:
         with self._lock:
             self.con.close()
+
+
+def _segments(prepared: Prepared) -> Iterator[Prepared]:
+    """Split a batch after every decision trigger, so the decider sees exactly the events before it.
+
+    The batch's dead letters travel with the first segment.
+    """
+    current = Prepared(dead=list(prepared.dead))
+    for event in prepared.events:
+        current.events.append(event)
+        if event[1] in DECISION_TRIGGERS:
+            yield current
+            current = Prepared()
+    if current.events or current.dead:
+        yield current
 
 
 def _has_tz(con: duckdb.DuckDBPyConnection) -> bool:

@@ -62,7 +62,16 @@ PRIMARY_KEYS = {
     "log_dead_letters": ("topic", "partition", "offset"),
 }
 
+# Further event families declare their base tables in their own module.
+from . import lineage, registry  # noqa: E402  (registry first: lineage views read registry views)
+
+for _family in (registry, lineage):
+    assert not TABLES.keys() & _family.TABLES.keys(), "a base table is declared twice"
+    TABLES.update(_family.TABLES)
+    PRIMARY_KEYS.update(getattr(_family, "PRIMARY_KEYS", {}))
+
 _DUCK = {
+    pa.list_(pa.struct([("name", pa.string()), ("type", pa.string())])): "STRUCT(name VARCHAR, type VARCHAR)[]",
     pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE",
     pa.bool_(): "BOOLEAN", TS: "TIMESTAMP", pa.binary(): "BLOB",
     pa.list_(pa.string()): "VARCHAR[]", pa.map_(pa.string(), pa.string()): "MAP(VARCHAR, VARCHAR)",

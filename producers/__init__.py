@@ -39,11 +39,41 @@ from ._errors import (
     QueryError,
     ValidationError,
 )
+from ._client import log_dataset, record_lineage, register_dataset
+from ._datasets import DatasetVersion
 from ._query import sql, sql_arrow
+from ._registry import (
+    ModelVersion,
+    Registry,
+    RequestStatus,
+    annotate_model,
+    approve,
+    grant_role,
+    promote,
+    record_deployment,
+    register_model,
+    reject,
+    request_change,
+    set_alias,
+    set_policy,
+)
 from ._run import Run
 from ._version import __version__
 
 __all__ = [
+    "set_policy",
+    "set_alias",
+    "request_change",
+    "reject",
+    "register_model",
+    "record_deployment",
+    "promote",
+    "grant_role",
+    "approve",
+    "annotate_model",
+    "RequestStatus",
+    "Registry",
+    "ModelVersion",
     "BrokerError",
     "Client",
     "ConfigError",
@@ -72,4 +102,17 @@ __all__ = [
     "sql_arrow",
     "start_run",
     "wait_projected",
+    "DatasetVersion",
+    "log_dataset",
+    "record_lineage",
+    "register_dataset",
 ]
+
+
+def __getattr__(name: str):
+    # ``modelog.drift`` (offline drift statistics) pulls in scipy: import it on first use only.
+    if name == "drift":
+        import importlib
+
+        return importlib.import_module(".drift", __name__)
+    raise AttributeError(f"module 'modelog' has no attribute {name!r}")

@@ -160,13 +160,15 @@ def stop_processor(settings: Settings, info: dict, timeout: float = 30.0) -> Non
 @cli.command("sql")
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--as-of", "as_of", default=None, metavar="TIME",
+              help="Answer with the views as they were at TIME (ISO 8601; naive = UTC), e.g. 2026-11-01T12:00Z.")
 @click.pass_context
-def sql_cmd(ctx: click.Context, query: str, fmt: str) -> None:
+def sql_cmd(ctx: click.Context, query: str, fmt: str, as_of: str | None) -> None:
     """Run a read-only SQL query over the views, e.g. modelog sql "SELECT * FROM runs"."""
     from . import _output
     from ._query import sql_arrow
 
-    result = sql_arrow(query, _settings(ctx))
+    result = sql_arrow(query, _settings(ctx), as_of=as_of)
     text = {"table": _output.table, "csv": _output.to_csv, "json": _output.to_json}[fmt](result)
     click.echo(text.rstrip("\n"))
 
@@ -213,6 +215,16 @@ def demo_cmd(ctx: click.Context, runs: int, keep_running: bool) -> None:
     from ._demo import run_demo
 
     run_demo(_settings(ctx), runs=runs, keep_running=keep_running)
+
+
+from ._cli_lineage import lineage  # noqa: E402  (modelog lineage upstream|downstream)
+
+cli.add_command(lineage)
+
+from ._cli_registry import access, deploy, model, policy, requests  # noqa: E402  (the model registry)
+
+for _group in (model, requests, deploy, access, policy):
+    cli.add_command(_group)
 
 
 def main() -> None:

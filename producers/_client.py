@@ -23,6 +23,7 @@ from ._errors import ModelogError, NoActiveRunError, ValidationError
 from ._events import EventFactory, now_micros
 from ._ids import new_run_id
 from ._models import validate
+from ._registry import Registry
 from ._run import Run, Terminated, _tag_texts
 
 _active: contextvars.ContextVar[Run | None] = contextvars.ContextVar("modelog_active_run", default=None)
@@ -39,6 +40,7 @@ class Client:
         self._emitter = emitter
         self._lock = threading.Lock()
         self._experiments: set[str] = set()
+        self._registry: Registry | None = None
 
     @property
     def emitter(self) -> Emitter:
@@ -47,6 +49,13 @@ class Client:
                 if self._emitter is None:
                     self._emitter = KafkaEmitter(self.settings)
         return self._emitter
+
+    @property
+    def registry(self) -> Registry:
+        """Model registry verbs (register, promote, aliases, approvals, deployments, roles, policies)."""
+        if self._registry is None:
+            self._registry = Registry(self)
+        return self._registry
 
     def publish(self, event_type: str, entity_type: str, key: str, **payload: Any) -> None:
         """Validate one event against its schema's rules, then emit it (non-blocking)."""
@@ -119,6 +128,22 @@ class Client:
     def close(self) -> None:
         if self._emitter is not None:
             self._emitter.close()
+
+    def register_dataset(self, name: str, data: Any, *, description: str | None = None,
+                         tags: dict[str, Any] | None = None, uri: str | None = None, derived_from: Any = None,
+                         transform: str | None = None, code_ref: str | None = None) -> Any:
+        """Record a dataset version outside any run. See :func:`modelog.register_dataset`."""
+        from ._datasets import register_dataset
+
+        return register_dataset(self, name, data, description=description, tags=tags, uri=uri,
+                                derived_from=derived_from, transform=transform, code_ref=code_ref)
+
+    def record_lineage(self, src: Any, relation: str, dst: Any, *, role: str | None = None,
+                       transform: str | None = None, code_ref: str | None = None) -> None:
+        """Record one lineage edge. See :func:`modelog.record_lineage`."""
+        from ._datasets import record_lineage
+
+        record_lineage(self, src, relation, dst, role=role, transform=transform, code_ref=code_ref)
 
 
 _EMPTY_ENV = {"python_version": "", "python_implementation": "", "platform": "", "hostname": "", "cpu_count": 0,
@@ -253,3 +278,54 @@ def set_tags(tags: dict[str, Any]) -> None:
 
 def log_artifact(local_path: str, artifact_path: str | None = None) -> list[dict]:
     return _require_run().log_artifact(local_path, artifact_path)
+
+
+# -- datasets and lineage ---------------------------------------------------------------
+
+def log_dataset(name: str, data: Any, role: str = "train", *, description: str | None = None,
+                tags: dict[str, Any] | None = None, uri: str | None = None) -> Any:
+    """Record that the active run used a dataset (file, directory, DataFrame); see :meth:`Run.log_dataset`.
+
+    Raises NoActiveRunError outside a run, ValidationError for bad input. Returns the DatasetVersion.
+
+    Example::
+
+        with modelog.start_run(experiment="credit-risk"):
+            modelog.log_dataset("credit-applications", train_df, role="train")
+    """
+    return _require_run().log_dataset(name, data, role, description=description, tags=tags, uri=uri)
+
+
+def register_dataset(name: str, data: Any, *, description: str | None = None, tags: dict[str, Any] | None = None,
+                     uri: str | None = None, derived_from: Any = None, transform: str | None = None,
+                     code_ref: str | None = None) -> Any:
+    """Record a dataset version (no run needed), optionally derived from other dataset versions.
+
+    ``data``: a file or directory path, a pandas DataFrame or a pyarrow Table; its sha256 content
+    hash is the version. ``derived_from``: DatasetVersions or ``dataset:<name>@<version>`` ids, made
+    into this one by ``transform`` (a name) whose code is at ``code_ref`` (e.g. ``git:<commit>:etl/clean.py``).
+    Returns the :class:`DatasetVersion`. Raises ValidationError (nothing published) for bad input.
+
+    Example::
+
+        raw = modelog.register_dataset("applications-raw", "raw.csv")
+        clean = modelog.register_dataset("applications", clean_df, derived_from=[raw], transform="dedupe")
+    """
+    return default_client().register_dataset(name, data, description=description, tags=tags, uri=uri,
+                                              derived_from=derived_from, transform=transform, code_ref=code_ref)
+
+
+def record_lineage(src: Any, relation: str, dst: Any, *, role: str | None = None, transform: str | None = None,
+                   code_ref: str | None = None) -> None:
+    """Record one lineage edge ``src --relation--> dst`` you know about.
+
+    Nodes: ``run:<run_id>``, ``dataset:<name>@<version>``, ``model:<name>/<version>``,
+    ``deployment:<model>/<environment>``, ``artifact:<run_id>/<path>`` (or a DatasetVersion / Run).
+    ``relation``: consumed (data -> run), produced (run -> data/model), derived (data -> data),
+    deployed (model -> deployment). Raises ValidationError naming the field and the rule.
+
+    Example::
+
+        modelog.record_lineage("dataset:features@3f2a...", "consumed", run, role="train")
+    """
+    default_client().record_lineage(src, relation, dst, role=role, transform=transform, code_ref=code_ref)

@@ -12,6 +12,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,29 +50,52 @@ def running_processor(settings: Settings) -> dict | None:
     return info
 
 
-def sql_arrow(query: str, settings: Settings | None = None) -> pyarrow.Table:
-    """Run a read-only SQL query over the views; return an Arrow table. Raises QueryError."""
+def parse_as_of(value: str | datetime | None) -> str | None:
+    """An ``as_of`` time as UTC ISO text. Naive times are UTC; 'Z' and offsets are honoured."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise QueryError(f"as_of: must be an ISO 8601 time such as 2026-11-01T12:00Z (got {value!r})") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat()
+
+
+def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None) -> pyarrow.Table:
+    """Run a read-only SQL query over the views; return an Arrow table. Raises QueryError.
+
+    ``as_of`` (ISO 8601 text or datetime; naive = UTC) answers with every view as it was at that
+    instant, e.g. which model version was in production then.
+    """
     settings = settings or Settings.load()
+    stamp = parse_as_of(as_of)
     info = running_processor(settings)
     if info and info.get("sql_url"):
-        return _remote(info["sql_url"], query)
-    return _local(settings.views_path, query)
+        return _remote(info["sql_url"], query, stamp)
+    return _local(settings.views_path, query, stamp)
 
 
-def sql(query: str, settings: Settings | None = None) -> pandas.DataFrame:
+def sql(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None) -> pandas.DataFrame:
     """Run a read-only SQL query over the views; return a pandas DataFrame.
 
     Example::
 
         modelog.sql("SELECT run_id, value FROM latest_metrics WHERE key = 'auc' ORDER BY value DESC")
+        modelog.sql("SELECT version FROM model_versions WHERE stage = 'production'", as_of="2026-11-01T12:00Z")
     """
-    return sql_arrow(query, settings).to_pandas()
+    return sql_arrow(query, settings, as_of=as_of).to_pandas()
 
 
-def _remote(url: str, query: str) -> pyarrow.Table:
+def _remote(url: str, query: str, as_of: str | None = None) -> pyarrow.Table:
     import pyarrow as pa
 
-    req = urllib.request.Request(url, data=query.encode(), method="POST", headers={"Content-Type": "text/plain"})
+    headers = {"Content-Type": "text/plain"}
+    if as_of:
+        headers["X-Modelog-As-Of"] = as_of
+    req = urllib.request.Request(url, data=query.encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
             body = resp.read()
@@ -88,7 +112,7 @@ def _remote(url: str, query: str) -> pyarrow.Table:
     return pa.ipc.open_stream(body).read_all()
 
 
-def _local(path: Path, query: str) -> pyarrow.Table:
+def _local(path: Path, query: str, as_of: str | None = None) -> pyarrow.Table:
     import duckdb
 
     if not path.exists():
@@ -100,7 +124,7 @@ def _local(path: Path, query: str) -> pyarrow.Table:
     except duckdb.Error as exc:
         raise QueryError(f"cannot open {path} read-only ({exc}); is a processor starting up?") from exc
     try:
-        return arrow_result(con, query)
+        return arrow_result(con, query, as_of)
     except duckdb.Error as exc:
         raise QueryError(str(exc)) from exc
     finally:

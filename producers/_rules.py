@@ -104,6 +104,35 @@ def artifact_path(value: Any) -> str:
     return value
 
 
+# Semantic Versioning 2.0.0, the official regex (semver.org), without a leading "v".
+SEMVER_RE = (r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+             r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+             r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?")
+SEMVER_RULE = "must be a semantic version MAJOR.MINOR.PATCH[-prerelease][+build] (semver.org), e.g. 1.2.0"
+ALIAS_RE = r"[a-z][a-z0-9_\-]{0,62}"
+ALIAS_RULE = "must be 1-63 characters of lowercase letters, digits, '_' or '-', starting with a letter"
+STAGES = ("development", "staging", "production", "deprecated", "archived")
+PROMOTABLE_STAGES = ("development", "staging", "production")
+
+
+def version(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError("must be a version number: an integer >= 1")
+    return value
+
+
+def semver(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or not re.fullmatch(SEMVER_RE, value)):
+        raise ValueError(SEMVER_RULE)
+    return value
+
+
+def alias(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or not re.fullmatch(ALIAS_RE, value)):
+        raise ValueError(ALIAS_RULE)
+    return value
+
+
 # Rules that are only a pattern and a length run inside pydantic-core (no Python call per value):
 # rule -> (regex, max length, the rule in words). The words replace pydantic's message.
 CONSTRAINTS: dict[str, tuple[str | None, int | None, str]] = {
@@ -111,6 +140,8 @@ CONSTRAINTS: dict[str, tuple[str | None, int | None, str]] = {
     "id": (_ID.pattern, 64, "must be 1-64 characters of letters, digits, '_' or '-'"),
     "sha256": (_SHA256.pattern, 64, "must be 64 lowercase hex digits"),
     "param_value": (None, MAX_PARAM_VALUE, f"must be text of at most {MAX_PARAM_VALUE} characters"),
+    "semver": (SEMVER_RE, 200, SEMVER_RULE),
+    "alias": (ALIAS_RE, 63, ALIAS_RULE),
 }
 
 RULES: dict[str, Callable[[Any], Any]] = {
@@ -123,6 +154,9 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "nonneg": nonneg,
     "sha256": sha256,
     "artifact_path": artifact_path,
+    "version": version,
+    "semver": semver,
+    "alias": alias,
 }
 
 
@@ -179,3 +213,110 @@ def param_text(value: Any) -> tuple[str, str]:
     except ImportError:  # pragma: no cover
         pass
     raise ValueError(f"must be a scalar (str, int, float, bool or None), not {type(value).__name__}")
+
+
+# -- datasets and lineage ---------------------------------------------------------------
+# Lineage node ids (see docs/lineage.md):
+#   run:<run_id>   dataset:<name>@<sha256>   model:<name>/<version>
+#   deployment:<model>/<environment>   artifact:<run_id>/<path>
+
+MAX_URI = 4000
+MAX_CODE_REF = 1000
+MAX_COLUMN_TEXT = 1000
+MAX_DESCRIPTION = 8000
+NODE_KINDS = ("run", "dataset", "model", "deployment", "artifact")
+NODE_RULE = ("must be a lineage node: run:<run_id>, dataset:<name>@<sha256 version>, model:<name>/<version>, "
+             "deployment:<model>/<environment> or artifact:<run_id>/<path>")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S*")
+_HEX_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def parse_node(value: Any, version_prefix: bool = False) -> tuple[str, tuple[str, ...]]:
+    """Split a lineage node id into (kind, parts); raise ValueError(NODE_RULE) if it is not one.
+
+    ``version_prefix`` accepts 8-64 hex digits as a dataset version (the CLI resolves the prefix).
+    """
+    if not isinstance(value, str) or len(value) > MAX_NAME + MAX_ARTIFACT_PATH + 100:
+        raise ValueError(NODE_RULE)
+    kind, sep, rest = value.partition(":")
+    try:
+        if not sep or kind not in NODE_KINDS:
+            raise ValueError
+        if kind == "run":
+            return kind, (ident(rest),)
+        if kind == "dataset":
+            ds, at, ver = rest.rpartition("@")
+            ok = (_HEX_PREFIX if version_prefix else _SHA256).fullmatch(ver)
+            if not at or not ok:
+                raise ValueError
+            return kind, (name(ds), ver)
+        if kind == "model":
+            model, slash, ver = rest.rpartition("/")
+            if not slash or not ver.isdigit() or ver.startswith("0") or not ver.isascii():
+                raise ValueError
+            return kind, (name(model), ver)
+        if kind == "deployment":
+            model, slash, env = rest.rpartition("/")
+            if not slash:
+                raise ValueError
+            return kind, (name(model), name(env))
+        run_id, slash, path = rest.partition("/")
+        if not slash:
+            raise ValueError
+        return kind, (ident(run_id), artifact_path(path))
+    except ValueError:
+        raise ValueError(NODE_RULE) from None
+
+
+def node(value: Any) -> str:
+    parse_node(value)
+    return value
+
+
+def optional_name(value: Any) -> Any:
+    return value if value is None else name(value)
+
+
+def optional_nonneg(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
+def uri(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_URI or not _URI.fullmatch(value):
+        raise ValueError(f"must be a URI with a scheme (file:///..., s3://..., memory://...), at most {MAX_URI} "
+                         "characters, without spaces or control characters")
+    return value
+
+
+def code_ref(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or not value or len(value) > MAX_CODE_REF
+                              or _CONTROL.search(value)):
+        raise ValueError(f"must be 1-{MAX_CODE_REF} characters without control characters "
+                         "(e.g. git:<commit>:path/to/transform.py)")
+    return value
+
+
+def column_text(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_COLUMN_TEXT:
+        raise ValueError(f"must be text of at most {MAX_COLUMN_TEXT} characters")
+    return value
+
+
+def optional_text(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_DESCRIPTION):
+        raise ValueError(f"must be text of at most {MAX_DESCRIPTION} characters")
+    return value
+
+
+RULES.update({
+    "node": node,
+    "optional_name": optional_name,
+    "optional_nonneg": optional_nonneg,
+    "uri": uri,
+    "code_ref": code_ref,
+    "column_text": column_text,
+    "optional_text": optional_text,
+})

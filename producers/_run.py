@@ -230,7 +230,43 @@ class Run:
             recorded.append(art)
         return recorded
 
+    def log_dataset(self, name: str, data: Any, role: str = "train", *, description: str | None = None,
+                    tags: Mapping[str, Any] | None = None, uri: str | None = None) -> Any:
+        """Record that this run used a dataset: a file, a directory, a pandas DataFrame or a pyarrow Table.
+
+        The version is the content's sha256 (the same content is the same version); schema, row count,
+        size and URI are recorded, plus the lineage edge ``dataset:<name>@<version> --consumed--> run:<id>``
+        with ``role`` (train, validation, test, ...). Returns the :class:`modelog.DatasetVersion`.
+        Raises ValidationError (nothing published) for a bad name, role, tag, URI or unreadable data.
+
+        Example::
+
+            train = run.log_dataset("credit-applications", "data/train.csv", role="train")
+            train.node   # 'dataset:credit-applications@3f2a...'
+        """
+        from ._datasets import log_dataset
+
+        return log_dataset(self, name, data, role, description=description, tags=tags, uri=uri)
+
     # -- lifecycle -----------------------------------------------------------------
+    def register_model(self, model: str, *, artifact: str | None = None, uri: str | None = None,
+                       semver: str | None = None, description: str | None = None,
+                       tags: Mapping[str, Any] | None = None, wait: bool = True, timeout: float = 30.0):
+        """Register a version of ``model`` produced by this run; returns a ModelVersion with its number.
+
+        Works during the run and after it ended (register once the evaluation is in).
+
+        Example::
+
+            mv = run.register_model("credit-risk", artifact="model.pkl", semver="1.2.0")
+            print(mv.version)
+        """
+        if not self._ended:
+            self.flush()
+        return self._client.registry.register_model(model, run_id=self.id, artifact=artifact, uri=uri,
+                                                    semver=semver, description=description, tags=tags,
+                                                    wait=wait, timeout=timeout)
+
     def flush(self, timeout: float | None = None) -> None:
         """Publish buffered points now and wait until the broker acknowledged everything."""
         self._raise_pending()

@@ -15,6 +15,12 @@ _IDS = {t: f"01890f5e-0000-7000-8000-{i:012d}" for i, t in enumerate(
     ["ExperimentCreated", "RunStarted", "ParamsLogged", "MetricsLogged", "TagsSet", "ArtifactLogged", "RunEnded"], 1)}
 
 
+_IDS.update({t: f"01890f5e-0000-7000-8001-{i:012d}" for i, t in enumerate(
+    ["ModelVersionRegistered", "ModelAnnotated", "ChangeRequested", "ApprovalGiven", "RequestDecided",
+     "DeploymentRecorded", "AccessChanged", "PolicySet"], 1)})
+REQUEST_ID = _IDS["ChangeRequested"]
+
+
 def envelope(event_type: str, key: str, event_id: str | None = None,
              occurred_at: int = 1_760_000_000_000_000, entity_type: str = "run") -> dict[str, Any]:
     return {"event_id": event_id or _IDS[event_type], "event_type": event_type, "occurred_at": occurred_at,
@@ -53,6 +59,42 @@ def sample_records() -> dict[str, dict[str, Any]]:
                            "media_type": "application/octet-stream"},
         "RunEnded": {"envelope": envelope("RunEnded", RUN), "run_id": RUN, "status": "FAILED",
                      "end_time": 1_760_000_000_500_000, "error": "ValueError: boom"},
+        **registry_records(),
+        **lineage_records(),
+    }
+
+
+def registry_records() -> dict[str, dict[str, Any]]:
+    """One valid record per registry event type."""
+    def env(t: str, key: str = "model:credit-risk") -> dict[str, Any]:
+        return envelope(t, key, entity_type="model")
+
+    return {
+        "ModelVersionRegistered": {"envelope": env("ModelVersionRegistered"), "model": "credit-risk", "run_id": RUN,
+                                   "artifact": "model.pkl", "uri": None, "semver": "1.2.0",
+                                   "description": "GBT baseline", "tags": {"team": "risk"}},
+        "ModelAnnotated": {"envelope": env("ModelAnnotated"), "model": "credit-risk", "version": 1,
+                           "description": "validated", "tags": {"reviewed": "yes"}, "removed_tags": ["team"],
+                           "annotations": {"note": "calibrated on Q3"}},
+        "ChangeRequested": {"envelope": env("ChangeRequested"), "model": "credit-risk", "action": "PROMOTE",
+                            "version": 1, "stage": "production", "alias": None, "comment": "ship it"},
+        "ApprovalGiven": {"envelope": env("ApprovalGiven"), "model": "credit-risk", "request_id": REQUEST_ID,
+                          "verdict": "APPROVE", "comment": "lgtm"},
+        "RequestDecided": {"envelope": env("RequestDecided"), "model": "credit-risk", "request_id": REQUEST_ID,
+                           "outcome": "APPROVED", "reason": "approved (needs-approval)",
+                           "decided_at": 1_760_000_000_600_000, "trigger_offset": 7,
+                           "rules": ["invariants", "needs-approval"], "evidence": {"needs-approval.approved_by": "bob"},
+                           "effects": [{"kind": "STAGE", "version": 1, "stage": "production", "alias": None}]},
+        "DeploymentRecorded": {"envelope": env("DeploymentRecorded"), "model": "credit-risk", "version": 1,
+                               "environment": "prod", "endpoint": "https://models.example.invalid/credit-risk",
+                               "deployed_at": 1_760_000_000_700_000, "rollback_of": None, "comment": None},
+        "AccessChanged": {"envelope": env("AccessChanged", "access:bob"), "principal": "bob", "role": "approver",
+                          "model": None, "granted": True},
+        "PolicySet": {"envelope": env("PolicySet", "policy:*"), "model": None, "rules": [
+            {"name": "needs-approval", "kind": "APPROVAL", "action": "PROMOTE", "stage": "production",
+             "role": "approver", "metric": None, "op": None, "threshold": None},
+            {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
+             "role": None, "metric": "auc", "op": ">=", "threshold": 0.8}]},
     }
 
 
@@ -65,3 +107,26 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b
+
+
+_IDS.update({t: f"01890f5e-0000-7000-8002-{i:012d}" for i, t in enumerate(["DatasetVersionLogged", "LineageRecorded"], 1)})
+DATASET_VERSION = "d" * 64
+RAW_VERSION = "e" * 64
+
+
+def lineage_records() -> dict[str, dict[str, Any]]:
+    """One valid record per lineage event type: a dataset version derived from another, used by RUN."""
+    return {
+        "DatasetVersionLogged": {
+            "envelope": envelope("DatasetVersionLogged", "dataset:applications", entity_type="dataset"),
+            "dataset": "applications", "version": DATASET_VERSION, "uri": "file:///data/applications.csv",
+            "columns": [{"name": "income", "type": "double"}, {"name": "city", "type": "string"}],
+            "row_count": 1000, "size_bytes": 20_480, "media_type": "text/csv", "description": "deduplicated",
+            "tags": {"source": "crm"},
+            "derived_from": [{"dataset": "applications-raw", "version": RAW_VERSION, "transform": "dedupe",
+                              "code_ref": "git:abc123:etl/dedupe.py"}]},
+        "LineageRecorded": {
+            "envelope": envelope("LineageRecorded", f"run:{RUN}"),
+            "src": f"dataset:applications@{DATASET_VERSION}", "relation": "consumed", "dst": f"run:{RUN}",
+            "role": "train", "transform": None, "code_ref": None},
+    }

@@ -52,6 +52,10 @@ def test_public_api_is_pinned():
         "BrokerError", "Client", "ConfigError", "DecodeError", "DeliveryError", "KafkaEmitter", "MemoryEmitter",
         "ModelogError", "NoActiveRunError", "QueryError", "Run", "Settings", "ValidationError", "__version__",
         "active_run", "configure", "end_run", "log_artifact", "log_metric", "log_metrics", "log_param",
-        "log_params", "set_tag", "set_tags", "sql", "sql_arrow", "start_run", "wait_projected"])
+        "log_params", "set_tag", "set_tags", "sql", "sql_arrow", "start_run", "wait_projected",
+        "DatasetVersion", "log_dataset", "record_lineage", "register_dataset",
+        # model registry
+        "ModelVersion", "Registry", "RequestStatus", "annotate_model", "approve", "grant_role", "promote",
+        "record_deployment", "register_model", "reject", "request_change", "set_alias", "set_policy"])
     for name in modelog.__all__:
         assert hasattr(modelog, name)

@@ -12,6 +12,9 @@ from modelog.processors.projector import Projector
 from modelog.processors.store import VIEW_NAMES, ViewStore
 
 
+N = len(sample_records())  # one event per event type
+
+
 def records(values, topic="t", start=0):
     return [RawRecord(topic, 0, start + i, 1_760_000_000_000 + i, b"k", v) for i, v in enumerate(values)]
 
@@ -36,7 +39,7 @@ def snapshot(store):
 
 def test_views_hold_exactly_the_sample_events(store, encoded):
     stats, dead = store.apply(records(encoded), Projector())
-    assert (stats.applied, stats.dead, dead) == (7, 0, [])
+    assert (stats.applied, stats.dead, dead) == (N, 0, [])
     q = store.reader()
     run = q.execute("SELECT run_id, experiment, name, status, error, git_commit, package_count FROM runs").fetchall()
     assert run == [(sample_records()["RunStarted"]["run_id"], "credit-risk", "baseline", "FAILED", "ValueError: boom",
@@ -54,7 +57,7 @@ def test_views_hold_exactly_the_sample_events(store, encoded):
         ("credit-risk", "PD model", 1)]
     audit = q.execute('SELECT event_type, actor, topic, "partition", "offset" FROM audit_log ORDER BY "offset"').fetchall()
     assert [a[0] for a in audit] == list(sample_records()) and {a[1] for a in audit} == {"alice"}
-    assert [a[4] for a in audit] == list(range(7))
+    assert [a[4] for a in audit] == list(range(N))
 
 
 def test_same_events_twice_change_nothing(store, encoded):
@@ -63,7 +66,7 @@ def test_same_events_twice_change_nothing(store, encoded):
     before = snapshot(store)
     stats, _ = store.apply(records(encoded, start=100), Projector())
     stats2, _ = store.apply(records(encoded + encoded, start=200), Projector())
-    assert stats.applied == 0 and stats.duplicates == 7 and stats2.applied == 0
+    assert stats.applied == 0 and stats.duplicates == N and stats2.applied == 0
     assert snapshot(store) == before
 
 
@@ -89,7 +92,7 @@ def test_a_failing_batch_leaves_nothing_behind(store, encoded, monkeypatch):
     assert store.reader().execute("SELECT count(*) FROM audit_log").fetchone() == (0,)
     assert store.positions() == {}
     store.apply(records(encoded), Projector())
-    assert store.reader().execute("SELECT count(*) FROM audit_log").fetchone() == (7,)
+    assert store.reader().execute("SELECT count(*) FROM audit_log").fetchone() == (N,)
 
 
 def test_bad_records_become_dead_letters_and_the_rest_goes_on(store, encoded):
@@ -99,7 +102,7 @@ def test_bad_records_become_dead_letters_and_the_rest_goes_on(store, encoded):
     invalid["tags"] = {"bad key!": "x"}
     bad = [b"garbage", b"\xc3\x01" + b"\x11" * 8 + b"xx", codec.encode("TagsSet", invalid)]
     stats, dead = store.apply(records(bad + encoded), Projector())
-    assert stats.applied == 7
+    assert stats.applied == N
     assert [d.reason for d in dead] == ["not_modelog_event", "unknown_schema", "invalid_event"]
     assert "TagsSet.tags" in dead[2].detail and "letters" in dead[2].detail
     rows = store.reader().execute('SELECT "offset", reason FROM dead_letters ORDER BY "offset"').fetchall()
@@ -110,9 +113,9 @@ def test_bad_records_become_dead_letters_and_the_rest_goes_on(store, encoded):
 
 def test_positions_advance_with_the_batch(store, encoded):
     store.apply(records(encoded), Projector())
-    assert store.positions() == {("t", 0): 7}
+    assert store.positions() == {("t", 0): N}
     store.apply(records(encoded[:2], start=3), Projector())  # older redelivery never moves it back
-    assert store.positions() == {("t", 0): 7}
+    assert store.positions() == {("t", 0): N}
 
 
 def test_views_file_can_be_read_by_plain_duckdb(tmp_path, encoded):

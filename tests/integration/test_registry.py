@@ -1,0 +1,147 @@
+"""The registry against the real broker, a real processor and real DuckDB files: concurrent
+numbering, governed changes decided by the processor, CLI gating, time travel, rebuild."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+
+from conftest import run_cli
+from modelog import Client, Settings, ValidationError
+from modelog._query import sql_arrow
+from modelog.processors.store import VIEW_NAMES
+
+pytestmark = pytest.mark.broker
+
+REGISTER_SCRIPT = """
+import json, sys
+from modelog import Client
+c = Client()
+out = [c.registry.register_model("shared", tags={"writer": sys.argv[1]}, wait=True, timeout=60).version
+       for _ in range(int(sys.argv[2]))]
+c.close()
+print(json.dumps(out))
+"""
+
+
+def q(settings, query):
+    return [tuple(r.values()) for r in sql_arrow(query, settings).to_pylist()]
+
+
+def wait_recorded(settings, timeout=30.0):
+    """Until every decision the processor made is back from the log (source = recorded)."""
+    deadline = time.monotonic() + timeout
+    while q(settings, "SELECT count(*) FROM decisions WHERE source = 'computed'") != [(0,)]:
+        assert time.monotonic() < deadline, "decisions did not come back from the log"
+        time.sleep(0.05)
+
+
+def test_concurrent_registrations_from_several_processes_get_distinct_numbers(env, settings, processor):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")} | env
+    procs = [subprocess.Popen([sys.executable, "-c", REGISTER_SCRIPT, f"w{i}", "5"], env=full,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    numbers = []
+    for p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        numbers.extend(json.loads(out))
+    assert sorted(numbers) == list(range(1, 21))  # each process got its own numbers back
+    rows = q(settings, "SELECT version, tags['writer'] FROM registered_versions WHERE model = 'shared' ORDER BY 1")
+    assert [v for v, _ in rows] == list(range(1, 21))
+    assert {w for _, w in rows} == {"w0", "w1", "w2", "w3"}
+
+
+def test_governed_promotion_through_the_cli(env, settings, processor, client):
+    with client.start_run(experiment="gov", name="good") as good:
+        good.log_metric("auc", 0.93)
+    with client.start_run(experiment="gov", name="weak") as weak:
+        weak.log_metric("auc", 0.61)
+    v1 = good.register_model("credit-risk", semver="1.0.0")
+    v2 = weak.register_model("credit-risk", semver="1.1.0")
+    assert (v1.version, v2.version) == (1, 2)
+
+    run_cli(env, "policy", "set", "--require-approval", "PROMOTE:production=approver",
+            "--gate", "PROMOTE:production=auc >= 0.8")
+    run_cli(env, "access", "grant", "bob", "approver")
+
+    # gate fails: rejected with the reason, exit 1, nothing changes
+    out = run_cli(env, "model", "promote", "credit-risk", "2", "--to", "production", "--wait", check=False)
+    assert out.returncode == 1 and "auc = 0.61 is not >= 0.8" in out.stderr
+
+    # gate passes, approval pending: exit 3 after the timeout
+    out = run_cli(env, "model", "promote", "credit-risk", "1", "--to", "production", "--wait", "--timeout", "2",
+                  check=False)
+    assert out.returncode == 3 and "pending" in out.stderr
+    pending = q(settings, "SELECT request_id, requested_by FROM requests WHERE status = 'PENDING'")
+    assert len(pending) == 1 and pending[0][1] == "tester"
+    request_id = pending[0][0]
+
+    own = run_cli(env, "requests", "approve", request_id)  # the requester approving: does not count
+    assert "approved" in own.stdout
+    run_cli(env | {"MODELOG_PRINCIPAL": "bob"}, "requests", "approve", request_id, "-m", "checked calibration")
+    status = client.registry.wait_decision(request_id, timeout=30)
+    assert status.approved and "needs" not in (status.reason or "x") and "approval" in status.reason
+    assert q(settings, "SELECT version, stage FROM model_versions WHERE model = 'credit-risk' ORDER BY 1") == [
+        (1, "production"), (2, "development")]
+
+    # bad inputs: rejected before publishing, with the field and the rule
+    out = run_cli(env, "model", "promote", "no-such-model", "1", "--to", "production", "--wait", check=False)
+    assert out.returncode == 2 and "model" in out.stderr and "registered model" in out.stderr
+    out = run_cli(env, "model", "alias", "credit-risk", "Bad Alias", "1", check=False)
+    assert out.returncode == 2 and "alias" in out.stderr and "lowercase" in out.stderr
+    with pytest.raises(ValidationError, match="semver"):
+        client.registry.register_model("credit-risk", semver="1.0")
+
+    # the decision is an event on the log, by the processor, in the audit trail
+    wait_recorded(settings)
+    audit = q(settings, "SELECT actor, actor_kind FROM audit_log WHERE event_type = 'RequestDecided'")
+    assert len(audit) == 2 and {a for a in audit} == {("modelog-projector", "SERVICE")}
+
+
+def test_time_travel_and_rebuild_with_decisions(env, settings, processor, client, tmp_path):
+    reg = client.registry
+    for _ in range(2):
+        reg.register_model("churn")
+    assert reg.promote("churn", 1, "production", wait=True).approved
+    reg.record_deployment("churn", 1, "prod", endpoint="http://127.0.0.1:1/churn")
+    client.wait_projected()
+    time.sleep(0.05)
+    before = time.time()
+    time.sleep(0.05)
+    assert reg.promote("churn", 2, "production", wait=True).approved
+    assert reg.set_alias("churn", "champion", 2, wait=True).approved
+    reg.record_deployment("churn", 2, "prod")
+    assert reg.rollback("churn", "prod") == 1
+    assert not reg.promote("churn", 2, "production", wait=True).approved  # already there: a visible rejection
+    assert reg.delete_version("churn", 1, wait=True).approved
+    client.wait_projected()
+    wait_recorded(settings)
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(before)) + f".{int(before % 1 * 1e6):06d}Z"
+    out = run_cli(env, "sql", "--as-of", stamp, "--format", "json",
+                  "SELECT version, stage FROM model_versions WHERE model = 'churn' ORDER BY version")
+    assert json.loads(out.stdout) == [{"version": 1, "stage": "production"}, {"version": 2, "stage": "development"}]
+    now = json.loads(run_cli(env, "sql", "--format", "json",
+                             "SELECT version, stage FROM model_versions WHERE model = 'churn'").stdout)
+    assert now == [{"version": 2, "stage": "production"}]  # version 1 is deleted: hidden, history kept
+    assert q(settings, "SELECT version, rollback_of FROM current_deployments WHERE model = 'churn'") == [(1, 2)]
+    assert q(settings, "SELECT count(*) FROM stage_history WHERE model = 'churn' AND version = 1") == [(4,)]
+
+    run_cli(env, "rebuild", "--output", str(tmp_path / "rebuilt.duckdb"))
+    processor.stop()
+    for view in VIEW_NAMES:
+        live = duckdb.connect(str(settings.views_path), read_only=True)
+        rebuilt = duckdb.connect(str(tmp_path / "rebuilt.duckdb"), read_only=True)
+        try:
+            a = sorted(map(repr, live.execute(f"SELECT * FROM {view}").fetchall()))
+            b = sorted(map(repr, rebuilt.execute(f"SELECT * FROM {view}").fetchall()))
+        finally:
+            live.close()
+            rebuilt.close()
+        assert a == b, view
