@@ -90,6 +90,22 @@ def test_governed_promotion_through_the_cli(env, settings, processor, client):
     assert q(settings, "SELECT version, stage FROM model_versions WHERE model = 'credit-risk' ORDER BY 1") == [
         (1, "production"), (2, "development")]
 
+    # a rule on aliases for this model only; bob rejects through the CLI: nothing changes
+    run_cli(env, "policy", "set", "--model", "credit-risk", "--require-approval", "SET_ALIAS=approver")
+    out = run_cli(env, "model", "alias", "credit-risk", "champion", "2")
+    alias_request = out.stdout.split("request ")[1].split()[0]
+    run_cli(env | {"MODELOG_PRINCIPAL": "bob"}, "requests", "reject", alias_request, "-m", "v2 failed the gate")
+    rejected = client.registry.wait_decision(alias_request, timeout=30)
+    assert rejected.status == "REJECTED" and "rejected by bob: v2 failed the gate" in rejected.reason
+    assert q(settings, "SELECT count(*) FROM model_aliases WHERE model = 'credit-risk'") == [(0,)]
+    listed = run_cli(env, "requests", "list", "--model", "credit-risk", "--format", "json")
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["REJECTED", "APPROVED", "REJECTED"]
+    shown = json.loads(run_cli(env, "model", "show", "credit-risk", "--format", "json").stdout)
+    assert [(v["version"], v["stage"], v["semver"]) for v in shown] == [(1, "production", "1.0.0"),
+                                                                        (2, "development", "1.1.0")]
+    out = run_cli(env, "model", "register", "credit-risk", "--semver", "2.0.0", "--tag", "source=cli")
+    assert out.stdout.strip() == "registered credit-risk version 3"
+
     # bad inputs: rejected before publishing, with the field and the rule
     out = run_cli(env, "model", "promote", "no-such-model", "1", "--to", "production", "--wait", check=False)
     assert out.returncode == 2 and "model" in out.stderr and "registered model" in out.stderr
@@ -101,7 +117,7 @@ def test_governed_promotion_through_the_cli(env, settings, processor, client):
     # the decision is an event on the log, by the processor, in the audit trail
     wait_recorded(settings)
     audit = q(settings, "SELECT actor, actor_kind FROM audit_log WHERE event_type = 'RequestDecided'")
-    assert len(audit) == 2 and {a for a in audit} == {("modelog-projector", "SERVICE")}
+    assert len(audit) == 3 and {a for a in audit} == {("modelog-projector", "SERVICE")}
 
 
 def test_time_travel_and_rebuild_with_decisions(env, settings, processor, client, tmp_path):
@@ -132,6 +148,9 @@ def test_time_travel_and_rebuild_with_decisions(env, settings, processor, client
     assert now == [{"version": 2, "stage": "production"}]  # version 1 is deleted: hidden, history kept
     assert q(settings, "SELECT version, rollback_of FROM current_deployments WHERE model = 'churn'") == [(1, 2)]
     assert q(settings, "SELECT count(*) FROM stage_history WHERE model = 'churn' AND version = 1") == [(4,)]
+    # alias history survives the deletion of version 1 (the alias was on 2)
+    assert q(settings, "SELECT alias, version, valid_to IS NULL FROM alias_history WHERE model = 'churn'") == [
+        ("champion", 2, True)]
 
     run_cli(env, "rebuild", "--output", str(tmp_path / "rebuilt.duckdb"))
     processor.stop()
