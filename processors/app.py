@@ -1,4 +1,4 @@
-"""The projector: a faust app whose agent projects the tracking topic into DuckDB.
+"""The projector: a faust app whose agent projects the tracking, monitoring and alerts topics into DuckDB.
 
 The agent is a short loop: take a batch of records -> decode, validate, dedupe
 and write them in one DuckDB transaction (in a worker thread) -> publish the
@@ -100,7 +100,7 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
         autodiscover=False,
         producer_acks=-1,
     )
-    tracking = app.topic(settings.tracking_topic, key_type=bytes, value_type=bytes)
+    tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     projector = Projector()
     store.decider = Decider(settings.processor_id)  # decisions are signed by this processor
@@ -133,6 +133,11 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
             for k in totals:
                 totals[k] += getattr(stats, k)
             log.info("batch: %s", stats)
+            snapshot_highwaters(app)
+
+    @app.timer(1.0)
+    async def _highwaters() -> None:  # keeps the lag in GET /metrics fresh while idle
+        snapshot_highwaters(app)
 
     if on_ready is not None:
         @app.on_rebalance_complete.connect
@@ -140,7 +145,29 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
             on_ready(totals)
 
     app.modelog_totals = totals  # type: ignore[attr-defined]
+    app.modelog_highwaters = {}  # type: ignore[attr-defined]
     return app
+
+
+def snapshot_highwaters(app: faust.App) -> None:
+    """Record the high watermark of each assigned partition as carried by the consumer's last fetch
+    response (right on tansu, unlike ListOffsets) in ``app.modelog_highwaters``, replaced whole so the
+    HTTP server's thread reads a consistent dict. Runs on the app's event loop."""
+    hw: dict[tuple[str, int], int] = {}
+    if getattr(app, "_consumer", None) is None:  # not started: do not create one from here
+        return
+    try:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            try:
+                h = consumer.highwater(tp)
+            except (AssertionError, KeyError, AttributeError):  # revoked meanwhile
+                continue
+            if h is not None and h >= 0:
+                hw[(tp.topic, tp.partition)] = int(h)
+    except Exception:  # noqa: BLE001 -- not started / rebalancing: keep the last snapshot
+        return
+    app.modelog_highwaters = hw  # type: ignore[attr-defined]
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -154,10 +181,11 @@ def run_processor(settings: Settings, loglevel: str = "warning") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     store = ViewStore(settings.views_path)
-    server = QueryServer(store).start()
+    server = QueryServer(store, port=settings.processor_port).start()
     info_path = processor_file(settings)
     info = {"pid": os.getpid(), "db": str(settings.views_path), "sql_url": server.url + "/sql",
-            "health_url": server.url + "/health", "bootstrap": settings.resolve_bootstrap(),
+            "health_url": server.url + "/health", "metrics_url": server.url + "/metrics",
+            "bootstrap": settings.resolve_bootstrap(),
             "started_at": time.time(), "ready": False}
     _write_json(info_path, info)
 
@@ -168,6 +196,7 @@ def run_processor(settings: Settings, loglevel: str = "warning") -> None:
             _write_json(info_path, info)
 
     app = create_app(settings, store, on_ready=on_ready)
+    server.highwaters = lambda: app.modelog_highwaters
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

@@ -112,9 +112,9 @@ PROJECTIONS: dict[str, Callable[[dict, Rows], None]] = {
 }
 
 # Further event families register their projections here (one module per family).
-from . import lineage, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage):
+for _family in (registry, lineage, monitoring):
     overlap = PROJECTIONS.keys() & _family.PROJECTIONS.keys()
     assert not overlap, f"event types projected twice: {overlap}"
     PROJECTIONS.update(_family.PROJECTIONS)

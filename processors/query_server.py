@@ -4,12 +4,14 @@
                     header X-Modelog-As-Of (optional): answer with the views as they were at that UTC time
                     200: Arrow IPC stream; 400: {"error": "..."}
     GET  /health    {"status": "ok", "positions": {...}}
+    GET  /metrics   Prometheus text format 0.0.4 (drift, alerts, predictions, projector lag; see metrics.py)
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
@@ -17,6 +19,7 @@ import pyarrow as pa
 
 from modelog._errors import QueryError
 
+from . import metrics
 from .store import ViewStore
 
 _ALLOWED = {"SELECT", "EXPLAIN", "PRAGMA"}
@@ -71,10 +74,16 @@ def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None =
 
 
 class QueryServer:
-    """Serves SQL from ``store`` in a background thread; each request gets its own cursor."""
+    """Serves SQL from ``store`` in a background thread; each request gets its own cursor.
 
-    def __init__(self, store: ViewStore, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``highwaters``: a callable returning the high watermark per (topic, partition) the projector's
+    consumer saw (for the lag in ``/metrics``); the app sets it once its consumer exists.
+    """
+
+    def __init__(self, store: ViewStore, host: str = "127.0.0.1", port: int = 0,
+                 highwaters: Callable[[], Mapping[tuple[str, int], int]] | None = None) -> None:
         self.store = store
+        self.highwaters = highwaters
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -89,6 +98,8 @@ class QueryServer:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] == "/metrics":
+                    return self._send(200, outer.metrics_text().encode(), metrics.CONTENT_TYPE)
                 if self.path != "/health":
                     return self._send(404, b'{"error": "not found"}', "application/json")
                 pos = {f"{t}/{p}": o for (t, p), o in outer.store.positions().items()}
@@ -114,6 +125,23 @@ class QueryServer:
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="modelog-sql", daemon=True)
+
+    def metrics_text(self) -> str:
+        """The Prometheus exposition of the views (read on a reader cursor: never waits for the writer)."""
+        cur = self.store.reader()
+        try:
+            def query(sql: str) -> list[dict]:
+                rel = cur.execute(sql)
+                names = [d[0] for d in rel.description]
+                return [dict(zip(names, row)) for row in rel.fetchall()]
+
+            try:
+                highwaters = self.highwaters() if self.highwaters is not None else {}
+            except Exception:  # noqa: BLE001 -- the consumer mid-rebalance: no lag this scrape
+                highwaters = {}
+            return metrics.collect(query, highwaters)
+        finally:
+            cur.close()
 
     def start(self) -> QueryServer:
         self._thread.start()

@@ -29,8 +29,8 @@ Progress = Callable[[int, int], None]  # (records done, records known so far)
 
 def replay(settings: Settings, store: ViewStore, progress: Progress | None = None, batch: int = 2000,
            idle_timeout: float = 10.0) -> int:
-    """Project every record of the tracking topic into ``store``. Returns the number of records read."""
-    topic = settings.tracking_topic
+    """Project every record of the projected topics into ``store``. Returns the number of records read."""
+    topics = settings.projected_topics
     consumer = Consumer(settings.librdkafka(**{
         "group.id": f"modelog-rebuild-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
@@ -41,38 +41,38 @@ def replay(settings: Settings, store: ViewStore, progress: Progress | None = Non
     }))
     try:
         meta = consumer.list_topics(timeout=30)
-        if topic not in meta.topics:
+        parts = sorted((t, p) for t in topics if t in meta.topics for p in meta.topics[t].partitions)
+        if not parts:
             return 0
-        partitions = sorted(meta.topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        consumer.assign([TopicPartition(t, p, 0) for t, p in parts])
         projector = Projector()
-        done, high = 0, {p: None for p in partitions}
-        position = {p: 0 for p in partitions}
+        done, high = 0, {tp: None for tp in parts}
+        position = {tp: 0 for tp in parts}
         last_data = time.monotonic()
         while True:
             msgs = consumer.consume(batch, timeout=0.2)
             records = []
             for m in msgs:
                 if m.error():
-                    raise BrokerError(f"reading {topic}: {m.error()}")
+                    raise BrokerError(f"reading {m.topic()}: {m.error()}")
                 ts_type, ts = m.timestamp()
                 records.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
                                          m.key(), m.value()))
-                position[m.partition()] = m.offset() + 1
+                position[(m.topic(), m.partition())] = m.offset() + 1
             if records:
                 store.apply(records, projector)
                 done += len(records)
                 last_data = time.monotonic()
-            for p in partitions:
+            for t, p in parts:
                 try:
-                    _, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                    _, hi = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
                 except KafkaException:
                     continue
                 if hi >= 0:
-                    high[p] = hi
+                    high[(t, p)] = hi
             if progress:
                 progress(done, sum(h for h in high.values() if h) or done)
-            if all(h is not None and position[p] >= h for p, h in high.items()):
+            if all(h is not None and position[tp] >= h for tp, h in high.items()):
                 return done
             if time.monotonic() - last_data > idle_timeout:
                 return done

@@ -63,14 +63,18 @@ PRIMARY_KEYS = {
 }
 
 # Further event families declare their base tables in their own module.
-from . import lineage, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage):
+for _family in (registry, lineage, monitoring):
     assert not TABLES.keys() & _family.TABLES.keys(), "a base table is declared twice"
     TABLES.update(_family.TABLES)
     PRIMARY_KEYS.update(getattr(_family, "PRIMARY_KEYS", {}))
 
 _DUCK = {
+    pa.map_(pa.string(), pa.float64()): "MAP(VARCHAR, DOUBLE)",
+    pa.map_(pa.string(), pa.int64()): "MAP(VARCHAR, BIGINT)",
+    pa.list_(pa.float64()): "DOUBLE[]",
+    pa.list_(pa.int64()): "BIGINT[]",
     pa.list_(pa.struct([("name", pa.string()), ("type", pa.string())])): "STRUCT(name VARCHAR, type VARCHAR)[]",
     pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE",
     pa.bool_(): "BOOLEAN", TS: "TIMESTAMP", pa.binary(): "BLOB",

@@ -41,6 +41,7 @@ from ._errors import (
 )
 from ._client import log_dataset, record_lineage, register_dataset
 from ._datasets import DatasetVersion
+from ._monitor import Monitor, configure_monitor, log_reference
 from ._query import sql, sql_arrow
 from ._registry import (
     ModelVersion,
@@ -61,6 +62,9 @@ from ._run import Run
 from ._version import __version__
 
 __all__ = [
+    "log_reference",
+    "configure_monitor",
+    "Monitor",
     "set_policy",
     "set_alias",
     "request_change",

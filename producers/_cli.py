@@ -91,7 +91,8 @@ def process(ctx: click.Context, background: bool, stop: bool, status: bool, logl
     info = running_processor(settings)
     if status:
         if info:
-            click.echo(f"running  pid={info['pid']}  ready={info.get('ready')}  sql={info['sql_url']}  db={info['db']}")
+            click.echo(f"running  pid={info['pid']}  ready={info.get('ready')}  sql={info['sql_url']}  db={info['db']}"
+                       + (f"  metrics={info['metrics_url']}" if info.get("metrics_url") else ""))
         else:
             click.echo("not running")
             ctx.exit(1)
@@ -206,15 +207,30 @@ def schemas_cmd(freeze: bool) -> None:
         click.echo(f"{name:<20} {s.fingerprint.hex()}")
 
 
-@cli.command("demo")
+@cli.group("demo", invoke_without_command=True)
 @click.option("--runs", default=6, show_default=True, help="Number of training runs (hyperparameter grid).")
 @click.option("--keep-running", is_flag=True, help="Leave the broker and processor running afterwards.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, runs: int, keep_running: bool) -> None:
-    """The main job: embedded broker + processor + real training runs + a SQL leaderboard."""
+    """The main job: embedded broker + processor + real training runs + a SQL leaderboard.
+
+    `modelog demo monitoring` runs the production-monitoring demo instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from ._demo import run_demo
 
     run_demo(_settings(ctx), runs=runs, keep_running=keep_running)
+
+
+@demo_cmd.command("monitoring")
+@click.option("--keep-running", is_flag=True, help="Leave the broker and processors running afterwards.")
+@click.pass_context
+def demo_monitoring_cmd(ctx: click.Context, keep_running: bool) -> None:
+    """A deployed model drifts: alert in the views, on `alerts tail`, at a webhook, on /metrics."""
+    from ._demo_monitoring import run_monitoring_demo
+
+    run_monitoring_demo(_settings(ctx), keep_running=keep_running)
 
 
 from ._cli_lineage import lineage  # noqa: E402  (modelog lineage upstream|downstream)
@@ -225,6 +241,15 @@ from ._cli_registry import access, deploy, model, policy, requests  # noqa: E402
 
 for _group in (model, requests, deploy, access, policy):
     cli.add_command(_group)
+
+from ._cli_alerts import alerts  # noqa: E402  (modelog alerts tail|webhook)
+
+cli.add_command(alerts)
+
+from ._cli_monitor import drift, monitor  # noqa: E402  (drift processor, monitoring setup)
+
+cli.add_command(drift)
+cli.add_command(monitor)
 
 
 def main() -> None:

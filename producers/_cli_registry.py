@@ -335,7 +335,7 @@ def deploy_list(ctx, everything, fmt) -> None:
 
 @click.group()
 def access() -> None:
-    """Roles (e.g. approver) held by principals, for every model or one."""
+    """Roles held by principals (approver, ...), for every model or one."""
 
 
 @access.command("grant")

@@ -123,7 +123,7 @@ class Client:
 
         self.emitter.flush()
         positions = dict(getattr(self.emitter, "positions", {}))
-        return wait_projected(self.settings, self.settings.tracking_topic, positions, timeout)
+        return wait_projected(self.settings, positions, timeout)
 
     def close(self) -> None:
         if self._emitter is not None:

@@ -20,6 +20,8 @@ MODELOG_SESSION_TIMEOUT_MS   consumer group session timeout (default 6000)
 MODELOG_LINGER_MS            how long the SDK gathers metric points into one event (default 50)
 MODELOG_FLUSH_TIMEOUT        seconds ``end_run`` waits for delivery before raising (default 30)
 MODELOG_PROCESSOR_ID         consumer group / faust app id of the projector (default ``modelog-projector``)
+MODELOG_PROCESSOR_PORT       port of the processor's HTTP endpoint on 127.0.0.1 (/sql, /health, /metrics);
+                             default 0: a free port, written to ``$MODELOG_HOME/processor.json``
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from ._errors import ConfigError
 
 _PREFIX = "MODELOG_"
 _PASSTHROUGH = "MODELOG_KAFKA_"
+
+
+MONITORING_EVENTS = frozenset({"ReferenceProfileLogged", "PredictionsLogged", "LabelsLogged", "MonitorConfigured",
+                               "DriftMeasured"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Settings:
     linger_ms: int = 50
     flush_timeout: float = 30.0
     processor_id: str = "modelog-projector"
+    processor_port: int = 0
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -71,8 +78,31 @@ class Settings:
         return f"{self.topic_prefix}deadletter"
 
     @property
+    def monitoring_topic(self) -> str:
+        """Reference profiles, production predictions and labels, monitor configuration, drift metrics."""
+        return f"{self.topic_prefix}monitoring"
+
+    @property
+    def alerts_topic(self) -> str:
+        """Alerts the drift processor raises and resolves (what alert consumers read)."""
+        return f"{self.topic_prefix}alerts"
+
+    @property
     def metadata_topics(self) -> tuple[str, ...]:
-        return (self.tracking_topic, self.deadletter_topic)
+        return (self.tracking_topic, self.deadletter_topic, self.monitoring_topic, self.alerts_topic)
+
+    @property
+    def projected_topics(self) -> tuple[str, ...]:
+        """The topics the projector reads into the views."""
+        return (self.tracking_topic, self.monitoring_topic, self.alerts_topic)
+
+    def topic_for(self, event_type: str) -> str:
+        """The topic an event type is published to."""
+        if event_type in MONITORING_EVENTS:
+            return self.monitoring_topic
+        if event_type == "AlertChanged":
+            return self.alerts_topic
+        return self.tracking_topic
 
     @property
     def heartbeat_ms(self) -> int:
@@ -149,6 +179,8 @@ class Settings:
                 raise ConfigError(f"{name}: must be >= 1 (got {getattr(self, attr)})")
         if self.linger_ms < 0 or self.flush_timeout <= 0:
             raise ConfigError("MODELOG_LINGER_MS must be >= 0 and MODELOG_FLUSH_TIMEOUT > 0")
+        if not 0 <= self.processor_port <= 65535:
+            raise ConfigError(f"MODELOG_PROCESSOR_PORT: must be 0..65535 (got {self.processor_port})")
         if not self.principal.strip():
             raise ConfigError("MODELOG_PRINCIPAL: must not be empty")
 
@@ -178,4 +210,5 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_LINGER_MS": ("linger_ms", int),
     "MODELOG_FLUSH_TIMEOUT": ("flush_timeout", float),
     "MODELOG_PROCESSOR_ID": ("processor_id", str),
+    "MODELOG_PROCESSOR_PORT": ("processor_port", int),
 }

@@ -50,13 +50,14 @@ class MemoryEmitter:
 
 
 class KafkaEmitter:
-    """Publishes events to ``settings.tracking_topic``, keyed by entity key."""
+    """Publishes events keyed by entity key, each to its type's topic (``Settings.topic_for``),
+    or every event to ``topic`` when one is given."""
 
     def __init__(self, settings: Settings, topic: str | None = None) -> None:
         self.settings = settings
-        self.topic = topic or settings.tracking_topic
+        self.topic = topic
         ensure_topics(settings)
-        self._codec = Codec(settings.schema_registry_url, self.topic)
+        self._codecs: dict[str, Codec] = {}
         self._producer = Producer(settings.librdkafka(**{
             "acks": "all",
             "enable.idempotence": True,
@@ -70,8 +71,8 @@ class KafkaEmitter:
         self._failures: list[tuple[str, str]] = []
         self._pending = 0
         self.delivered = 0
-        # highest acknowledged offset per partition: read-your-writes by offset
-        self.positions: dict[int, int] = {}
+        # highest acknowledged offset per (topic, partition): read-your-writes by offset
+        self.positions: dict[tuple[str, int], int] = {}
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="modelog-emitter-poll", daemon=True)
         self._poller.start()
@@ -88,23 +89,26 @@ class KafkaEmitter:
                     self._failures.append((event_type, str(err)))
                 else:
                     self.delivered += 1
-                    p, o = msg.partition(), msg.offset()
+                    p, o = (msg.topic(), msg.partition()), msg.offset()
                     if o > self.positions.get(p, -1):
                         self.positions[p] = o
         return callback
 
     def emit(self, events: Sequence[Event]) -> None:
         if self._closed.is_set():
-            raise DeliveryError(f"cannot publish to {self.topic}: this client was closed",
-                                [(e.event_type, "closed") for e in events])
+            raise DeliveryError("cannot publish: this client was closed", [(e.event_type, "closed") for e in events])
         for e in events:
-            value = self._codec.encode(e.event_type, e.record)
+            topic = self.topic or self.settings.topic_for(e.event_type)
+            codec = self._codecs.get(topic)
+            if codec is None:
+                codec = self._codecs[topic] = Codec(self.settings.schema_registry_url, topic)
+            value = codec.encode(e.event_type, e.record)
             headers = [("modelog.event_type", e.event_type.encode()), ("modelog.event_id", e.event_id.encode())]
             with self._lock:
                 self._pending += 1
             while True:
                 try:
-                    self._producer.produce(self.topic, value=value, key=e.key.encode(), headers=headers,
+                    self._producer.produce(topic, value=value, key=e.key.encode(), headers=headers,
                                            on_delivery=self._on_delivery(e.event_type))
                     break
                 except BufferError:  # local queue full: let deliveries drain (backpressure)

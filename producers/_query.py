@@ -149,16 +149,19 @@ def projected_positions(settings: Settings) -> dict[tuple[str, int], int]:
     return {(t, p): o for t, p, o in zip(*(table[c].to_pylist() for c in table.column_names))}
 
 
-def wait_projected(settings: Settings, topic: str, offsets: dict[int, int], timeout: float = 30.0) -> float:
-    """Block until the views hold every record up to ``offsets`` (partition -> last offset). Returns seconds waited."""
+def wait_projected(settings: Settings, offsets: dict[tuple[str, int], int], timeout: float = 30.0) -> float:
+    """Block until the views hold every record up to ``offsets`` ((topic, partition) -> last offset).
+
+    Returns the seconds waited; raises QueryError on timeout.
+    """
     import time
 
     start = time.monotonic()
     while True:
         pos = projected_positions(settings)
-        if all(pos.get((topic, p), 0) > o for p, o in offsets.items()):
+        if all(pos.get(tp, 0) > o for tp, o in offsets.items()):
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
-            missing = {p: o for p, o in offsets.items() if pos.get((topic, p), 0) <= o}
-            raise QueryError(f"views did not catch up within {timeout:.0f}s (waiting for {topic} offsets {missing})")
+            missing = {f"{t}/{p}": o for (t, p), o in offsets.items() if pos.get((t, p), 0) <= o}
+            raise QueryError(f"views did not catch up within {timeout:.0f}s (waiting for offsets {missing})")
         time.sleep(0.02)

@@ -19,6 +19,10 @@ METADATA_TOPIC_CONFIG = {
     "min.insync.replicas": "1",
 }
 
+# reference profiles (samples of up to 10,000 values per column) and prediction batches exceed
+# Kafka's 1 MB default record limit
+LARGE_RECORDS = {"max.message.bytes": str(16 * 1024 * 1024)}
+
 _ensured: set[tuple[str, str]] = set()
 
 
@@ -37,7 +41,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     if settings.replication > 1:
         config["min.insync.replicas"] = str(min(2, settings.replication))
     new = [
-        NewTopic(t, num_partitions=settings.partitions, replication_factor=settings.replication, config=config)
+        NewTopic(t, num_partitions=settings.partitions, replication_factor=settings.replication,
+                 config=config | (LARGE_RECORDS if t == settings.monitoring_topic else {}))
         for t in wanted if t not in existing
     ]
     if new:

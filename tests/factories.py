@@ -60,6 +60,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
         "RunEnded": {"envelope": envelope("RunEnded", RUN), "run_id": RUN, "status": "FAILED",
                      "end_time": 1_760_000_000_500_000, "error": "ValueError: boom"},
         **registry_records(),
+        **monitoring_records(),
         **lineage_records(),
     }
 
@@ -95,6 +96,54 @@ def registry_records() -> dict[str, dict[str, Any]]:
              "role": "approver", "metric": None, "op": None, "threshold": None},
             {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
              "role": None, "metric": "auc", "op": ">=", "threshold": 0.8}]},
+    }
+
+
+_IDS.update({t: f"01890f5e-0000-7000-8003-{i:012d}" for i, t in enumerate(
+    ["ReferenceProfileLogged", "PredictionsLogged", "LabelsLogged", "MonitorConfigured", "DriftMeasured",
+     "AlertChanged"], 1)})
+
+
+def monitoring_records() -> dict[str, dict[str, Any]]:
+    """One valid record per monitoring event type."""
+    def env(t: str, key: str = "monitor:credit-risk/prod") -> dict[str, Any]:
+        return envelope(t, key, entity_type="monitor")
+
+    num = {"name": "income", "kind": "NUM", "role": "FEATURE", "count": 4, "missing": 1, "unique": 4, "mean": 2.5,
+           "std": 1.118033988749895, "edges": [1.3, 1.6, 1.9, 2.2, 2.5, 2.8, 3.1, 3.4, 3.7],
+           "bin_counts": [1, 0, 0, 1, 0, 0, 1, 0, 0, 1], "sample": [1.0, 2.0, 3.0, 4.0],
+           "categories": {"1.0": 1, "2.0": 1, "3.0": 1, "4.0": 1}}
+    cat = {"name": "city", "kind": "CAT", "role": "FEATURE", "count": 5, "missing": 0, "unique": 2, "mean": None,
+           "std": None, "edges": [], "bin_counts": [], "sample": [], "categories": {"Lyon": 3, "Oslo": 2}}
+    ts = [1_760_000_001_000_000, 1_760_000_002_000_000]
+    return {
+        "ReferenceProfileLogged": {"envelope": env("ReferenceProfileLogged", "monitor:credit-risk"),
+                                   "model": "credit-risk", "version": 1, "rows": 5, "columns": [num, cat],
+                                   "sample_size": 10000},
+        "PredictionsLogged": {"envelope": env("PredictionsLogged"), "model": "credit-risk", "deployment": "prod",
+                              "version": 1, "request_ids": ["r1", "r2"], "timestamps": ts, "dropped": 3,
+                              "columns": [
+                                  {"name": "income", "role": "FEATURE", "numbers": [1.5, None], "strings": []},
+                                  {"name": "city", "role": "FEATURE", "numbers": [], "strings": ["Lyon", None]},
+                                  {"name": "prediction", "role": "PREDICTION", "numbers": [], "strings": ["1", "0"]},
+                                  {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": []}]},
+        "LabelsLogged": {"envelope": env("LabelsLogged"), "model": "credit-risk", "deployment": "prod",
+                         "request_ids": ["r1", "r2"], "numbers": [], "strings": ["1", "1"]},
+        "MonitorConfigured": {"envelope": env("MonitorConfigured", "monitor:credit-risk"), "model": "credit-risk",
+                              "window_rows": 500, "window_seconds": None, "methods": {"income": "psi"},
+                              "thresholds": {"income": 0.2}, "drift_share": 0.5, "raise_after": 1,
+                              "resolve_after": 2},
+        "DriftMeasured": {"envelope": env("DriftMeasured"), "model": "credit-risk", "deployment": "prod", "version": 1,
+                          "window": 0, "window_start": ts[0], "window_end": ts[1], "rows": 2, "dropped": 3,
+                          "drift_share": 0.5, "dataset_drift": True, "columns": [
+                              {"column": "income", "kind": "num", "role": "FEATURE", "method": "ks", "score": 0.01,
+                               "threshold": 0.05, "drift": True, "n_ref": 4, "n_cur": 1, "missing_ref": 0.2,
+                               "missing_cur": 0.5, "ks_stat": 0.9, "ks_p": 0.01, "psi": 2.1, "js": 0.6,
+                               "wasserstein_norm": 1.2, "chi2_p": None, "unseen": 0}]},
+        "AlertChanged": {"envelope": env("AlertChanged"), "alert_id": "credit-risk/prod/dataset_drift/0",
+                         "model": "credit-risk", "deployment": "prod", "rule": "dataset_drift", "state": "RAISED",
+                         "severity": "warning", "window": 0, "value": 0.5, "threshold": 0.5,
+                         "message": "credit-risk/prod: 50% of features drifted (threshold 50%) in window 0"},
     }
 
 

@@ -56,6 +56,8 @@ def test_public_api_is_pinned():
         "DatasetVersion", "log_dataset", "record_lineage", "register_dataset",
         # model registry
         "ModelVersion", "Registry", "RequestStatus", "annotate_model", "approve", "grant_role", "promote",
-        "record_deployment", "register_model", "reject", "request_change", "set_alias", "set_policy"])
+        "record_deployment", "register_model", "reject", "request_change", "set_alias", "set_policy",
+        # monitoring
+        "Monitor", "configure_monitor", "log_reference"])
     for name in modelog.__all__:
         assert hasattr(modelog, name)

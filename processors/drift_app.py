@@ -1,0 +1,286 @@
+"""The drift processor: a faust app that windows production predictions per deployment, compares
+each closed window with the model version's reference profile, and publishes ``DriftMeasured``
+(monitoring topic) and ``AlertChanged`` (alerts topic) events.
+
+State lives in faust tables with changelog topics, so a restarted worker recovers its open
+windows, references, configuration and alert hysteresis exactly:
+
+* ``references``: model -> {version (text, "null" for the default): ColumnProfile list}
+* ``configs``: model -> MonitorConfigured record
+* ``windows``: "model/deployment" -> the open window's header (number, bounds, rows, chunk count,
+  the last applied offset: records at or below it are redeliveries and are skipped)
+* ``chunks``: "model/deployment/window/n" -> one batch's column values (written once, deleted
+  when the window closes, so the changelog carries each value about once)
+* ``alerts``: "model/deployment" -> hysteresis state per rule
+
+The consumer group is stable (``<processor_id>-drift``), unlike the projector's: re-measuring
+history on every fresh views file would re-raise old alerts. Output event ids are derived from
+(model, deployment, window) and (incident, state), so re-publishing after a crash is a duplicate.
+All statistics: :mod:`processors.drift_core` (pure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import weakref
+
+import faust
+from faust.streams import _current_event
+
+from modelog._codec import Codec
+from modelog._config import Settings
+from modelog._emitter import KafkaEmitter
+from modelog._errors import DecodeError
+from modelog._events import Event, EventFactory
+from modelog._topics import ensure_topics
+
+from .app import ProjectorApp, _free_port, _write_json, faust_credentials
+from .drift_core import MonitorConfig, measure_window, step_alerts
+
+log = logging.getLogger("modelog.drift")
+
+_NS = uuid.UUID("6d6f6465-6c6f-6700-8000-647269667421")
+
+
+def drift_file(settings: Settings) -> Path:
+    return settings.home / "drift.json"
+
+
+class DriftState:
+    """The window bookkeeping on top of faust tables (plain dict-like objects, so it is unit-testable)."""
+
+    def __init__(self, references, configs, windows, chunks, alerts) -> None:
+        self.references, self.configs, self.windows, self.chunks, self.alerts = (
+            references, configs, windows, chunks, alerts)
+
+    def add_reference(self, r: dict) -> None:
+        current = dict(self.references.get(r["model"]) or {})
+        current[str(r.get("version"))] = r["columns"]
+        self.references[r["model"]] = current
+
+    def profile_for(self, model: str, version: int | None) -> list[dict] | None:
+        refs = self.references.get(model) or {}
+        if str(version) in refs:
+            return refs[str(version)]
+        if "None" in refs:
+            return refs["None"]
+        if refs:  # the newest version's profile
+            numbered = sorted((int(k), k) for k in refs if k.lstrip("-").isdigit())
+            return refs[numbered[-1][1]] if numbered else next(iter(refs.values()))
+        return None
+
+    def config_for(self, model: str) -> MonitorConfig:
+        return MonitorConfig.from_record(self.configs.get(model))
+
+    def add_predictions(self, r: dict, offset: int) -> list[dict]:
+        """Add one PredictionsLogged record; returns the windows it closed (as measure inputs)."""
+        key = f"{r['model']}/{r['deployment']}"
+        head = dict(self.windows.get(key) or {"window": None, "rows": 0, "chunks": 0, "dropped": 0,
+                                              "start": None, "end": None, "last_offset": -1, "version": None})
+        if offset <= head["last_offset"]:
+            return []  # redelivered after a restart: already in the window
+        cfg = self.config_for(r["model"])
+        ids, stamps = r["request_ids"], r["timestamps"]
+        cols = [(c["name"], c.get("role", "FEATURE"), c.get("numbers") or c.get("strings") or [None] * len(ids))
+                for c in r["columns"]]
+        closed: list[dict] = []
+        head["dropped"] += r.get("dropped", 0)
+        i, n = 0, len(ids)
+        while i < n:
+            if cfg.window_seconds:
+                bucket = stamps[i] // (cfg.window_seconds * 1_000_000)
+                if head["window"] is not None and bucket < head["window"]:
+                    head["dropped"] += 1  # late for a closed window: counted, not measured
+                    i += 1
+                    continue
+                if head["window"] is not None and bucket > head["window"] and head["rows"]:
+                    closed.append(self._close(key, head, r))
+                if head["window"] is None or bucket > head["window"]:
+                    head.update(window=int(bucket), rows=0, chunks=0, start=None, end=None)
+                j = i
+                while j < n and stamps[j] // (cfg.window_seconds * 1_000_000) == bucket:
+                    j += 1
+            else:
+                if head["window"] is None:
+                    head["window"] = 0
+                room = cfg.window_rows - head["rows"]
+                j = min(n, i + room)
+            self._chunk(key, head, r, cols, stamps, i, j)
+            i = j
+            if not cfg.window_seconds and head["rows"] >= cfg.window_rows:
+                closed.append(self._close(key, head, r))
+                head.update(window=head["window"] + 1, rows=0, chunks=0, start=None, end=None)
+        head["last_offset"] = offset
+        self.windows[key] = head
+        return closed
+
+    def _chunk(self, key: str, head: dict, r: dict, cols, stamps, i: int, j: int) -> None:
+        if j <= i:
+            return
+        self.chunks[f"{key}/{head['window']}/{head['chunks']}"] = {
+            name: {"role": role, "values": values[i:j]} for name, role, values in cols}
+        head["chunks"] += 1
+        head["rows"] += j - i
+        lo, hi = min(stamps[i:j]), max(stamps[i:j])
+        head["start"] = lo if head["start"] is None else min(head["start"], lo)
+        head["end"] = hi if head["end"] is None else max(head["end"], hi)
+        if head.get("version") is None:
+            head["version"] = r.get("version")
+
+    def _close(self, key: str, head: dict, r: dict) -> dict:
+        columns: dict[str, dict] = {}
+        for n in range(head["chunks"]):
+            ck = f"{key}/{head['window']}/{n}"
+            chunk = self.chunks.get(ck) or {}
+            for name, c in chunk.items():
+                entry = columns.setdefault(name, {"role": c["role"], "values": []})
+                entry["values"].extend(c["values"])
+            self.chunks.pop(ck, None)
+        closed = {"model": r["model"], "deployment": r["deployment"], "version": head.get("version"),
+                  "window": head["window"], "window_start": head["start"], "window_end": head["end"],
+                  "rows": head["rows"], "dropped": head["dropped"], "columns": columns}
+        head["dropped"] = 0
+        head["version"] = None
+        return closed
+
+    def measure(self, closed: dict) -> tuple[dict | None, list[dict]]:
+        """(DriftMeasured payload, AlertChanged payloads) for one closed window; (None, []) without a reference."""
+        model, deployment = closed["model"], closed["deployment"]
+        profile = self.profile_for(model, closed["version"])
+        if profile is None:
+            log.warning("no reference profile for %s (version %s): window %s of %s not measured",
+                        model, closed["version"], closed["window"], deployment)
+            return None, []
+        cfg = self.config_for(model)
+        values = {name: c["values"] for name, c in closed["columns"].items() if c["role"] == "FEATURE"}
+        pred_ref = next((p["name"] for p in profile if p["role"] == "PREDICTION"), None)
+        pred_cols = [c["values"] for c in closed["columns"].values() if c["role"] == "PREDICTION"]
+        if pred_ref and pred_cols:
+            values[pred_ref] = pred_cols[0]
+        measured = measure_window(profile, values, cfg)
+        drift = {"model": model, "deployment": deployment, "version": closed["version"], "window": closed["window"],
+                 "window_start": closed["window_start"], "window_end": closed["window_end"],
+                 "rows": closed["rows"], "dropped": closed["dropped"], **measured}
+        key = f"{model}/{deployment}"
+        state, changes = step_alerts(self.alerts.get(key) or {}, measured, cfg, closed["window"], model, deployment)
+        self.alerts[key] = state
+        return drift, changes
+
+
+def output_events(factory: EventFactory, drift: dict, changes: list[dict]) -> list[Event]:
+    key = f"monitor:{drift['model']}/{drift['deployment']}"
+    out = [factory.make("DriftMeasured", "monitor", key, **drift)]
+    out[0].record["envelope"]["event_id"] = str(uuid.uuid5(_NS, f"drift:{drift['model']}/{drift['deployment']}/"
+                                                                 f"{drift['window']}"))
+    for c in changes:
+        e = factory.make("AlertChanged", "monitor", key, **c)
+        e.record["envelope"]["event_id"] = str(uuid.uuid5(_NS, f"alert:{c['alert_id']}:{c['state']}"))
+        out.append(e)
+    return out
+
+
+def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
+    bootstrap = settings.resolve_bootstrap()
+    app_id = f"{settings.processor_id}-drift"
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
+    app = ProjectorApp(
+        app_id,
+        broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",")],
+        broker_credentials=faust_credentials(dict(settings.kafka_options)),
+        key_serializer="raw", value_serializer="raw",
+        processing_guarantee="at_least_once",
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.heartbeat_ms / 1000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions, topic_replication_factor=settings.replication,
+        web_enabled=False, web_host="127.0.0.1", web_port=_free_port(),
+        datadir=str(settings.home / "faust" / app_id), store="memory://", autodiscover=False, producer_acks=-1,
+    )
+    tables = [app.Table(name, default=None, partitions=settings.partitions)
+              for name in ("references", "configs", "windows", "chunks", "alerts")]
+    state = DriftState(*tables)
+    source = app.topic(settings.monitoring_topic, key_type=bytes, value_type=bytes)
+    codec = Codec()
+    factory = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
+                           program="modelog-drift")
+    emitter = KafkaEmitter(settings)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-drift")
+    totals = {"predictions": 0, "windows": 0, "alerts": 0}
+
+    def publish(events: list[Event]) -> None:
+        emitter.emit(events)
+        emitter.flush()
+
+    @app.agent(source)
+    async def watch(stream):
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(200, within=0.05):
+            outputs: list[Event] = []
+            for e in events:
+                # take_events() yields a list: make each event "current" so table writes go to its
+                # partition's changelog, as they would in a per-event stream iteration
+                _current_event.set(weakref.ref(e))
+                try:
+                    decoded = codec.decode(e.message.value)
+                except DecodeError:
+                    continue  # the projector dead-letters it
+                t, r = decoded.event_type, decoded.record
+                if t == "ReferenceProfileLogged":
+                    state.add_reference(r)
+                elif t == "MonitorConfigured":
+                    state.configs[r["model"]] = {k: v for k, v in r.items() if k != "envelope"}
+                elif t == "PredictionsLogged":
+                    totals["predictions"] += len(r["request_ids"])
+                    for closed in state.add_predictions(r, e.message.offset):
+                        drift, changes = state.measure(closed)
+                        if drift is not None:
+                            outputs.extend(output_events(factory, drift, changes))
+                            totals["windows"] += 1
+                            totals["alerts"] += len(changes)
+            if outputs:
+                await loop.run_in_executor(executor, publish, outputs)
+
+    if on_ready is not None:
+        @app.on_rebalance_complete.connect
+        async def _ready(sender, **kwargs) -> None:
+            on_ready(totals)
+
+    app.modelog_totals = totals  # type: ignore[attr-defined]
+    return app
+
+
+def run_drift(settings: Settings, loglevel: str = "warning") -> None:
+    """Run the drift processor in the foreground until SIGINT/SIGTERM (``modelog drift``)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    path = drift_file(settings)
+    info = {"pid": os.getpid(), "bootstrap": settings.resolve_bootstrap(), "started_at": time.time(), "ready": False}
+    _write_json(path, info)
+
+    def on_ready(_totals) -> None:
+        if not info["ready"]:
+            info.update(ready=True, ready_at=time.time())
+            _write_json(path, info)
+
+    app = create_drift_app(settings, on_ready=on_ready)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+__all__ = ["DriftState", "create_drift_app", "drift_file", "output_events", "run_drift"]

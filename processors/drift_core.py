@@ -1,0 +1,201 @@
+"""Window -> drift statistics -> alerts. Pure: no faust, no Kafka, no DuckDB.
+
+``measure_window`` compares one closed window of production data with the reference profile
+(``producers/_profile.py``) using the same statistics, binning, method rule and thresholds as
+``modelog.drift.compare`` (docs/drift.md): with a reference of at most the profile's sample size,
+the numbers are identical; above it, PSI/JS/chi-square/z stay exact (reference counts) and KS
+and Wasserstein use the reference sample.
+
+``step_alerts`` is the hysteresis: an incident opens after ``raise_after`` consecutive windows
+breaking a rule and closes after ``resolve_after`` consecutive calm windows, so one incident is
+one RAISED and one RESOLVED.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as sstats
+
+from modelog import _drift_stats as ds
+from modelog._profile import value_text
+
+DEFAULT_WINDOW_ROWS = 1000
+ALERT_RULES = ("dataset_drift", "prediction_drift")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    window_rows: int | None = DEFAULT_WINDOW_ROWS
+    window_seconds: int | None = None
+    methods: dict[str, str] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    drift_share: float = 0.5
+    raise_after: int = 1
+    resolve_after: int = 2
+
+    @classmethod
+    def from_record(cls, r: dict | None) -> MonitorConfig:
+        if not r:
+            return cls()
+        rows, seconds = r.get("window_rows"), r.get("window_seconds")
+        if rows is None and seconds is None:
+            rows = DEFAULT_WINDOW_ROWS
+        return cls(rows, seconds, dict(r.get("methods", {})), dict(r.get("thresholds", {})),
+                   r.get("drift_share", 0.5), max(1, r.get("raise_after", 1)), max(1, r.get("resolve_after", 2)))
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _numeric(values: list, kind_is_cat: bool = False) -> tuple[np.ndarray, int]:
+    """Finite float values and the number of missing ones (None, NaN, +-inf, unparsable text)."""
+    arr = np.fromiter((_to_float(v) for v in values), dtype=np.float64, count=len(values))
+    finite = arr[np.isfinite(arr)]
+    return finite, int(arr.size - finite.size)
+
+
+def _to_float(v: Any) -> float:
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _texts(values: list) -> tuple[list[str], int]:
+    present = [value_text(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return present, len(values) - len(present)
+
+
+def measure_column(ref: dict, values: list, method: str | None = None, threshold: float | None = None) -> dict:
+    """One ColumnDrift record: the window's ``values`` (numbers or text, None = missing) vs ``ref``."""
+    kind = ref["kind"]
+    n_ref = ref["count"]
+    total_ref = ref["count"] + ref["missing"]
+    nan = math.nan
+    row: dict[str, Any] = {"column": ref["name"], "kind": kind.lower(), "role": ref["role"], "n_ref": n_ref,
+                           "missing_ref": ref["missing"] / total_ref if total_ref else None}
+    chi2 = ks_stat = ks_p = wass = nan
+    unseen = 0
+    if kind == "CAT":
+        cur, missing = _texts(values)
+        ref_cats = ref.get("categories", {})
+        cur_counter = Counter(cur)
+        unseen = sum(c for v, c in cur_counter.items() if v not in ref_cats)
+        cats = sorted(set(ref_cats) | set(cur_counter))
+        ref_counts = np.array([ref_cats.get(c, 0) for c in cats], dtype=np.int64)
+        cur_counts = np.array([cur_counter.get(c, 0) for c in cats], dtype=np.int64)
+        n_cur, n_unique = len(cur), len(cats)
+        psi = ds.psi_from_counts(ref_counts, cur_counts) if n_ref and n_cur else nan
+        js = ds.js_from_counts(ref_counts, cur_counts) if n_ref and n_cur else nan
+        chi2 = ds.chi2_p_from_counts(ref_counts, cur_counts) if n_ref and n_cur else nan
+    else:
+        cur, missing = _numeric(values)
+        cur = np.sort(cur)
+        n_cur = int(cur.size)
+        sample = np.asarray(ref.get("sample", []), dtype=np.float64)
+        edges = np.asarray(ref.get("edges", []), dtype=np.float64)
+        ref_cats = ref.get("categories") or {}
+        if ref_cats:
+            ref_values = np.array(sorted(float(k) for k in ref_cats), dtype=np.float64)
+            cur_unique = np.unique(cur)
+            n_unique = int(np.union1d(ref_values, cur_unique).size)
+        else:
+            n_unique = max(ref["unique"], MAX_KNOWN_UNIQUE)
+        if n_ref and n_cur:
+            ks_stat, ks_p = ds.ks(sample, cur)
+            wass = float(sstats.wasserstein_distance(sample, cur)) / max(ref.get("std") or 0.0, 1e-3)
+            cur_bins = ds.bin_counts(cur, edges, is_sorted=True)
+            ref_bins = np.asarray(ref["bin_counts"], dtype=np.int64)
+            psi, js = ds.psi_from_counts(ref_bins, cur_bins), ds.js_from_counts(ref_bins, cur_bins)
+        else:
+            psi = js = nan
+        ref_counts = cur_counts = np.zeros(0, dtype=np.int64)
+        if ref_cats and n_cur:
+            values_all = np.union1d(ref_values, cur)
+            ref_counts = np.array([ref_cats.get(value_text(v), 0) for v in values_all], dtype=np.int64)
+            cur_counts = np.diff(np.searchsorted(cur, values_all, side="right"), prepend=0).astype(np.int64)
+            if kind == "INT":
+                chi2 = ds.chi2_p_from_counts(ref_counts, cur_counts)
+    method = method or (ds.select_method(kind.lower(), n_ref, n_unique) if n_ref else "ks")
+    if not n_ref or not n_cur:
+        score = nan
+    elif method == "chisquare":
+        score = ds.chisquare_p_from_counts(ref_counts, cur_counts) if ref_counts.size else nan
+    elif method == "z":
+        score = ds.z_p_first_category(ref_counts, cur_counts) if ref_counts.size else nan
+    else:
+        score = {"ks": ks_p, "wasserstein": wass, "jensenshannon": js, "psi": psi}[method]
+    threshold = ds.DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
+    drift = bool(not math.isnan(score) and ds.is_drift(method, float(score), threshold))
+    row.update(method=method, score=_nan_to_none(score), threshold=threshold, drift=drift, n_cur=n_cur,
+               missing_cur=(missing / len(values)) if values else None, ks_stat=_nan_to_none(ks_stat),
+               ks_p=_nan_to_none(ks_p), psi=_nan_to_none(psi), js=_nan_to_none(js),
+               wasserstein_norm=_nan_to_none(wass), chi2_p=_nan_to_none(chi2), unseen=unseen)
+    return row
+
+
+MAX_KNOWN_UNIQUE = 1001  # a column with more distinct reference values than were counted
+
+
+def measure_window(profile: list[dict], columns: dict[str, list], config: MonitorConfig) -> dict:
+    """Drift of one window: per-column records, the drifted share of features, dataset drift.
+
+    ``columns`` maps a column name to its window values; reference columns missing from the
+    window are skipped (a label column never arrives with predictions).
+    """
+    out = []
+    for ref in profile:
+        if ref["role"] == "LABEL" or ref["name"] not in columns:
+            continue
+        out.append(measure_column(ref, columns[ref["name"]], config.methods.get(ref["name"]),
+                                  config.thresholds.get(ref["name"])))
+    features = [c for c in out if c["role"] == "FEATURE"]
+    share = sum(c["drift"] for c in features) / len(features) if features else 0.0
+    return {"columns": out, "drift_share": share, "dataset_drift": bool(features) and share >= config.drift_share}
+
+
+def rule_values(measured: dict, config: MonitorConfig) -> dict[str, tuple[bool, float | None, float | None]]:
+    """Per alert rule: (breaking?, value, threshold) for one measured window."""
+    out = {"dataset_drift": (measured["dataset_drift"], measured["drift_share"], config.drift_share)}
+    pred = [c for c in measured["columns"] if c["role"] == "PREDICTION"]
+    if pred:
+        c = pred[0]
+        out["prediction_drift"] = (c["drift"], c["score"], c["threshold"])
+    return out
+
+
+def step_alerts(state: dict, measured: dict, config: MonitorConfig, window: int, model: str,
+                deployment: str) -> tuple[dict, list[dict]]:
+    """Advance the hysteresis ``state`` (rule -> {open, on, off}) by one window; return (state, changes).
+
+    A change is an AlertChanged payload (without envelope). Pure.
+    """
+    state = {k: dict(v) for k, v in state.items()}
+    changes = []
+    for rule, (breaking, value, threshold) in rule_values(measured, config).items():
+        s = state.setdefault(rule, {"open": None, "on": 0, "off": 0})
+        if breaking:
+            s["on"], s["off"] = s["on"] + 1, 0
+        else:
+            s["on"], s["off"] = 0, s["off"] + 1
+        base = {"model": model, "deployment": deployment, "rule": rule, "severity": "warning", "window": window,
+                "value": _nan_to_none(value) if value is not None else None, "threshold": threshold}
+        if s["open"] is None and s["on"] >= config.raise_after:
+            s["open"] = f"{model}/{deployment}/{rule}/{window}"
+            what = (f"{measured['drift_share']:.0%} of features drifted (threshold {config.drift_share:.0%})"
+                    if rule == "dataset_drift" else f"prediction drift: score {value} vs threshold {threshold}")
+            changes.append({**base, "alert_id": s["open"], "state": "RAISED",
+                            "message": f"{model}/{deployment}: {what} in window {window}"})
+        elif s["open"] is not None and s["off"] >= config.resolve_after:
+            changes.append({**base, "alert_id": s["open"], "state": "RESOLVED",
+                            "message": f"{model}/{deployment}: {rule} calm for {s['off']} window(s)"})
+            s["open"] = None
+    return state, changes

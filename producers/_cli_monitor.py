@@ -1,0 +1,163 @@
+"""``modelog drift`` (the drift processor) and ``modelog monitor`` (reference profiles, configuration)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ._errors import ModelogError
+
+
+def _drift_info(settings) -> dict | None:
+    from modelog.processors.drift_app import drift_file
+
+    from ._query import _pid_alive
+
+    try:
+        info = json.loads(drift_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if _pid_alive(int(info.get("pid", -1))) else None
+
+
+def start_drift_background(settings, loglevel: str = "warning", timeout: float = 120.0) -> int:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log = open(settings.home / "drift.log", "ab")
+    env = dict(os.environ, MODELOG_HOME=str(settings.home))
+    if settings.bootstrap:
+        env["MODELOG_KAFKA_BOOTSTRAP"] = settings.bootstrap
+    proc = subprocess.Popen([sys.executable, "-m", "modelog", "drift", "--loglevel", loglevel], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ModelogError(f"drift processor exited with code {proc.returncode}; see {settings.home / 'drift.log'}")
+        info = _drift_info(settings)
+        if info and info.get("pid") == proc.pid and info.get("ready"):
+            proc.returncode = 0  # detached on purpose
+            return proc.pid
+        time.sleep(0.1)
+    proc.terminate()
+    proc.wait(10)
+    raise ModelogError(f"drift processor not ready after {timeout:.0f}s; see {settings.home / 'drift.log'}")
+
+
+def stop_drift(settings, timeout: float = 30.0) -> bool:
+    from ._query import _pid_alive
+
+    info = _drift_info(settings)
+    if not info:
+        return False
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+@click.command("drift")
+@click.option("--background", "-d", is_flag=True, help="Run detached; return once it is ready.")
+@click.option("--stop", is_flag=True, help="Stop the background drift processor.")
+@click.option("--status", is_flag=True, help="Show whether it runs.")
+@click.option("--loglevel", default="warning", show_default=True)
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds --background waits for readiness.")
+@click.pass_context
+def drift(ctx: click.Context, background: bool, stop: bool, status: bool, loglevel: str, timeout: float) -> None:
+    """Run the drift processor: prediction windows vs reference profiles -> drift metrics and alerts."""
+    settings = ctx.obj["settings"]
+    info = _drift_info(settings)
+    if status:
+        if info:
+            click.echo(f"running  pid={info['pid']}  ready={info.get('ready')}")
+        else:
+            click.echo("not running")
+            ctx.exit(1)
+        return
+    if stop:
+        click.echo("stopped" if stop_drift(settings) else "not running")
+        return
+    if info:
+        raise click.ClickException(f"a drift processor already runs (pid {info['pid']})")
+    if background:
+        pid = start_drift_background(settings, loglevel=loglevel, timeout=timeout)
+        click.echo(f"drift processor running in the background (pid {pid}); log: {settings.home / 'drift.log'}")
+        return
+    from modelog.processors.drift_app import run_drift
+
+    run_drift(settings, loglevel=loglevel)
+
+
+@click.group("monitor")
+def monitor() -> None:
+    """Production monitoring setup: reference profiles and drift configuration."""
+
+
+@monitor.command("reference")
+@click.argument("model")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", "version", type=int, default=None, help="Model version (default: every version).")
+@click.option("--prediction", default=None, help="Name of the prediction column.")
+@click.option("--label", default=None, help="Name of the label column.")
+@click.pass_context
+def monitor_reference(ctx, model, path, version, prediction, label) -> None:
+    """Profile a CSV or Parquet file as MODEL's reference (training) data."""
+    import pandas as pd
+
+    from ._client import Client
+    from ._monitor import log_reference
+
+    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    c = Client(ctx.obj["settings"], program="modelog-cli")
+    try:
+        n = log_reference(model, version, df, prediction=prediction, label=label, client=c)
+        c.flush()
+    finally:
+        c.close()
+    click.echo(f"reference for {model}" + (f" version {version}" if version else "") + f": {n} columns, {len(df)} rows")
+
+
+@monitor.command("configure")
+@click.argument("model")
+@click.option("--window-rows", type=int, default=None, help="Close a window after this many predictions.")
+@click.option("--window-seconds", type=int, default=None, help="Tumbling windows of this length (event time).")
+@click.option("--method", "methods", multiple=True, metavar="COLUMN=METHOD")
+@click.option("--threshold", "thresholds", multiple=True, metavar="COLUMN=VALUE")
+@click.option("--drift-share", type=float, default=0.5, show_default=True)
+@click.option("--raise-after", type=int, default=1, show_default=True)
+@click.option("--resolve-after", type=int, default=2, show_default=True)
+@click.pass_context
+def monitor_configure(ctx, model, window_rows, window_seconds, methods, thresholds, drift_share, raise_after,
+                      resolve_after) -> None:
+    """Set MODEL's windows, per-column methods/thresholds and alert hysteresis."""
+    from ._client import Client
+    from ._monitor import configure_monitor
+
+    def pairs(values, what, cast):
+        out = {}
+        for v in values:
+            k, sep, val = v.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{what} must be COLUMN=VALUE (got {v!r})")
+            out[k] = cast(val)
+        return out
+
+    c = Client(ctx.obj["settings"], program="modelog-cli")
+    try:
+        configure_monitor(model, window_rows=window_rows, window_seconds=window_seconds,
+                          methods=pairs(methods, "--method", str), thresholds=pairs(thresholds, "--threshold", float),
+                          drift_share=drift_share, raise_after=raise_after, resolve_after=resolve_after, client=c)
+        c.flush()
+    finally:
+        c.close()
+    click.echo(f"monitor configured for {model}")

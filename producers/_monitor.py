@@ -1,0 +1,271 @@
+"""Production monitoring from a serving process: reference profiles, predictions, labels, configuration.
+
+``Monitor.log`` never waits on the network: it appends to a bounded in-memory buffer that a
+background thread turns into column-wise ``PredictionsLogged`` batch events. When the buffer is
+full the new prediction is dropped and counted (``on_full="drop"``, the default: serving must not
+slow down) -- or the call waits for room (``on_full="block"``). Drops are never silent: every batch
+event carries the number dropped since the previous one (view ``prediction_rates``), and
+``monitor.stats()`` reports them.
+
+    monitor = modelog.Monitor(model="credit-risk", deployment="prod-eu")
+    rid = monitor.log({"income": 52_000, "city": "Lyon"}, prediction="approve", score=0.83)
+    ...
+    monitor.log_labels(rid, "approve")
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _rules
+from ._errors import ValidationError
+from ._events import now_micros
+from ._ids import uuid7
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._client import Client
+
+BATCH_ROWS = 1000
+MAX_BUFFER = 100_000
+
+
+def _check_name(field: str, value: Any) -> str:
+    try:
+        return _rules.name(value)
+    except ValueError as exc:
+        raise ValidationError(field, value, str(exc)) from None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _column(values: list) -> tuple[list, list]:
+    """(numbers, strings) for one column: numbers if every present value is a number, else text."""
+    if all(v is None or _is_number(v) for v in values):
+        return [None if v is None else float(v) for v in values], []
+    from ._profile import value_text
+
+    return [], [None if v is None or (isinstance(v, float) and math.isnan(v)) else value_text(v) for v in values]
+
+
+class Monitor:
+    """Logs a deployment's predictions (and later labels) for drift and performance monitoring."""
+
+    def __init__(self, model: str, deployment: str, *, version: int | None = None, client: Client | None = None,
+                 max_buffer: int = MAX_BUFFER, batch_rows: int = BATCH_ROWS, linger_ms: int | None = None,
+                 on_full: str = "drop") -> None:
+        from ._client import default_client
+
+        self.model = _check_name("model", model)
+        self.deployment = _check_name("deployment", deployment)
+        if on_full not in ("drop", "block"):
+            raise ValidationError("on_full", on_full, "must be 'drop' or 'block'")
+        if max_buffer < 1 or batch_rows < 1:
+            raise ValidationError("max_buffer", max_buffer, "max_buffer and batch_rows must be >= 1")
+        self.version = version
+        self._client = client or default_client()
+        self._max = max_buffer
+        self._batch = batch_rows
+        self._block = on_full == "block"
+        linger = self._client.settings.linger_ms if linger_ms is None else linger_ms
+        self._linger = max(linger, 1) / 1000
+        self._buf: deque = deque()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._closed = False
+        self._logged = self._sent = self._dropped = self._dropped_unreported = 0
+        self._error: BaseException | None = None
+        self._key = f"monitor:{self.model}/{self.deployment}"
+        self._thread = threading.Thread(target=self._loop, name=f"modelog-monitor-{deployment}", daemon=True)
+        self._thread.start()
+
+    # -- the serving path --------------------------------------------------------------
+
+    def log(self, features: Mapping[str, Any], prediction: Any = None, *, request_id: str | None = None,
+            timestamp: float | None = None, score: float | None = None) -> str:
+        """Record one prediction; returns its request id (generated if not given). Never blocks with on_full='drop'."""
+        rid = request_id or uuid7()
+        ts = now_micros() if timestamp is None else int(timestamp * 1_000_000)
+        item = (rid, ts, features, prediction, score)
+        with self._lock:
+            if self._closed:
+                raise ValidationError("monitor", self.deployment, "is closed")
+            while len(self._buf) >= self._max:
+                if not self._block:
+                    self._dropped += 1
+                    self._dropped_unreported += 1
+                    return rid
+                self._wake.set()
+                self._room.wait(0.1)
+            self._buf.append(item)
+            self._logged += 1
+            if len(self._buf) >= self._batch:
+                self._wake.set()
+        return rid
+
+    def log_frame(self, features: pd.DataFrame, predictions: Iterable[Any] | None = None, *,
+                  request_ids: Iterable[str] | None = None, scores: Iterable[float] | None = None) -> list[str]:
+        """Record many predictions at once (one row of ``features`` each); returns the request ids."""
+        rows = features.to_dict(orient="records")
+        preds = list(predictions) if predictions is not None else [None] * len(rows)
+        ids = list(request_ids) if request_ids is not None else [None] * len(rows)
+        sc = list(scores) if scores is not None else [None] * len(rows)
+        if not len(preds) == len(ids) == len(sc) == len(rows):
+            raise ValidationError("predictions", len(preds), f"must have one entry per row ({len(rows)})")
+        return [self.log(r, p, request_id=i, score=s) for r, p, i, s in zip(rows, preds, ids, sc)]
+
+    def log_labels(self, request_ids: str | Iterable[str], labels: Any) -> None:
+        """Record the ground truth for earlier predictions (one label per request id)."""
+        if isinstance(request_ids, str):
+            request_ids, labels = [request_ids], [labels]
+        ids, labs = list(request_ids), list(labels)
+        if len(ids) != len(labs):
+            raise ValidationError("labels", len(labs), f"must have one label per request id ({len(ids)})")
+        numbers, strings = _column(labs)
+        self._client.publish("LabelsLogged", "monitor", self._key, model=self.model, deployment=self.deployment,
+                             request_ids=[str(i) for i in ids], numbers=numbers, strings=strings)
+
+    # -- background batching ----------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self._linger)
+            self._wake.clear()
+            try:
+                more = self._drain()
+            except BaseException as exc:  # reported on flush/close
+                self._error = exc
+                more = False
+            with self._lock:
+                if self._closed and not self._buf:
+                    return
+            if more:
+                self._wake.set()
+
+    def _drain(self) -> bool:
+        with self._lock:
+            n = min(len(self._buf), self._batch)
+            items = [self._buf.popleft() for _ in range(n)]
+            dropped, self._dropped_unreported = self._dropped_unreported, 0
+            more = bool(self._buf)
+            self._room.notify_all()
+        if not items and not dropped:
+            return False
+        names: dict[str, None] = {}
+        for it in items:
+            names.update(dict.fromkeys(it[2]))
+        columns = []
+        for name in names:
+            numbers, strings = _column([it[2].get(name) for it in items])
+            columns.append({"name": str(name), "role": "FEATURE", "numbers": numbers, "strings": strings})
+        if any(it[3] is not None for it in items):
+            numbers, strings = _column([it[3] for it in items])
+            columns.append({"name": "prediction", "role": "PREDICTION", "numbers": numbers, "strings": strings})
+        if any(it[4] is not None for it in items):
+            numbers, _ = _column([it[4] for it in items])
+            columns.append({"name": "score", "role": "SCORE", "numbers": numbers, "strings": []})
+        event = self._client.events.make(
+            "PredictionsLogged", "monitor", self._key, model=self.model, deployment=self.deployment,
+            version=self.version, request_ids=[str(it[0]) for it in items], timestamps=[it[1] for it in items],
+            columns=columns, dropped=dropped)
+        self._client.emitter.emit([event])
+        with self._lock:
+            self._sent += len(items)
+        return more
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Publish everything buffered and wait for the broker; raises DeliveryError on failure."""
+        deadline = time.monotonic() + (timeout or self._client.settings.flush_timeout)
+        while True:
+            with self._lock:
+                empty = not self._buf and not self._dropped_unreported
+            if empty or time.monotonic() > deadline:
+                break
+            self._wake.set()
+            time.sleep(0.005)
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        self._client.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.flush(timeout)
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def stats(self) -> dict[str, int]:
+        """Counts so far: logged (accepted), sent (in batch events), dropped (buffer full), buffered."""
+        with self._lock:
+            return {"logged": self._logged, "sent": self._sent, "dropped": self._dropped, "buffered": len(self._buf)}
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def log_reference(model: str, version: int | None, data: pd.DataFrame, *, prediction: str | None = None,
+                  label: str | None = None, kinds: Mapping[str, str] | None = None, sample_size: int | None = None,
+                  client: Client | None = None) -> int:
+    """Publish the reference profile of ``data`` (the training data) for ``model`` ``version``.
+
+    ``prediction`` and ``label`` name those columns; ``kinds`` overrides inferred kinds
+    ("num", "int", "cat"). Returns the number of columns profiled.
+    """
+    from ._client import default_client
+    from ._profile import SAMPLE_SIZE, profile_frame
+
+    _check_name("model", model)
+    if version is not None:
+        try:
+            _rules.version(version)
+        except ValueError as exc:
+            raise ValidationError("version", version, str(exc)) from None
+    size = SAMPLE_SIZE if sample_size is None else sample_size
+    columns = profile_frame(data, kinds=kinds, prediction=prediction, label=label, sample_size=size)
+    c = client or default_client()
+    c.publish("ReferenceProfileLogged", "monitor", f"monitor:{model}", model=model, version=version,
+              rows=len(data), columns=columns, sample_size=size)
+    return len(columns)
+
+
+def configure_monitor(model: str, *, window_rows: int | None = None, window_seconds: int | None = None,
+                      methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
+                      drift_share: float = 0.5, raise_after: int = 1, resolve_after: int = 2,
+                      client: Client | None = None) -> None:
+    """Set how the drift processor watches ``model``: windows, per-column methods/thresholds, hysteresis."""
+    from ._client import default_client
+    from .drift import METHODS
+
+    _check_name("model", model)
+    for field, value in (("window_rows", window_rows), ("window_seconds", window_seconds)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValidationError(field, value, "must be a positive integer")
+    for col, m in (methods or {}).items():
+        if m not in METHODS:
+            raise ValidationError(f"methods[{col!r}]", m, f"must be one of {', '.join(METHODS)}")
+    if not 0 < drift_share <= 1:
+        raise ValidationError("drift_share", drift_share, "must be in (0, 1]")
+    for field, value in (("raise_after", raise_after), ("resolve_after", resolve_after)):
+        if not isinstance(value, int) or value < 1:
+            raise ValidationError(field, value, "must be an integer >= 1")
+    c = client or default_client()
+    c.publish("MonitorConfigured", "monitor", f"monitor:{model}", model=model, window_rows=window_rows,
+              window_seconds=window_seconds, methods=dict(methods or {}),
+              thresholds={k: float(v) for k, v in (thresholds or {}).items()}, drift_share=float(drift_share),
+              raise_after=raise_after, resolve_after=resolve_after)

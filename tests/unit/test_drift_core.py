@@ -1,0 +1,114 @@
+"""Window statistics (the drift processor's pure core) agree with modelog.drift.compare, and the
+alert hysteresis opens and closes one incident per episode."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelog._profile import profile_frame
+from modelog.drift import compare
+from modelog.processors.drift_core import MonitorConfig, measure_window, step_alerts
+
+STATS = ("n_ref", "n_cur", "ks_stat", "ks_p", "psi", "js", "wasserstein_norm", "chi2_p", "score")
+
+
+def frames(n_ref: int, n_cur: int, shift: float, seed: int = 7):
+    rng = np.random.default_rng(seed)
+    ref = pd.DataFrame({
+        "x": rng.normal(0, 1, n_ref),
+        "heavy": rng.standard_t(2, n_ref),
+        "code": rng.integers(0, 4, n_ref).astype(float),
+        "flag": rng.integers(0, 2, n_ref).astype(float),
+        "city": rng.choice(["a", "b", "c"], n_ref, p=[0.5, 0.3, 0.2]),
+        "pred": rng.random(n_ref),
+    })
+    cur = pd.DataFrame({
+        "x": rng.normal(shift, 1, n_cur),
+        "heavy": rng.standard_t(2, n_cur) * (1 + shift),
+        "code": rng.integers(0, 4 + int(shift > 0), n_cur).astype(float),
+        "flag": (rng.random(n_cur) < 0.5 + shift / 4).astype(float),
+        "city": rng.choice(["a", "b", "c", "d"], n_cur, p=[0.4, 0.3, 0.2, 0.1] if shift else [0.5, 0.3, 0.2, 0.0]),
+        "pred": rng.random(n_cur) ** (1 + shift),
+    })
+    ref.loc[::17, "x"] = np.nan
+    cur.loc[::11, "x"] = np.nan
+    return ref, cur
+
+
+def window_columns(cur: pd.DataFrame) -> dict[str, list]:
+    out = {}
+    for name in cur.columns:
+        s = cur[name]
+        out[name] = [None if (isinstance(v, float) and math.isnan(v)) else v for v in s.tolist()]
+    return out
+
+
+@pytest.mark.parametrize("n_ref, n_cur, shift", [(300, 200, 0.0), (800, 400, 0.6), (3000, 1000, 0.0),
+                                                 (5000, 1500, 0.5)])
+def test_window_statistics_equal_offline_compare_when_the_reference_fits_the_sample(n_ref, n_cur, shift):
+    ref, cur = frames(n_ref, n_cur, shift)
+    profile = profile_frame(ref, prediction="pred", sample_size=10_000)
+    measured = measure_window(profile, window_columns(cur), MonitorConfig())
+    offline = compare(ref, cur).set_index("column")
+    assert [c["column"] for c in measured["columns"]] == list(ref.columns)
+    for c in measured["columns"]:
+        row = offline.loc[c["column"]]
+        assert c["method"] == row["method"], c["column"]
+        assert c["drift"] == bool(row["drift"]), c["column"]
+        for key in STATS:
+            want, got = row[key], c[key]
+            if isinstance(want, float) and math.isnan(want):
+                assert got is None, (c["column"], key)
+            else:
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (c["column"], key)
+        assert c["missing_cur"] == pytest.approx(row["missing_cur"])
+    features = [c for c in measured["columns"] if c["role"] == "FEATURE"]
+    assert measured["drift_share"] == pytest.approx(sum(c["drift"] for c in features) / len(features))
+
+
+def test_large_reference_keeps_binned_statistics_exact():
+    ref, cur = frames(30_000, 1000, 0.5)
+    profile = profile_frame(ref, prediction="pred", sample_size=2000)
+    measured = {c["column"]: c for c in measure_window(profile, window_columns(cur), MonitorConfig())["columns"]}
+    offline = compare(ref, cur).set_index("column")
+    for col in ("x", "heavy", "city", "code"):
+        assert measured[col]["psi"] == pytest.approx(offline.loc[col, "psi"], rel=1e-9)
+        assert measured[col]["js"] == pytest.approx(offline.loc[col, "js"], rel=1e-9)
+        assert measured[col]["method"] == offline.loc[col, "method"]
+    # KS from a 2,000-value sample: close, not equal
+    assert measured["x"]["ks_stat"] == pytest.approx(offline.loc["x", "ks_stat"], abs=0.05)
+    assert measured["city"]["unseen"] == int((cur["city"] == "d").sum()) > 0
+
+
+def test_empty_window_column_is_measured_as_unknown_not_drift():
+    ref, _ = frames(300, 10, 0.0)
+    profile = profile_frame(ref)
+    measured = measure_window(profile, {"x": [None, None]}, MonitorConfig())
+    (c,) = measured["columns"]
+    assert c["score"] is None and c["drift"] is False and c["missing_cur"] == 1.0
+
+
+def test_alert_hysteresis_one_incident_per_episode():
+    cfg = MonitorConfig(raise_after=2, resolve_after=2)
+    drifting = {"columns": [], "drift_share": 0.8, "dataset_drift": True}
+    calm = {"columns": [], "drift_share": 0.0, "dataset_drift": False}
+    sequence = [calm, drifting, calm, drifting, drifting, drifting, calm, drifting, calm, calm, calm, drifting]
+    state, log = {}, []
+    for w, m in enumerate(sequence):
+        state, changes = step_alerts(state, m, cfg, w, "m", "prod")
+        log.extend((w, c["state"], c["alert_id"]) for c in changes)
+    # raised at the 2nd consecutive drifting window (4), resolved after 2 calm ones (8, 9)
+    assert log == [(4, "RAISED", "m/prod/dataset_drift/4"), (9, "RESOLVED", "m/prod/dataset_drift/4")]
+
+
+def test_prediction_drift_rule_follows_the_prediction_column():
+    ref, cur = frames(800, 400, 0.9)
+    profile = profile_frame(ref, prediction="pred")
+    measured = measure_window(profile, window_columns(cur), MonitorConfig())
+    pred = next(c for c in measured["columns"] if c["role"] == "PREDICTION")
+    _, changes = step_alerts({}, measured, MonitorConfig(), 0, "m", "prod")
+    assert ("prediction_drift" in {c["rule"] for c in changes}) == pred["drift"]

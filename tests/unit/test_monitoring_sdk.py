@@ -1,0 +1,163 @@
+"""Monitoring without a broker: the Monitor SDK's batching and drop policy, the drift processor's
+window bookkeeping (count and time windows, redelivery, closing), and the monitoring views."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelog import Client, MemoryEmitter, Monitor, Settings, ValidationError, configure_monitor, log_reference
+from modelog._codec import Codec
+from modelog.processors.drift_app import DriftState, output_events
+from modelog.processors.projection import RawRecord
+from modelog.processors.projector import Projector
+from modelog.processors.store import ViewStore
+
+
+@pytest.fixture
+def client(tmp_path):
+    c = Client(Settings.load(env={}, home=tmp_path, principal="svc", linger_ms=5), emitter=MemoryEmitter())
+    yield c
+    c.close()
+
+
+def events(client, event_type):
+    return [e.record for e in client.emitter.events if e.event_type == event_type]
+
+
+def test_monitor_batches_column_wise_and_keeps_types(client):
+    with Monitor("credit-risk", "prod", version=2, client=client, batch_rows=3) as m:
+        ids = [m.log({"income": 10 + i, "city": "Lyon" if i % 2 else None}, prediction="approve", score=0.5)
+               for i in range(7)]
+        m.log_labels(ids[0], "approve")
+    batches = events(client, "PredictionsLogged")
+    assert [len(b["request_ids"]) for b in batches] == [3, 3, 1]
+    assert [rid for b in batches for rid in b["request_ids"]] == ids
+    cols = {c["name"]: c for c in batches[0]["columns"]}
+    assert cols["income"]["numbers"] == [10.0, 11.0, 12.0] and cols["income"]["strings"] == []
+    assert cols["city"]["strings"] == [None, "Lyon", None]
+    assert cols["prediction"]["role"] == "PREDICTION" and cols["prediction"]["strings"] == ["approve"] * 3
+    assert cols["score"]["role"] == "SCORE"
+    assert batches[0]["version"] == 2
+    (labels,) = events(client, "LabelsLogged")
+    assert labels["request_ids"] == [ids[0]] and labels["strings"] == ["approve"]
+
+
+def test_full_buffer_drops_and_counts_never_silently(client):
+    m = Monitor("m", "d", client=client, max_buffer=5, batch_rows=1000, linger_ms=10_000)
+    for i in range(12):
+        m.log({"x": i})
+    assert m.stats() == {"logged": 5, "sent": 0, "dropped": 7, "buffered": 5}
+    m.close()
+    assert sum(b["dropped"] for b in events(client, "PredictionsLogged")) == 7
+    assert m.stats()["sent"] == 5
+
+
+def test_bad_input_is_rejected_before_publishing(client):
+    with pytest.raises(ValidationError, match="deployment"):
+        Monitor("m", "bad deployment!", client=client)
+    with pytest.raises(ValidationError, match="on_full"):
+        Monitor("m", "d", client=client, on_full="explode")
+    with pytest.raises(ValidationError, match="prediction"):
+        log_reference("m", 1, pd.DataFrame({"x": [1.0]}), prediction="nope", client=client)
+    with pytest.raises(ValidationError, match="methods"):
+        configure_monitor("m", methods={"x": "magic"}, client=client)
+    assert client.emitter.events == []
+
+
+def _state():
+    return DriftState({}, {}, {}, {}, {})
+
+
+def _preds(n, start=0, ts0=1_000_000, step=1_000, model="m", value=0.0):
+    return {"model": model, "deployment": "d", "version": None, "request_ids": [f"r{start + i}" for i in range(n)],
+            "timestamps": [ts0 + (start + i) * step for i in range(n)], "dropped": 0,
+            "columns": [{"name": "x", "role": "FEATURE", "numbers": [value + i for i in range(n)], "strings": []}]}
+
+
+def test_count_windows_close_at_the_configured_size_and_skip_redeliveries():
+    st = _state()
+    st.configs["m"] = {"window_rows": 4, "window_seconds": None}
+    assert st.add_predictions(_preds(3), offset=0) == []
+    closed = st.add_predictions(_preds(3, start=3), offset=1)
+    assert [(c["window"], c["rows"]) for c in closed] == [(0, 4)]
+    assert closed[0]["columns"]["x"]["values"] == [0.0, 1.0, 2.0, 0.0]
+    assert st.add_predictions(_preds(3, start=3), offset=1) == []  # redelivered offset: ignored
+    assert st.windows["m/d"]["rows"] == 2 and st.windows["m/d"]["window"] == 1
+    closed = st.add_predictions(_preds(7, start=6), offset=2)
+    assert [(c["window"], c["rows"]) for c in closed] == [(1, 4), (2, 4)]
+    assert st.windows["m/d"]["rows"] == 1 and st.windows["m/d"]["window"] == 3
+    assert not any(k.startswith("m/d/0/") for k in st.chunks)  # closed windows' chunks are deleted
+
+
+def test_time_windows_by_event_time_and_late_rows_are_counted():
+    st = _state()
+    st.configs["m"] = {"window_rows": None, "window_seconds": 1}
+    closed = st.add_predictions(_preds(5, ts0=0, step=300_000), offset=0)  # t = 0, .3, .6, .9 | 1.2 s
+    assert [(c["window"], c["rows"], c["window_start"], c["window_end"]) for c in closed] == [(0, 4, 0, 900_000)]
+    head = st.windows["m/d"]
+    assert head["window"] == 1 and head["rows"] == 1
+    late = _preds(1, ts0=100_000)  # belongs to window 0, already closed
+    st.add_predictions(late, offset=1)
+    assert st.windows["m/d"]["dropped"] == 1
+
+
+def test_measure_and_output_events_are_deterministic():
+    st = _state()
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"x": rng.normal(size=500)})
+    from modelog._profile import profile_frame
+
+    st.add_reference({"model": "m", "version": None, "columns": profile_frame(ref)})
+    st.configs["m"] = {"window_rows": 200}
+    closed = st.add_predictions(_preds(200, value=3.0), offset=0)
+    drift, changes = st.measure(closed[0])
+    assert drift["dataset_drift"] and drift["columns"][0]["drift"]
+    assert [c["state"] for c in changes] == ["RAISED"]
+    from modelog._events import EventFactory
+
+    factory = EventFactory(Settings.load(env={}, principal="modelog-drift"), program="modelog-drift")
+    a, b = output_events(factory, drift, changes), output_events(factory, drift, changes)
+    assert [e.event_id for e in a] == [e.event_id for e in b]
+    assert [e.event_type for e in a] == ["DriftMeasured", "AlertChanged"]
+    codec = Codec()
+    for e in a:
+        codec.encode(e.event_type, e.record)  # valid against the schemas
+
+
+def test_monitoring_views_and_performance(tmp_path, client):
+    m = Monitor("credit-risk", "prod", client=client, batch_rows=100)
+    truth = ["1", "0", "1", "1", "0", "0", "1", "0"]
+    preds = ["1", "0", "0", "1", "0", "1", "1", "0"]
+    scores = [0.9, 0.1, 0.4, 0.8, 0.3, 0.6, 0.7, 0.2]
+    ids = [m.log({"x": float(i)}, prediction=p, score=s, timestamp=1_700_000_000 + i)
+           for i, (p, s) in enumerate(zip(preds, scores))]
+    m.close()
+    m.log_labels(ids, truth)
+    drift = {"model": "credit-risk", "deployment": "prod", "version": None, "window": 0,
+             "window_start": 1_700_000_000_000_000, "window_end": 1_700_000_007_000_000, "rows": 8, "dropped": 0,
+             "drift_share": 0.0, "dataset_drift": False, "columns": []}
+    client.publish("DriftMeasured", "monitor", "monitor:credit-risk/prod", **drift)
+    store = ViewStore(tmp_path / "v.duckdb")
+    codec = Codec()
+    recs = [RawRecord("mon", 0, i, None, b"k", codec.encode(e.event_type, e.record))
+            for i, e in enumerate(client.emitter.events)]
+    store.apply(recs, Projector())
+    q = store.reader()
+    assert q.execute("SELECT count(*), count(label_text) FROM predictions").fetchone() == (8, 8)
+    row = q.execute("SELECT labelled, accuracy, precision_macro, recall_macro, f1_macro, auc FROM performance"
+                    ).fetchone()
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    y = [int(t) for t in truth]
+    p = [int(v) for v in preds]
+    assert row[0] == 8
+    assert row[1] == pytest.approx(accuracy_score(y, p))
+    assert row[2] == pytest.approx(precision_score(y, p, average="macro"))
+    assert row[3] == pytest.approx(recall_score(y, p, average="macro"))
+    assert row[4] == pytest.approx(f1_score(y, p, average="macro"))
+    assert row[5] == pytest.approx(roc_auc_score(y, scores))
+    store.close()
