@@ -181,7 +181,9 @@ def run_processor(settings: Settings, loglevel: str = "warning") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     store = ViewStore(settings.views_path)
-    server = QueryServer(store, port=settings.processor_port).start()
+    server = QueryServer(store, host=settings.processor_host, port=settings.processor_port)
+    server.ready = False  # until the consumer has joined (GET /ready)
+    server.start()
     info_path = processor_file(settings)
     info = {"pid": os.getpid(), "db": str(settings.views_path), "sql_url": server.url + "/sql",
             "health_url": server.url + "/health", "metrics_url": server.url + "/metrics",
@@ -190,6 +192,7 @@ def run_processor(settings: Settings, loglevel: str = "warning") -> None:
     _write_json(info_path, info)
 
     def on_ready(_totals) -> None:
+        server.ready = True
         if not info["ready"]:
             info["ready"] = True
             info["ready_at"] = time.time()

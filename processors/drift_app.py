@@ -5,7 +5,8 @@ each closed window with the model version's reference profile, and publishes ``D
 State lives in faust tables with changelog topics, so a restarted worker recovers its open
 windows, references, configuration and alert hysteresis exactly:
 
-* ``references``: model -> {version (text, "null" for the default): ColumnProfile list}
+* ``references``: model -> {version (text; "None": the default profile): column names}
+* ``ref_columns``: "model/version/column" -> ColumnProfile (one entry per column keeps records small)
 * ``configs``: model -> MonitorConfigured record
 * ``windows``: "model/deployment" -> the open window's header (number, bounds, rows, chunk count,
   the last applied offset: records at or below it are redeliveries and are skipped)
@@ -57,25 +58,35 @@ def drift_file(settings: Settings) -> Path:
 class DriftState:
     """The window bookkeeping on top of faust tables (plain dict-like objects, so it is unit-testable)."""
 
-    def __init__(self, references, configs, windows, chunks, alerts) -> None:
-        self.references, self.configs, self.windows, self.chunks, self.alerts = (
-            references, configs, windows, chunks, alerts)
+    def __init__(self, references, ref_columns, configs, windows, chunks, alerts) -> None:
+        self.references, self.ref_columns, self.configs, self.windows, self.chunks, self.alerts = (
+            references, ref_columns, configs, windows, chunks, alerts)
 
     def add_reference(self, r: dict) -> None:
-        current = dict(self.references.get(r["model"]) or {})
-        current[str(r.get("version"))] = r["columns"]
-        self.references[r["model"]] = current
+        """Index model -> {version: column names}; one table entry per column (a profile with 10,000-value
+        samples of many columns would exceed a Kafka record as one changelog entry)."""
+        version = str(r.get("version"))
+        names = []
+        for col in r["columns"]:
+            self.ref_columns[f"{r['model']}\x1f{version}\x1f{col['name']}"] = col
+            names.append(col["name"])
+        index = dict(self.references.get(r["model"]) or {})
+        index[version] = names
+        self.references[r["model"]] = index
 
     def profile_for(self, model: str, version: int | None) -> list[dict] | None:
         refs = self.references.get(model) or {}
         if str(version) in refs:
-            return refs[str(version)]
-        if "None" in refs:
-            return refs["None"]
-        if refs:  # the newest version's profile
+            key = str(version)
+        elif "None" in refs:
+            key = "None"
+        elif refs:  # the newest version's profile
             numbered = sorted((int(k), k) for k in refs if k.lstrip("-").isdigit())
-            return refs[numbered[-1][1]] if numbered else next(iter(refs.values()))
-        return None
+            key = numbered[-1][1] if numbered else next(iter(refs))
+        else:
+            return None
+        cols = [self.ref_columns.get(f"{model}\x1f{key}\x1f{name}") for name in refs[key]]
+        return [c for c in cols if c is not None]
 
     def config_for(self, model: str) -> MonitorConfig:
         return MonitorConfig.from_record(self.configs.get(model))
@@ -176,7 +187,7 @@ class DriftState:
 
 
 def output_events(factory: EventFactory, drift: dict, changes: list[dict]) -> list[Event]:
-    key = f"monitor:{drift['model']}/{drift['deployment']}"
+    key = f"monitor:{drift['model']}"
     out = [factory.make("DriftMeasured", "monitor", key, **drift)]
     out[0].record["envelope"]["event_id"] = str(uuid.uuid5(_NS, f"drift:{drift['model']}/{drift['deployment']}/"
                                                                  f"{drift['window']}"))
@@ -204,9 +215,11 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
         topic_partitions=settings.partitions, topic_replication_factor=settings.replication,
         web_enabled=False, web_host="127.0.0.1", web_port=_free_port(),
         datadir=str(settings.home / "faust" / app_id), store="memory://", autodiscover=False, producer_acks=-1,
+        # a window chunk (one predictions batch) in the changelog can exceed Kafka's 1 MB default
+        producer_max_request_size=16 * 1024 * 1024,
     )
     tables = [app.Table(name, default=None, partitions=settings.partitions)
-              for name in ("references", "configs", "windows", "chunks", "alerts")]
+              for name in ("references", "ref_columns", "configs", "windows", "chunks", "alerts")]
     state = DriftState(*tables)
     source = app.topic(settings.monitoring_topic, key_type=bytes, value_type=bytes)
     codec = Codec()

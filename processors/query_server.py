@@ -3,7 +3,8 @@
     POST /sql       body: one SQL statement (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, PRAGMA show_tables, ...)
                     header X-Modelog-As-Of (optional): answer with the views as they were at that UTC time
                     200: Arrow IPC stream; 400: {"error": "..."}
-    GET  /health    {"status": "ok", "positions": {...}}
+    GET  /health    {"status": "ok", "ready": bool, "positions": {...}}   (200 while the process lives)
+    GET  /ready     200 once the projector's consumer has joined its group, 503 before (readiness probes)
     GET  /metrics   Prometheus text format 0.0.4 (drift, alerts, predictions, projector lag; see metrics.py)
 """
 
@@ -84,6 +85,7 @@ class QueryServer:
                  highwaters: Callable[[], Mapping[tuple[str, int], int]] | None = None) -> None:
         self.store = store
         self.highwaters = highwaters
+        self.ready = True  # the projector sets it False until its consumer has joined
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,10 +102,14 @@ class QueryServer:
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] == "/metrics":
                     return self._send(200, outer.metrics_text().encode(), metrics.CONTENT_TYPE)
+                if self.path == "/ready":  # for readiness probes: 200 once the consumer joined, else 503
+                    body = json.dumps({"ready": outer.ready}).encode()
+                    return self._send(200 if outer.ready else 503, body, "application/json")
                 if self.path != "/health":
                     return self._send(404, b'{"error": "not found"}', "application/json")
                 pos = {f"{t}/{p}": o for (t, p), o in outer.store.positions().items()}
-                self._send(200, json.dumps({"status": "ok", "positions": pos}).encode(), "application/json")
+                self._send(200, json.dumps({"status": "ok", "ready": outer.ready, "positions": pos}).encode(),
+                           "application/json")
 
             def do_POST(self) -> None:
                 if self.path != "/sql":
@@ -123,7 +129,8 @@ class QueryServer:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://{host}:{self._server.server_address[1]}"
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # a wildcard bind is reachable locally
+        self.url = f"http://{shown}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="modelog-sql", daemon=True)
 
     def metrics_text(self) -> str:

@@ -24,7 +24,8 @@ def _drift_info(settings) -> dict | None:
         info = json.loads(drift_file(settings).read_text())
     except (OSError, ValueError):
         return None
-    return info if _pid_alive(int(info.get("pid", -1))) else None
+    pid = int(info.get("pid", -1))
+    return info if pid != os.getpid() and _pid_alive(pid) else None  # own pid: stale file (pid 1 in containers)
 
 
 def start_drift_background(settings, loglevel: str = "warning", timeout: float = 120.0) -> int:

@@ -20,7 +20,9 @@ MODELOG_SESSION_TIMEOUT_MS   consumer group session timeout (default 6000)
 MODELOG_LINGER_MS            how long the SDK gathers metric points into one event (default 50)
 MODELOG_FLUSH_TIMEOUT        seconds ``end_run`` waits for delivery before raising (default 30)
 MODELOG_PROCESSOR_ID         consumer group / faust app id of the projector (default ``modelog-projector``)
-MODELOG_PROCESSOR_PORT       port of the processor's HTTP endpoint on 127.0.0.1 (/sql, /health, /metrics);
+MODELOG_PROCESSOR_HOST       address the processor's HTTP endpoint binds (default 127.0.0.1; 0.0.0.0 in a
+                             container, for probes and Prometheus; the SQL endpoint is read-only)
+MODELOG_PROCESSOR_PORT       port of the processor's HTTP endpoint (/sql, /health, /metrics);
                              default 0: a free port, written to ``$MODELOG_HOME/processor.json``
 """
 
@@ -63,6 +65,7 @@ class Settings:
     flush_timeout: float = 30.0
     processor_id: str = "modelog-projector"
     processor_port: int = 0
+    processor_host: str = "127.0.0.1"
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -211,4 +214,5 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_FLUSH_TIMEOUT": ("flush_timeout", float),
     "MODELOG_PROCESSOR_ID": ("processor_id", str),
     "MODELOG_PROCESSOR_PORT": ("processor_port", int),
+    "MODELOG_PROCESSOR_HOST": ("processor_host", str),
 }

@@ -56,6 +56,10 @@ DISTANCE_METHODS = frozenset({"wasserstein", "jensenshannon", "psi"})
 """Methods whose score is a distance: drift when ``score >= threshold``."""
 
 METHODS = TEST_METHODS | DISTANCE_METHODS
+FEW_VALUES = 5
+"""Numeric columns with at most this many distinct values (both samples) are scored per value by the
+Jensen-Shannon *method* (Evidently's binning); the ``js`` column keeps the 10 quantile bins."""
+
 NUMERIC_ONLY_METHODS = frozenset({"ks", "wasserstein"})
 
 DEFAULT_THRESHOLDS = {

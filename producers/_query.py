@@ -45,7 +45,9 @@ def running_processor(settings: Settings) -> dict | None:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if info.get("db") != str(settings.views_path) or not _pid_alive(int(info.get("pid", -1))):
+    pid = int(info.get("pid", -1))
+    # a file naming this very process is stale: in a container every start is pid 1
+    if info.get("db") != str(settings.views_path) or pid == os.getpid() or not _pid_alive(pid):
         return None
     return info
 

@@ -294,12 +294,15 @@ def _compare_column(
         row.update({key: stats[key] for key in ("ks_stat", "ks_p", "psi", "js", "wasserstein_norm")})
         row.update(missing_ref=missing_ref, missing_cur=missing_cur)
         method = method or ds.select_method(kind, n_ref, n_unique)
-        if kind == "int" or method in ("chisquare", "z"):
+        per_value_js = method == "jensenshannon" and n_unique <= ds.FEW_VALUES
+        if kind == "int" or method in ("chisquare", "z") or per_value_js:
             _, ref_counts, cur_counts = ds.value_counts_sorted(stats["reference_sorted"], stats["current_sorted"])
             if kind == "int":
                 row["chi2_p"] = ds.chi2_p_from_counts(ref_counts, cur_counts)
     method = method or ds.select_method(kind, n_ref, n_unique)
-    if method == "chisquare":
+    if method == "jensenshannon" and kind != "cat" and n_unique <= ds.FEW_VALUES and n_ref and n_cur:
+        score = ds.js_from_counts(ref_counts, cur_counts)  # few distinct values: one bin per value, as Evidently
+    elif method == "chisquare":
         score = ds.chisquare_p_from_counts(ref_counts, cur_counts)
     elif method == "z":
         score = ds.z_p_first_category(ref_counts, cur_counts)

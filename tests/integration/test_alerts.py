@@ -24,7 +24,7 @@ pytestmark = pytest.mark.broker
 
 def publish_alert(client, alert_id: str, model: str, state: str = "RAISED", deployment: str = "prod",
                   value: float = 0.6) -> None:
-    client.publish("AlertChanged", "monitor", f"monitor:{model}/{deployment}", alert_id=alert_id, model=model,
+    client.publish("AlertChanged", "monitor", f"monitor:{model}", alert_id=alert_id, model=model,
                    deployment=deployment, rule="dataset_drift", state=state, severity="warning", window=0,
                    value=value, threshold=0.5, message=f"{model}/{deployment}: {value:.0%} of features drifted")
 

@@ -489,3 +489,17 @@ def test_z_override_on_many_categories_tests_the_first_sorted_category_against_t
     # "a" sorts first: Evidently maps "a" -> 0 and every other category -> 1
     close(row.score, ref_z_p(70, 100, 90, 100), rel=1e-9)
     assert row.method == "z" and row.threshold == 0.05 and row.drift
+
+
+def test_jensenshannon_method_scores_few_valued_numeric_columns_per_value():
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"lvl": rng.choice([0.0, 1.0, 2.0], 5000, p=[0.9, 0.05, 0.05])})
+    cur = pd.DataFrame({"lvl": rng.choice([0.0, 1.0, 2.0], 5000, p=[0.9, 0.01, 0.09])})
+    row = drift.compare(ref, cur).iloc[0]
+    assert row["method"] == "jensenshannon"
+    r = np.bincount(ref["lvl"].astype(int), minlength=3) / 5000
+    c = np.bincount(cur["lvl"].astype(int), minlength=3) / 5000
+    assert row["score"] == pytest.approx(jensenshannon(r, c), rel=1e-12)
+    assert row["score"] != pytest.approx(row["js"])  # the js column keeps the quantile bins

@@ -63,6 +63,8 @@ def test_window_statistics_equal_offline_compare_when_the_reference_fits_the_sam
             want, got = row[key], c[key]
             if isinstance(want, float) and math.isnan(want):
                 assert got is None, (c["column"], key)
+            elif key == "ks_p" and n_ref > 1000:  # informational there: asymptotic instead of exact
+                assert got == pytest.approx(want, abs=1e-2), (c["column"], key)
             else:
                 assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (c["column"], key)
         assert c["missing_cur"] == pytest.approx(row["missing_cur"])

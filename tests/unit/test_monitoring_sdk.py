@@ -69,7 +69,7 @@ def test_bad_input_is_rejected_before_publishing(client):
 
 
 def _state():
-    return DriftState({}, {}, {}, {}, {})
+    return DriftState({}, {}, {}, {}, {}, {})
 
 
 def _preds(n, start=0, ts0=1_000_000, step=1_000, model="m", value=0.0):

@@ -1,0 +1,150 @@
+"""Monitoring benchmark: serving-side cost of Monitor.log, and predictions/s one drift processor sustains.
+
+1. Serving cost: a loop calls ``monitor.log(features, prediction)`` with 20 numeric + 5 categorical
+   features, against the embedded broker (the real Kafka emitter behind it); reports mean and p99
+   microseconds per call in the serving thread and how many were dropped (buffer policy "drop").
+2. Drift processor throughput: the monitoring topic is pre-filled with a reference profile, a
+   configuration (windows of 1,000 rows) and N predictions; then ``modelog drift`` starts and we
+   time, from its "ready", until every window's DriftMeasured event is on the log.
+
+    python bench/monitoring.py [--calls 200000] [--predictions 200000] [--storage memory|s3]
+
+Prints a table and writes bench/results/monitoring.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+NUM, CAT = 20, 5
+
+
+def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = {f"n{i:02d}": rng.normal(shift * (i % 3), 1 + 0.1 * i, n) for i in range(NUM)}
+    for j in range(CAT):
+        data[f"c{j}"] = rng.choice([f"v{k}" for k in range(4 + j)], n)
+    return pd.DataFrame(data)
+
+
+def serving_cost(client, calls: int) -> dict:
+    from modelog import Monitor
+
+    rows = frame(1000, 1).to_dict(orient="records")
+    lat = np.empty(calls)
+    m = Monitor("bench-serving", "prod", client=client)
+    perf = time.perf_counter
+    for i in range(calls):
+        r = rows[i % 1000]
+        t0 = perf()
+        m.log(r, prediction=0.5)
+        lat[i] = perf() - t0
+    t = perf()
+    m.close()
+    flush_s = perf() - t
+    st = m.stats()
+    return {"calls": calls, "mean_us_per_call": float(lat.mean() * 1e6), "p99_us_per_call": float(np.quantile(lat, 0.99) * 1e6),
+            "dropped": st["dropped"], "sent": st["sent"], "final_flush_s": flush_s}
+
+
+def drift_throughput(client, settings, predictions: int) -> dict:
+    from confluent_kafka import Consumer
+
+    from modelog import Monitor, configure_monitor, log_reference
+    from modelog._cli_monitor import start_drift_background, stop_drift
+
+    log_reference("bench-drift", None, frame(20_000, 2), client=client)
+    configure_monitor("bench-drift", window_rows=1000, client=client)
+    m = Monitor("bench-drift", "prod", client=client, batch_rows=1000, max_buffer=predictions + 1)
+    live = frame(predictions, 3, shift=0.3)
+    t = time.perf_counter()
+    m.log_frame(live, predictions=np.full(predictions, 0.5))
+    m.close()
+    fill_s = time.perf_counter() - t
+    start = time.time()
+    start_drift_background(settings)
+    info = json.loads((settings.home / "drift.json").read_text())
+    ready_at = info.get("ready_at", start)
+    want = predictions // 1000
+    consumer = Consumer(settings.librdkafka(**{"group.id": f"bench-{os.getpid()}", "auto.offset.reset": "earliest",
+                                               "enable.auto.commit": False}))
+    consumer.subscribe([settings.monitoring_topic])
+    seen, last = set(), None
+    deadline = time.time() + 900
+    try:
+        while len(seen) < want and time.time() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            headers = dict(msg.headers() or [])
+            if headers.get("modelog.event_type") == b"DriftMeasured":
+                seen.add(headers.get("modelog.event_id"))
+                last = time.time()
+    finally:
+        consumer.close()
+        stop_drift(settings)
+    elapsed = (last or time.time()) - ready_at
+    return {"predictions": predictions, "windows": len(seen), "windows_expected": want, "prefill_s": fill_s,
+            "seconds_after_ready": elapsed, "predictions_per_s": predictions / elapsed if elapsed > 0 else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=200_000)
+    ap.add_argument("--predictions", type=int, default=200_000)
+    ap.add_argument("--storage", choices=["memory", "s3"], default="s3")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "monitoring.json")
+    args = ap.parse_args()
+
+    from modelog import Client, Settings
+    from modelog._broker import EmbeddedBroker
+
+    home = Path(tempfile.mkdtemp(prefix="modelog-bench-mon-"))
+    broker = EmbeddedBroker(home, storage=args.storage)
+    settings = Settings.load(env={}, home=home, bootstrap=broker.start(), session_timeout_ms=2000)
+    try:
+        client = Client(settings)
+        client.create_experiment("warmup")
+        client.flush()
+        serving = serving_cost(client, args.calls)
+        drift = drift_throughput(client, settings, args.predictions)
+        client.close()
+    finally:
+        broker.stop()
+    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+              "storage": args.storage, "features": {"numeric": NUM, "categorical": CAT}, "serving": serving,
+              "drift_processor": drift}
+    print(f"\nmodelog monitoring benchmark — {NUM} numeric + {CAT} categorical features; embedded broker "
+          f"({args.storage}); {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    rows = [
+        ("Monitor.log per call, mean (serving thread)", f"{serving['mean_us_per_call']:.2f} us"),
+        ("Monitor.log per call, p99", f"{serving['p99_us_per_call']:.2f} us"),
+        (f"  calls / dropped (buffer full)", f"{serving['calls']:,} / {serving['dropped']:,}"),
+        ("drift processor: predictions/s (windows of 1,000)",
+         f"{drift['predictions_per_s']:,.0f}" if drift["predictions_per_s"] else "n/a"),
+        ("  windows measured / expected", f"{drift['windows']} / {drift['windows_expected']}"),
+        ("  seconds from ready to the last window", f"{drift['seconds_after_ready']:.1f} s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>16}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
