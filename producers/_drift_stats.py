@@ -299,11 +299,21 @@ def z_p_first_category(reference_counts: np.ndarray, current_counts: np.ndarray)
 def _ecdf_counts_sorted(
     reference_sorted: np.ndarray, current_sorted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled sorted values and, at each, how many reference / current values are <= it."""
-    pooled = np.sort(np.concatenate([reference_sorted, current_sorted]))
-    ref_le = np.searchsorted(reference_sorted, pooled, side="right")
-    cur_le = np.searchsorted(current_sorted, pooled, side="right")
-    return pooled, ref_le, cur_le
+    """The distinct pooled values, ascending, and at each how many reference / current values are <= it.
+
+    A stable argsort of the two concatenated sorted runs is a linear merge (timsort); cumulative
+    counts of which run each value came from, read at the last of each group of equal values,
+    give the ECDF counts (~3x faster than searching every pooled value in both samples).
+    """
+    pooled = np.concatenate([reference_sorted, current_sorted])
+    order = np.argsort(pooled, kind="stable")
+    pooled = pooled[order]
+    ref_le = np.cumsum(order < reference_sorted.size)
+    cur_le = np.arange(1, pooled.size + 1) - ref_le
+    last = np.empty(pooled.size, dtype=bool)
+    last[:-1] = pooled[1:] != pooled[:-1]
+    last[-1] = True
+    return pooled[last], ref_le[last], cur_le[last]
 
 
 def _ks_from_ecdf(n_ref: int, n_cur: int, ref_le: np.ndarray, cur_le: np.ndarray) -> float:
@@ -370,7 +380,7 @@ def numeric_stats(reference: np.ndarray, current: np.ndarray) -> dict[str, Any]:
         out["n_unique"] = count_unique_sorted(ref, cur)
         return out
     pooled, ref_le, cur_le = _ecdf_counts_sorted(ref, cur)
-    out["n_unique"] = 1 + int(np.count_nonzero(np.diff(pooled)))
+    out["n_unique"] = int(pooled.size)
     n_ref, n_cur = ref.size, cur.size
     if max(n_ref, n_cur) <= KS_EXACT_MAX_N:
         out["ks_stat"], out["ks_p"] = ks(ref, cur)
