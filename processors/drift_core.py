@@ -26,6 +26,7 @@ from modelog import _drift_stats as ds
 from modelog._profile import value_text
 
 DEFAULT_WINDOW_ROWS = 1000
+MAX_KNOWN_UNIQUE = 1001  # stands for "more distinct reference values than the profile counted"
 ALERT_RULES = ("dataset_drift", "prediction_drift")
 
 
@@ -54,7 +55,7 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def _numeric(values: list, kind_is_cat: bool = False) -> tuple[np.ndarray, int]:
+def _numeric(values: list) -> tuple[np.ndarray, int]:
     """Finite float values and the number of missing ones (None, NaN, +-inf, unparsable text)."""
     arr = np.fromiter((_to_float(v) for v in values), dtype=np.float64, count=len(values))
     finite = arr[np.isfinite(arr)]
@@ -148,8 +149,6 @@ def measure_column(ref: dict, values: list, method: str | None = None, threshold
                wasserstein_norm=_nan_to_none(wass), chi2_p=_nan_to_none(chi2), unseen=unseen)
     return row
 
-
-MAX_KNOWN_UNIQUE = 1001  # a column with more distinct reference values than were counted
 
 
 def measure_window(profile: list[dict], columns: dict[str, list], config: MonitorConfig) -> dict:
