@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -132,7 +130,7 @@ def main() -> None:
     rows = [
         ("Monitor.log per call, mean (serving thread)", f"{serving['mean_us_per_call']:.2f} us"),
         ("Monitor.log per call, p99", f"{serving['p99_us_per_call']:.2f} us"),
-        (f"  calls / dropped (buffer full)", f"{serving['calls']:,} / {serving['dropped']:,}"),
+        ("  calls / dropped (buffer full)", f"{serving['calls']:,} / {serving['dropped']:,}"),
         ("drift processor: predictions/s (windows of 1,000)",
          f"{drift['predictions_per_s']:,.0f}" if drift["predictions_per_s"] else "n/a"),
         ("  windows measured / expected", f"{drift['windows']} / {drift['windows_expected']}"),

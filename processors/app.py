@@ -75,11 +75,12 @@ class ProjectorApp(faust.App):
         return _transport.Transport(self.conf.broker_consumer, self)
 
 
-def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App:
+def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
+    """A faust app with modelog's settings: bootstrap and credentials, fast group joins, at-least-once,
+    raw bytes in and out (we decode Avro ourselves), in-memory table stores recovered from changelogs."""
     bootstrap = settings.resolve_bootstrap()
-    app_id = f"{settings.processor_id}-{store.instance_id[:12]}"
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
-    app = ProjectorApp(
+    return ProjectorApp(
         app_id,
         broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",")],
         broker_credentials=faust_credentials(dict(settings.kafka_options)),
@@ -99,7 +100,12 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
         store="memory://",
         autodiscover=False,
         producer_acks=-1,
+        **extra,
     )
+
+
+def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App:
+    app = new_faust_app(settings, f"{settings.processor_id}-{store.instance_id[:12]}")
     tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     projector = Projector()

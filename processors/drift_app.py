@@ -43,7 +43,7 @@ from modelog._errors import DecodeError
 from modelog._events import Event, EventFactory
 from modelog._topics import ensure_topics
 
-from .app import ProjectorApp, _free_port, _write_json, faust_credentials
+from .app import _write_json, new_faust_app
 from .drift_core import MonitorConfig, measure_window, step_alerts
 
 log = logging.getLogger("modelog.drift")
@@ -199,25 +199,8 @@ def output_events(factory: EventFactory, drift: dict, changes: list[dict]) -> li
 
 
 def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
-    bootstrap = settings.resolve_bootstrap()
-    app_id = f"{settings.processor_id}-drift"
-    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
-    app = ProjectorApp(
-        app_id,
-        broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",")],
-        broker_credentials=faust_credentials(dict(settings.kafka_options)),
-        key_serializer="raw", value_serializer="raw",
-        processing_guarantee="at_least_once",
-        broker_session_timeout=settings.session_timeout_ms / 1000,
-        broker_heartbeat_interval=settings.heartbeat_ms / 1000,
-        broker_commit_interval=1.0,
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=settings.partitions, topic_replication_factor=settings.replication,
-        web_enabled=False, web_host="127.0.0.1", web_port=_free_port(),
-        datadir=str(settings.home / "faust" / app_id), store="memory://", autodiscover=False, producer_acks=-1,
-        # a window chunk (one predictions batch) in the changelog can exceed Kafka's 1 MB default
-        producer_max_request_size=16 * 1024 * 1024,
-    )
+    # a window chunk (one predictions batch) in the changelog can exceed Kafka's 1 MB default
+    app = new_faust_app(settings, f"{settings.processor_id}-drift", producer_max_request_size=16 * 1024 * 1024)
     tables = [app.Table(name, default=None, partitions=settings.partitions)
               for name in ("references", "ref_columns", "configs", "windows", "chunks", "alerts")]
     state = DriftState(*tables)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -115,45 +115,59 @@ def process(ctx: click.Context, background: bool, stop: bool, status: bool, logl
     run_processor(settings, loglevel=loglevel)
 
 
-def start_processor_background(settings: Settings, loglevel: str = "warning", timeout: float = 120.0) -> int:
-    from ._query import processor_file, running_processor
-
+def start_background(settings: Settings, command: str, ready: Callable[[int], bool], what: str, log_name: str,
+                     loglevel: str = "warning", timeout: float = 120.0) -> int:
+    """Run ``modelog COMMAND`` detached, logging to ``$MODELOG_HOME/<log_name>``; return its pid once
+    ``ready(pid)`` says so. Raises ModelogError if it exits or is not ready within ``timeout``."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    log = open(settings.home / "processor.log", "ab")
+    log_path = settings.home / log_name
+    log = open(log_path, "ab")
     env = dict(os.environ, MODELOG_HOME=str(settings.home))
     if settings.db_path:
         env["MODELOG_DB"] = str(settings.db_path)
     if settings.bootstrap:
         env["MODELOG_KAFKA_BOOTSTRAP"] = settings.bootstrap
-    proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", loglevel],
+    proc = subprocess.Popen([sys.executable, "-m", "modelog", command, "--loglevel", loglevel],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
     log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ModelogError(f"processor exited with code {proc.returncode}; see {settings.home / 'processor.log'}")
-        info = running_processor(settings)
-        if info and info.get("pid") == proc.pid and info.get("ready"):
+            raise ModelogError(f"{what} exited with code {proc.returncode}; see {log_path}")
+        if ready(proc.pid):
             proc.returncode = 0  # detached on purpose: it outlives this Popen object
             return proc.pid
         time.sleep(0.1)
     proc.terminate()
     proc.wait(10)
-    raise ModelogError(f"processor not ready after {timeout:.0f}s; see {settings.home / 'processor.log'} "
-                       f"({processor_file(settings)})")
+    raise ModelogError(f"{what} not ready after {timeout:.0f}s; see {log_path}")
 
 
-def stop_processor(settings: Settings, info: dict, timeout: float = 30.0) -> None:
+def stop_pid(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it is still alive after ``timeout``."""
     from ._query import _pid_alive
 
-    pid = int(info["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _pid_alive(pid):
         time.sleep(0.1)
     if _pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+def start_processor_background(settings: Settings, loglevel: str = "warning", timeout: float = 120.0) -> int:
+    from ._query import running_processor
+
+    def ready(pid: int) -> bool:
+        info = running_processor(settings)
+        return bool(info and info.get("pid") == pid and info.get("ready"))
+
+    return start_background(settings, "process", ready, "processor", "processor.log", loglevel, timeout)
+
+
+def stop_processor(settings: Settings, info: dict, timeout: float = 30.0) -> None:
+    stop_pid(int(info["pid"]), timeout)
 
 
 # -- queries -------------------------------------------------------------------------

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import click
-
-from ._errors import ModelogError
 
 
 def _drift_info(settings) -> dict | None:
@@ -29,41 +23,22 @@ def _drift_info(settings) -> dict | None:
 
 
 def start_drift_background(settings, loglevel: str = "warning", timeout: float = 120.0) -> int:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    log = open(settings.home / "drift.log", "ab")
-    env = dict(os.environ, MODELOG_HOME=str(settings.home))
-    if settings.bootstrap:
-        env["MODELOG_KAFKA_BOOTSTRAP"] = settings.bootstrap
-    proc = subprocess.Popen([sys.executable, "-m", "modelog", "drift", "--loglevel", loglevel], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    log.close()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ModelogError(f"drift processor exited with code {proc.returncode}; see {settings.home / 'drift.log'}")
+    from ._cli import start_background
+
+    def ready(pid: int) -> bool:
         info = _drift_info(settings)
-        if info and info.get("pid") == proc.pid and info.get("ready"):
-            proc.returncode = 0  # detached on purpose
-            return proc.pid
-        time.sleep(0.1)
-    proc.terminate()
-    proc.wait(10)
-    raise ModelogError(f"drift processor not ready after {timeout:.0f}s; see {settings.home / 'drift.log'}")
+        return bool(info and info.get("pid") == pid and info.get("ready"))
+
+    return start_background(settings, "drift", ready, "drift processor", "drift.log", loglevel, timeout)
 
 
 def stop_drift(settings, timeout: float = 30.0) -> bool:
-    from ._query import _pid_alive
+    from ._cli import stop_pid
 
     info = _drift_info(settings)
     if not info:
         return False
-    pid = int(info["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.1)
-    if _pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    stop_pid(int(info["pid"]), timeout)
     return True
 
 

@@ -68,7 +68,6 @@ def _wait(predicate, timeout: float, what: str):
 def run_monitoring_demo(settings: Settings, keep_running: bool = False) -> None:
     try:
         import numpy as np
-        import pandas as pd
         from sklearn.datasets import load_breast_cancer
         from sklearn.ensemble import GradientBoostingClassifier
         from sklearn.model_selection import train_test_split

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from conftest import run_cli
-from modelog import Client, Settings, ValidationError
+from modelog import ValidationError
 from modelog._query import sql_arrow
 from modelog.processors.store import VIEW_NAMES
 

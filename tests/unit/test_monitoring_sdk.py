@@ -3,8 +3,6 @@ window bookkeeping (count and time windows, redelivery, closing), and the monito
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
