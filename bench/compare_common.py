@@ -366,5 +366,22 @@ def machine() -> dict:
             "memory_gib": round(PAGE * os.sysconf("SC_PHYS_PAGES") / 2**30, 1), "loadavg_1_5_15": load}
 
 
+def runner_parser(doc: str | None):
+    """The arguments every system's runner takes (the orchestrator passes them); add your own."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--durability", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--pace-ms", type=float, default=5.0)
+    ap.add_argument("--outage-at", type=float, default=8.0)
+    ap.add_argument("--outage-s", type=float, default=10.0)
+    return ap
+
+
 def write_json(path: Path, data: dict) -> None:
     Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")

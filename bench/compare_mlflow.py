@@ -22,7 +22,6 @@ consumer processes, ~1 GiB RSS) is switched off: tracking does not use it, and c
 
 from __future__ import annotations
 
-import argparse
 import os
 import sqlite3
 import subprocess
@@ -36,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare_common import (  # noqa: E402
+    runner_parser,
     W,
     Outage,
     ProcessMeter,
@@ -320,18 +320,9 @@ def durability(server: Server, w: W, pace_s: float, at_s: float, down_s: float, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--repeat", type=int, default=1)
+    ap = runner_parser(__doc__)
     ap.add_argument("--query-reps", type=int, default=20)
     ap.add_argument("--per-point-seconds", type=float, default=20.0)
-    ap.add_argument("--durability", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--pace-ms", type=float, default=5.0)
-    ap.add_argument("--outage-at", type=float, default=8.0)
-    ap.add_argument("--outage-s", type=float, default=10.0)
     args = ap.parse_args()
 
     import logging

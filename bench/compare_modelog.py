@@ -16,7 +16,6 @@ Phases, all against one embedded broker (tansu ``s3://`` on localbucket) and one
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare_common import (  # noqa: E402
+    runner_parser,
     W,
     Outage,
     ProcessMeter,
@@ -254,18 +254,9 @@ def true_failure(settings, broker, w: W) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--repeat", type=int, default=1)
+    ap = runner_parser(__doc__)
     ap.add_argument("--probes", type=int, default=200)
     ap.add_argument("--query-reps", type=int, default=20)
-    ap.add_argument("--durability", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--pace-ms", type=float, default=5.0)
-    ap.add_argument("--outage-at", type=float, default=8.0)
-    ap.add_argument("--outage-s", type=float, default=10.0)
     args = ap.parse_args()
 
     from backbone import freshness

@@ -15,7 +15,6 @@ cloud service (``wandb sync`` uploads later), so only logging is measured.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import struct
@@ -28,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare_common import W, ProcessMeter, Stalls, children, cmdline, machine, pace, record_spawn, write_json  # noqa: E402
+from compare_common import W, ProcessMeter, runner_parser, Stalls, children, cmdline, machine, pace, record_spawn, write_json  # noqa: E402
 
 
 def versions() -> dict:
@@ -216,16 +215,7 @@ def durability(w: W, root: Path, workdir: Path, pace_s: float, at_s: float, down
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--durability", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--pace-ms", type=float, default=5.0)
-    ap.add_argument("--outage-at", type=float, default=8.0)
-    ap.add_argument("--outage-s", type=float, default=10.0)
+    ap = runner_parser(__doc__)
     args = ap.parse_args()
 
     os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(args.workdir),
