@@ -103,7 +103,7 @@ class ViewStore:
                     fresh = last_id is not None and last_id not in known
                     known.update(segment.event_ids)
                     if fresh and last_type in DECISION_TRIGGERS:
-                        for rec in self.decider.after(con, last_type, last_record, last_pos):
+                        for rec in self._decide(con, last_type, last_record, last_pos):
                             out = new_rows()
                             registry.decision_rows(rec, "computed", out)
                             self._insert(out)
@@ -119,6 +119,16 @@ class ViewStore:
                 raise
         stats.decided = len(decided)
         return stats, dead
+
+    def _decide(self, con, event_type: str, record: dict, pos: RawRecord) -> list[dict]:
+        """The decider's verdicts after a trigger event, reading state through ``con`` (in the batch's transaction)."""
+        return self.decider.after(con, event_type, record, pos)
+
+    def tick(self) -> None:
+        """Periodic upkeep between batches (nothing for one file; shards publish to the lake)."""
+
+    def release(self, tps) -> None:
+        """The consumer group took these (topic, partition)s away (nothing for one file)."""
 
     def _insert(self, rows) -> int:
         n = 0

@@ -1,0 +1,235 @@
+"""Shards: the projector's store when several workers share the log (decision 0009).
+
+Each (topic, partition) is projected into its own DuckDB file (a ``ShardStore``), owned by whichever
+worker the consumer group assigned that partition to. The shard keeps exactly what a single views file
+keeps for its records (dedup by event id, positions, one transaction per batch), so a partition can
+move between workers without losing or doubling anything: the file moves with it (DuckDB's lock makes
+the hand-over exclusive). A shard publishes its rows to the lake (``lake.py``); the views read the lake.
+
+The governance decider needs state beyond one partition (grants, policies, the metrics of a gated run).
+A shard gives it the global picture in a schema ``g`` of its own file: every base table is its own live
+rows plus what the other shards have published, and the views are defined again over those. Decisions
+therefore see other partitions as of their last publication (well under a second behind); as always,
+a recorded decision wins over a recomputed one on replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import duckdb
+
+from modelog._errors import QueryError
+
+from .decider import Decider
+from .lake import Lake, Manifest, base_view_sql, due_for_deletion, file_name, merged_name, plan_merge, shard_id
+from .projection import RawRecord
+from .projector import Projector
+from .store import BatchStats, ViewStore, views_sql
+from .tables import TABLES
+
+log = logging.getLogger("modelog.processor")
+
+PUBLISH_INTERVAL = 0.2  # seconds: a shard publishes its new rows at most this often (and at least this often when it has any)
+OPEN_TIMEOUT = 60.0  # seconds a worker waits for the previous owner of a partition to let go of its shard
+
+
+class ShardLost(QueryError):
+    """A shard file is missing while the lake holds what it published: the lake must be rebuilt."""
+
+
+class ShardStore(ViewStore):
+    """One (topic, partition)'s views: a DuckDB file of its own, published to the lake."""
+
+    def __init__(self, lake: Lake, topic: str, partition: int) -> None:
+        self.lake, self.topic, self.partition = lake, topic, partition
+        self.shard = shard_id(topic, partition)
+        path = lake.shard_path(self.shard)
+        manifest = lake.read_manifest(self.shard)
+        if manifest is not None and manifest.published_at and not path.exists():
+            raise ShardLost(f"shard {path} is missing but {lake.manifest_path(self.shard)} says it published rows: "
+                            f"stop every worker and delete {lake.root} to rebuild the lake from the log")
+        super().__init__(path, instance_id=lake.instance_id)
+        self.manifest = manifest or Manifest(self.shard, topic, partition)
+        self._dirty: set[str] = set(TABLES)  # tables that may have rows the lake does not have (all, on open)
+        self._moved = True  # positions changed since the last publication
+        self._global = False
+        self.published_at = 0.0
+        self.next_offset = {(t, p): o for (t, p), o in self.positions().items()}.get((topic, partition), 0)
+
+    # -- writing -------------------------------------------------------------------
+    def apply(self, records, projector, publish=None):
+        fresh = [r for r in records if r.offset >= self.next_offset]  # below: already in this shard
+        if not fresh:
+            return BatchStats(records=len(records), duplicates=len(records)), []
+        stats, dead = super().apply(fresh, projector, publish)
+        stats.records, stats.duplicates = len(records), stats.duplicates + len(records) - len(fresh)
+        self.next_offset = max(self.next_offset, max(r.offset for r in fresh) + 1)
+        return stats, dead
+
+    def _insert(self, rows) -> int:
+        self._dirty.update(t for t, cols in rows.items() if cols and any(cols.values()))
+        return super()._insert(rows)
+
+    def _advance(self, records) -> None:
+        self._moved = True
+        super()._advance(records)
+
+    # -- the decider's global picture -----------------------------------------------------
+    def _decide(self, con, event_type, record, pos):
+        if not self._global:
+            con.execute("CREATE SCHEMA IF NOT EXISTS g")
+        others = [m for m in self.lake.manifests() if m.shard != self.shard]
+        for table in TABLES:
+            con.execute(base_view_sql(self.lake, table, others, f"main.{table}", schema="g"))
+        if not self._global:
+            con.execute("SET schema = 'g'")
+            con.execute(views_sql())
+            con.execute("SET schema = 'main'")
+            self._global = True
+        con.execute("SET search_path = 'g,main'")
+        try:
+            return super()._decide(con, event_type, record, pos)
+        finally:
+            con.execute("SET search_path = 'main'")
+
+    # -- publishing --------------------------------------------------------------------
+    def due(self, now: float) -> bool:
+        return bool(self._dirty or self._moved) and now - self.published_at >= PUBLISH_INTERVAL
+
+    def publish(self, now: float | None = None) -> bool:
+        """Write the rows the lake does not have yet as Parquet, merge small files, replace the manifest.
+        Returns whether anything was published."""
+        now = time.time() if now is None else now
+        with self._lock:
+            con, m = self.con, self.manifest
+            changed = self._moved
+            for table in sorted(self._dirty):
+                total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                done = m.rows(table)
+                files = list(m.files(table))
+                if total <= done:
+                    continue
+                folder = self.lake.data_dir(table, self.shard)
+                folder.mkdir(parents=True, exist_ok=True)
+                name = file_name(done, total)
+                self._copy(f"SELECT * FROM {table} WHERE rowid >= {done} AND rowid < {total}", folder / name)
+                files.append((name, (folder / name).stat().st_size))
+                merge = plan_merge(files)
+                if merge:
+                    out = merged_name(merge)
+                    listed = ", ".join(f"'{folder / n}'" for n in merge)
+                    self._copy(f"SELECT * FROM read_parquet([{listed}])", folder / out)
+                    files = [f for f in files if f[0] not in merge] + [(out, (folder / out).stat().st_size)]
+                    m.retired.extend((str((folder / n).relative_to(self.lake.root)), now) for n in merge if n != out)
+                m.tables[table] = (total, files)
+                changed = True
+            self._dirty.clear()
+            if not changed:
+                return False
+            m.positions = {f"{t}/{p}": o for t, p, o in con.execute("SELECT * FROM positions").fetchall()}
+            gone, m.retired = due_for_deletion(m.retired, now)
+            m.published_at = now
+            self.lake.write_manifest(m)
+            for rel in gone:
+                try:
+                    os.unlink(self.lake.root / rel)
+                except FileNotFoundError:
+                    pass
+            self._moved = False
+            self.published_at = now
+            return True
+
+    def _copy(self, select: str, target) -> None:
+        tmp = target.with_name(target.name + ".tmp")
+        self.con.execute(f"COPY ({select}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(tmp, target)
+
+
+class ShardSet:
+    """The shards this worker owns, opened on first use and closed when the group takes them away.
+
+    Has ``ViewStore``'s ``apply`` so the projector app drives it the same way."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.instance_id = lake.instance_id
+        self.shards: dict[tuple[str, int], ShardStore] = {}
+        self.decider = Decider()
+        self._lock = threading.Lock()
+
+    def open(self, topic: str, partition: int, timeout: float = OPEN_TIMEOUT) -> ShardStore:
+        shard = self.shards.get((topic, partition))
+        if shard is not None:
+            return shard
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                shard = ShardStore(self.lake, topic, partition)
+                break
+            except QueryError as exc:  # the previous owner still holds the file
+                if isinstance(exc, ShardLost) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        shard.decider = self.decider
+        with self._lock:
+            self.shards[(topic, partition)] = shard
+        log.info("opened shard %s at offset %d", shard.shard, shard.next_offset)
+        return shard
+
+    def apply(self, records: list[RawRecord], projector: Projector,
+              publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
+        by_tp: dict[tuple[str, int], list[RawRecord]] = {}
+        for r in records:
+            by_tp.setdefault((r.topic, r.partition), []).append(r)
+        total, dead = BatchStats(), []
+        now = time.time()
+        for (topic, partition), recs in by_tp.items():
+            shard = self.open(topic, partition)
+            stats, d = shard.apply(recs, projector, publish)
+            for k in vars(total):
+                setattr(total, k, getattr(total, k) + getattr(stats, k))
+            dead.extend(d)
+            if shard.due(now):
+                shard.publish(now)
+        return total, dead
+
+    def tick(self) -> None:
+        """Publish every shard that has unpublished rows and waited long enough."""
+        now = time.time()
+        for shard in list(self.shards.values()):
+            if shard.due(now):
+                shard.publish(now)
+
+    def release(self, tps: Iterable[tuple[str, int]]) -> None:
+        """Publish and close the shards of partitions this worker no longer owns."""
+        for tp in tps:
+            with self._lock:
+                shard = self.shards.pop(tp, None)
+            if shard is not None:
+                self._close(shard)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        return {(s.topic, s.partition): s.next_offset for s in list(self.shards.values())}
+
+    def checkpoint(self) -> None:
+        for shard in list(self.shards.values()):
+            shard.checkpoint()
+
+    def close(self) -> None:
+        self.release(list(self.shards))
+
+    @staticmethod
+    def _close(shard: ShardStore) -> None:
+        try:
+            shard._dirty.update(TABLES)
+            shard.publish()
+            shard.checkpoint()
+        except duckdb.Error as exc:  # still close: the next owner re-publishes from the file
+            log.warning("publishing shard %s on close failed: %s", shard.shard, exc)
+        shard.close()
+        log.info("closed shard %s", shard.shard)
