@@ -35,6 +35,8 @@ from .decider import Decider
 from .projection import RawRecord
 from .projector import Projector
 from .query_server import QueryServer
+from .lake import Lake, LakeReader
+from .shards import PUBLISH_INTERVAL, ShardSet
 from .store import ViewStore
 
 log = logging.getLogger("modelog.processor")
@@ -104,7 +106,8 @@ def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
     )
 
 
-def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App:
+def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -> faust.App:
+    """The projector app over one views file (``ViewStore``) or this worker's shards (``ShardSet``)."""
     app = new_faust_app(settings, f"{settings.processor_id}-{store.instance_id[:12]}")
     tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
@@ -117,6 +120,7 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
         decisions.flush()
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-duckdb")
+    sharded = isinstance(store, ShardSet)
     totals = {"records": 0, "applied": 0, "dead": 0, "rows": 0}
 
     @app.agent(tracking)
@@ -124,8 +128,11 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WITHIN):
             records = []
+            owned = app.consumer.assignment() if sharded else None
             for e in events:
                 m = e.message
+                if owned is not None and e.message.tp not in owned:  # revoked meanwhile: its new owner has it
+                    continue
                 ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
                 records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value))
             stats, dead = await loop.run_in_executor(executor, store.apply, records, projector, publish)
@@ -144,6 +151,18 @@ def create_app(settings: Settings, store: ViewStore, on_ready=None) -> faust.App
     @app.timer(1.0)
     async def _highwaters() -> None:  # keeps the lag in GET /metrics fresh while idle
         snapshot_highwaters(app)
+
+    if sharded:
+        @app.timer(PUBLISH_INTERVAL)
+        async def _publish() -> None:  # idle shards still publish their last rows
+            await asyncio.get_running_loop().run_in_executor(executor, store.tick)
+
+        @app.on_partitions_assigned.connect
+        async def _assigned(sender, assigned, **kwargs) -> None:
+            # hand over the shards of partitions the group gave to other workers (they wait for our lock)
+            kept = {(tp.topic, tp.partition) for tp in assigned}
+            gone = [tp for tp in list(store.shards) if tp not in kept]
+            await asyncio.get_running_loop().run_in_executor(executor, store.release, gone)
 
     if on_ready is not None:
         @app.on_rebalance_complete.connect
@@ -182,27 +201,42 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def run_processor(settings: Settings, loglevel: str = "warning") -> None:
-    """Run the projector in the foreground until SIGINT/SIGTERM (this is ``modelog process``)."""
+def run_processor(settings: Settings, loglevel: str = "warning", publish_info: bool = True,
+                  on_joined=None) -> None:
+    """Run the projector in the foreground until SIGINT/SIGTERM (this is ``modelog process``).
+
+    With ``settings.lake_path`` it is one worker of several: it projects the partitions the consumer
+    group gives it into shards and publishes them to the lake; its SQL endpoint reads the whole lake.
+    ``publish_info``: write ``$MODELOG_HOME/processor.json`` (not for the workers of ``--workers N``,
+    whose supervisor does); ``on_joined``: called once the consumer first joined its group.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
-    store = ViewStore(settings.views_path)
-    server = QueryServer(store, host=settings.processor_host, port=settings.processor_port)
+    if settings.lake_path is not None:
+        store: ViewStore | ShardSet = ShardSet(Lake(settings.lake_path))
+        queries = LakeReader(settings.lake_path)
+    else:
+        store = queries = ViewStore(settings.views_path)
+    server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port)
     server.ready = False  # until the consumer has joined (GET /ready)
     server.start()
-    info_path = processor_file(settings)
-    info = {"pid": os.getpid(), "db": str(settings.views_path), "sql_url": server.url + "/sql",
+    info_path = processor_file(settings) if publish_info else None
+    info = {"pid": os.getpid(), "db": str(settings.views_target), "sql_url": server.url + "/sql",
             "health_url": server.url + "/health", "metrics_url": server.url + "/metrics",
             "bootstrap": settings.resolve_bootstrap(),
             "started_at": time.time(), "ready": False}
-    _write_json(info_path, info)
+    if info_path:
+        _write_json(info_path, info)
 
     def on_ready(_totals) -> None:
         server.ready = True
         if not info["ready"]:
             info["ready"] = True
             info["ready_at"] = time.time()
-            _write_json(info_path, info)
+            if info_path:
+                _write_json(info_path, info)
+            if on_joined is not None:
+                on_joined()
 
     app = create_app(settings, store, on_ready=on_ready)
     server.highwaters = lambda: app.modelog_highwaters
@@ -216,7 +250,7 @@ def run_processor(settings: Settings, loglevel: str = "warning") -> None:
             store.close()
         finally:
             try:
-                if json.loads(info_path.read_text()).get("pid") == os.getpid():
+                if info_path and json.loads(info_path.read_text()).get("pid") == os.getpid():
                     info_path.unlink()
             except (OSError, ValueError):
                 pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -82,12 +83,27 @@ def broker_status(ctx: click.Context) -> None:
 @click.option("--status", is_flag=True, help="Show whether a processor runs, and its SQL endpoint.")
 @click.option("--loglevel", default="warning", show_default=True)
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds --background waits for readiness.")
+@click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Projector processes in one consumer group. More than 1 projects into shards published to "
+                   "a lake (MODELOG_LAKE, default $MODELOG_HOME/lake) that the views read.")
+@click.option("--worker", "as_worker", is_flag=True, hidden=True, help="Run as one worker of --workers N.")
 @click.pass_context
-def process(ctx: click.Context, background: bool, stop: bool, status: bool, loglevel: str, timeout: float) -> None:
+def process(ctx: click.Context, background: bool, stop: bool, status: bool, loglevel: str, timeout: float,
+            workers: int, as_worker: bool) -> None:
     """Run the projector: Kafka events -> DuckDB views (and the SQL endpoint)."""
     from ._query import running_processor
 
     settings = _settings(ctx)
+    if workers > 1 and settings.lake_path is None:
+        settings = dataclasses.replace(settings, lake_path=settings.home / "lake")
+    if as_worker:
+        from modelog.processors.app import run_processor
+        from modelog.processors.workers import mark_worker_ready
+
+        if settings.lake_path is None:
+            raise click.ClickException("--worker needs MODELOG_LAKE")
+        run_processor(settings, loglevel=loglevel, publish_info=False, on_joined=lambda: mark_worker_ready(settings))
+        return
     info = running_processor(settings)
     if status:
         if info:
@@ -107,8 +123,13 @@ def process(ctx: click.Context, background: bool, stop: bool, status: bool, logl
     if info:
         raise click.ClickException(f"a processor already runs for {info['db']} (pid {info['pid']})")
     if background:
-        pid = start_processor_background(settings, loglevel=loglevel, timeout=timeout)
+        pid = start_processor_background(settings, loglevel=loglevel, timeout=timeout, workers=workers)
         click.echo(f"processor running in the background (pid {pid}); log: {settings.home / 'processor.log'}")
+        return
+    if workers > 1:
+        from modelog.processors.workers import run_workers
+
+        run_workers(settings, workers, loglevel=loglevel)
         return
     from modelog.processors.app import run_processor
 
@@ -116,7 +137,7 @@ def process(ctx: click.Context, background: bool, stop: bool, status: bool, logl
 
 
 def start_background(settings: Settings, command: str, ready: Callable[[int], bool], what: str, log_name: str,
-                     loglevel: str = "warning", timeout: float = 120.0) -> int:
+                     loglevel: str = "warning", timeout: float = 120.0, args: tuple[str, ...] = ()) -> int:
     """Run ``modelog COMMAND`` detached, logging to ``$MODELOG_HOME/<log_name>``; return its pid once
     ``ready(pid)`` says so. Raises ModelogError if it exits or is not ready within ``timeout``."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -125,9 +146,11 @@ def start_background(settings: Settings, command: str, ready: Callable[[int], bo
     env = dict(os.environ, MODELOG_HOME=str(settings.home))
     if settings.db_path:
         env["MODELOG_DB"] = str(settings.db_path)
+    if settings.lake_path:
+        env["MODELOG_LAKE"] = str(settings.lake_path)
     if settings.bootstrap:
         env["MODELOG_KAFKA_BOOTSTRAP"] = settings.bootstrap
-    proc = subprocess.Popen([sys.executable, "-m", "modelog", command, "--loglevel", loglevel],
+    proc = subprocess.Popen([sys.executable, "-m", "modelog", command, "--loglevel", loglevel, *args],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
     log.close()
@@ -156,14 +179,16 @@ def stop_pid(pid: int, timeout: float = 30.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def start_processor_background(settings: Settings, loglevel: str = "warning", timeout: float = 120.0) -> int:
+def start_processor_background(settings: Settings, loglevel: str = "warning", timeout: float = 120.0,
+                               workers: int = 1) -> int:
     from ._query import running_processor
 
     def ready(pid: int) -> bool:
         info = running_processor(settings)
         return bool(info and info.get("pid") == pid and info.get("ready"))
 
-    return start_background(settings, "process", ready, "processor", "processor.log", loglevel, timeout)
+    return start_background(settings, "process", ready, "processor", "processor.log", loglevel, timeout,
+                            ("--workers", str(workers)))
 
 
 def stop_processor(settings: Settings, info: dict, timeout: float = 30.0) -> None:

@@ -15,6 +15,9 @@ MODELOG_TOPIC_REPLICATION    replication factor of topics modelog creates (defau
 MODELOG_PRINCIPAL            the actor recorded on events (default: the OS user)
 MODELOG_ACTOR_KIND           USER or SERVICE (default USER)
 MODELOG_DB                   DuckDB file of the views (default ``$MODELOG_HOME/views.duckdb``)
+MODELOG_LAKE                 a directory shared by several projector workers: each projects the partitions
+                             it is given into shards there and publishes them as Parquet; the views read
+                             them all (decision 0009). Unset: one processor, one views file (MODELOG_DB)
 MODELOG_SCHEMA_REGISTRY_URL  Confluent Schema Registry; set = Confluent framing instead of single-object
 MODELOG_SESSION_TIMEOUT_MS   consumer group session timeout (default 6000)
 MODELOG_LINGER_MS            how long the SDK gathers metric points into one event (default 50)
@@ -59,6 +62,7 @@ class Settings:
     principal: str = "unknown"
     actor_kind: str = "USER"
     db_path: Path | None = None
+    lake_path: Path | None = None
     schema_registry_url: str | None = None
     session_timeout_ms: int = 6000
     linger_ms: int = 50
@@ -71,6 +75,11 @@ class Settings:
     @property
     def views_path(self) -> Path:
         return self.db_path if self.db_path is not None else self.home / "views.duckdb"
+
+    @property
+    def views_target(self) -> Path:
+        """Where the views live: the lake when several workers share the log, else the views file."""
+        return self.lake_path if self.lake_path is not None else self.views_path
 
     @property
     def tracking_topic(self) -> str:
@@ -167,8 +176,9 @@ class Settings:
         values.setdefault("home", Path("~/.modelog").expanduser())
         values["home"] = Path(values["home"]).expanduser().resolve()
         values.setdefault("principal", _default_principal())
-        if "db_path" in values and values["db_path"] is not None:
-            values["db_path"] = Path(values["db_path"]).expanduser().resolve()
+        for attr in ("db_path", "lake_path"):
+            if values.get(attr) is not None:
+                values[attr] = Path(values[attr]).expanduser().resolve()
         settings = cls(**values)
         settings._check()
         return settings
@@ -208,6 +218,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_PRINCIPAL": ("principal", str),
     "MODELOG_ACTOR_KIND": ("actor_kind", str.upper),
     "MODELOG_DB": ("db_path", Path),
+    "MODELOG_LAKE": ("lake_path", Path),
     "MODELOG_SCHEMA_REGISTRY_URL": ("schema_registry_url", str),
     "MODELOG_SESSION_TIMEOUT_MS": ("session_timeout_ms", int),
     "MODELOG_LINGER_MS": ("linger_ms", int),

@@ -47,7 +47,9 @@ def running_processor(settings: Settings) -> dict | None:
         return None
     pid = int(info.get("pid", -1))
     # a file naming this very process is stale: in a container every start is pid 1
-    if info.get("db") != str(settings.views_path) or pid == os.getpid() or not _pid_alive(pid):
+    # `modelog process --workers N` without MODELOG_LAKE uses the default lake under the home
+    served = {str(settings.views_target)} | ({str(settings.home / "lake")} if settings.lake_path is None else set())
+    if info.get("db") not in served or pid == os.getpid() or not _pid_alive(pid):
         return None
     return info
 
@@ -74,6 +76,8 @@ def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | date
     """
     settings = settings or Settings.load()
     stamp = parse_as_of(as_of)
+    if settings.lake_path is not None:  # any process may read the lake: no round trip to a processor
+        return lake_reader(settings.lake_path).query(query, stamp)
     info = running_processor(settings)
     if info and info.get("sql_url"):
         return _remote(info["sql_url"], query, stamp)
@@ -133,8 +137,28 @@ def _local(path: Path, query: str, as_of: str | None = None) -> pyarrow.Table:
         con.close()
 
 
+_readers: dict[Path, object] = {}
+
+
+def lake_reader(path: Path):
+    """This process's reader of the lake at ``path`` (kept: it refreshes itself when the lake changes)."""
+    from modelog.processors.lake import LakeReader
+
+    if not (path / "instance").exists():
+        raise QueryError(f"no lake at {path} yet: start the workers (`modelog process --workers N`) first")
+    reader = _readers.get(path)
+    if reader is None:
+        reader = _readers[path] = LakeReader(path)
+    return reader
+
+
 def projected_positions(settings: Settings) -> dict[tuple[str, int], int]:
-    """Next offset the views hold per (topic, partition): from the running processor, else the file."""
+    """Next offset the views hold per (topic, partition): from the lake's manifests, the running
+    processor, else the file."""
+    if settings.lake_path is not None:
+        from modelog.processors.lake import Lake
+
+        return Lake(settings.lake_path).positions()
     info = running_processor(settings)
     if info and info.get("health_url"):
         try:

@@ -82,7 +82,8 @@ def client(settings):
 class Processor:
     """``modelog process`` as a real child process."""
 
-    def __init__(self, env: dict[str, str], settings: Settings) -> None:
+    def __init__(self, env: dict[str, str], settings: Settings, args: tuple[str, ...] = ()) -> None:
+        self.args = args
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
         self.env.update(env)
         self.settings = settings
@@ -93,7 +94,7 @@ class Processor:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         info_file = self.settings.home / "processor.json"
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", "info"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", "info", *self.args],
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,122 @@
+"""``modelog process --workers N``: N projector workers in one consumer group on this machine.
+
+The supervisor starts N ``modelog process --worker`` children sharing one lake (``MODELOG_LAKE``,
+default ``$MODELOG_HOME/lake``), restarts any that dies, and serves the SQL endpoint over the lake
+(``processor.json`` names it, as for a single processor). It is ready once every worker has joined the
+group. On other machines, run ``modelog process`` with the same ``MODELOG_LAKE`` (a shared filesystem)
+and processor id instead: the consumer group spreads the partitions over every worker, wherever it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from modelog._config import Settings
+from modelog._query import processor_file
+from modelog._topics import ensure_topics
+
+from .lake import Lake, LakeReader
+from .query_server import QueryServer
+
+log = logging.getLogger("modelog.processor")
+
+RESTART_DELAY = 1.0
+
+
+def worker_file(settings: Settings, pid: int) -> Path:
+    return settings.home / "workers" / f"{pid}.json"
+
+
+def mark_worker_ready(settings: Settings) -> None:
+    """Called by a worker once its consumer has joined the group."""
+    path = worker_file(settings, os.getpid())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "ready_at": time.time()}))
+    os.replace(tmp, path)
+
+
+def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> None:
+    """Supervise ``workers`` projector processes until SIGINT/SIGTERM."""
+    assert settings.lake_path is not None
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    Lake(settings.lake_path).instance_id  # created once here, not raced by the workers
+    env = dict(os.environ, MODELOG_HOME=str(settings.home), MODELOG_LAKE=str(settings.lake_path))
+    if settings.bootstrap:
+        env["MODELOG_KAFKA_BOOTSTRAP"] = settings.bootstrap
+    stopping = threading.Event()
+    logs = settings.home / "workers"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def spawn(i: int) -> subprocess.Popen:
+        out = open(logs / f"worker-{i}.log", "ab")
+        try:
+            return subprocess.Popen([sys.executable, "-m", "modelog", "process", "--worker", "--loglevel", loglevel],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        finally:
+            out.close()
+
+    procs = [spawn(i) for i in range(workers)]
+    server = QueryServer(LakeReader(settings.lake_path), host=settings.processor_host, port=settings.processor_port)
+    server.ready = False
+    server.start()
+    info_path = processor_file(settings)
+    info = {"pid": os.getpid(), "db": str(settings.views_target), "sql_url": server.url + "/sql",
+            "health_url": server.url + "/health", "metrics_url": server.url + "/metrics",
+            "bootstrap": settings.resolve_bootstrap(), "workers": [p.pid for p in procs],
+            "started_at": time.time(), "ready": False}
+    _write(info_path, info)
+
+    def stop(*_args) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping.is_set():
+            for i, p in enumerate(procs):
+                if p.poll() is not None and not stopping.is_set():
+                    log.warning("worker %d (pid %d) exited with %s; restarting", i, p.pid, p.returncode)
+                    time.sleep(RESTART_DELAY)
+                    procs[i] = spawn(i)
+                    info["workers"] = [q.pid for q in procs]
+                    _write(info_path, info)
+            ready = all(worker_file(settings, p.pid).exists() for p in procs)
+            if ready != info["ready"]:
+                server.ready = info["ready"] = ready
+                info["ready_at"] = time.time()
+                _write(info_path, info)
+            stopping.wait(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 30
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            worker_file(settings, p.pid).unlink(missing_ok=True)
+        server.stop()
+        try:
+            if json.loads(info_path.read_text()).get("pid") == os.getpid():
+                info_path.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
