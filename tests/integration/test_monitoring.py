@@ -136,3 +136,50 @@ def test_drift_windows_alerts_and_recovery(env, settings, client, processor, dri
     assert rows == [(6, 500)]
     assert q(settings, "SELECT count(*) FROM drift_windows") == [(7,)]  # nothing measured twice
     assert q(settings, "SELECT count(*) FROM alerts") == [(4,)]
+
+
+def test_two_drift_workers_share_the_models_and_survive_a_kill(env, settings, client, processor, tmp_path):
+    """Two `modelog drift` processes in one group: every model's windows are measured once, by whichever
+    worker holds its partition, and after one is killed the other restores its state and carries on."""
+    import zlib
+
+    names, seen = [], set()
+    for i in range(100):  # four models, one per partition (librdkafka hashes keys with CRC32)
+        p = zlib.crc32(f"monitor:model-{i}".encode()) % settings.partitions
+        if p not in seen:
+            seen.add(p)
+            names.append(f"model-{i}")
+    assert len(names) == settings.partitions
+    workers = [Drift(env | {"MODELOG_HOME": str(tmp_path / f"drift-{k}")}, tmp_path / f"drift-{k}").start()
+               for k in range(2)]
+    try:
+        for name in names:
+            log_reference(name, None, reference(), prediction="score", client=client)
+            configure_monitor(name, window_rows=500, raise_after=1, resolve_after=2, client=client)
+        client.flush()
+        time.sleep(1.0)
+        monitors = [Monitor(name, "prod", client=client, batch_rows=250) for name in names]
+        for m in monitors:
+            serve(m, 500, 0.0, seed=2)
+            serve(m, 500, 1.0, seed=3)
+            m.flush()
+        rows = wait_for(settings, "SELECT model, \"window\", dataset_drift FROM drift_windows ORDER BY 1, 2",
+                        lambda rows: len(rows) >= 2 * len(names))
+        assert rows == [(n, w, w == 1) for n in sorted(names) for w in (0, 1)]
+        for w in workers:  # the group gave each worker some of the monitoring partitions
+            text = (w.home / "drift-test.log").read_text()
+            assert "monitoring" in text.split("Setting newly assigned partitions")[-1].split("for group")[0]
+
+        workers[0].kill9()
+        for m in monitors:
+            serve(m, 500, 0.0, seed=4)
+            m.close()
+        rows = wait_for(settings, "SELECT model, \"window\", rows FROM drift_windows WHERE \"window\" = 2 ORDER BY 1",
+                        lambda rows: len(rows) >= len(names), timeout=90)
+        assert rows == [(n, 2, 500) for n in sorted(names)]
+        assert q(settings, "SELECT count(*) FROM drift_windows") == [(3 * len(names),)]  # none measured twice
+        raised = q(settings, "SELECT DISTINCT model FROM alerts WHERE state = 'RAISED' ORDER BY 1")
+        assert raised == [(n,) for n in sorted(names)]
+    finally:
+        for w in workers:
+            w.stop()
