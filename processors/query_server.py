@@ -47,7 +47,7 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
     is re-created as a temporary view over those. Connection-local; the file is not touched.
     """
     from .store import views_sql
-    from .tables import TABLES, TS
+    from .tables import AS_OF_SHADOWS, TABLES, TS
 
     try:
         ts = con.execute("SELECT CAST(? AS TIMESTAMP)", [as_of]).fetchone()[0]
@@ -55,10 +55,14 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
         raise QueryError(f"as_of: must be an ISO 8601 time, e.g. 2026-11-01T12:00:00 (got {as_of!r})") from exc
     db = con.execute("SELECT current_database()").fetchone()[0]
     for table, schema in TABLES.items():
+        if table in AS_OF_SHADOWS:  # derived tables: re-derived from their (already shadowed) source
+            continue
         col = next((f.name for f in schema if f.type == TS), None)
         where = f' WHERE "{col}" <= $ts' if col else ""
         con.execute(f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "{db}".main.{table}'
                     + where.replace("$ts", f"TIMESTAMP '{ts.isoformat(sep=' ')}'"))
+    for table, select in AS_OF_SHADOWS.items():
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {select}")
     sql = views_sql().replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
     con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
 

@@ -29,7 +29,7 @@ from .decider import Decider
 from .lake import Lake, Manifest, base_view_sql, due_for_deletion, file_name, merged_name, plan_merge, shard_id
 from .projection import RawRecord
 from .projector import Projector
-from .store import BatchStats, ViewStore, views_sql
+from .store import DERIVED_FROM, BatchStats, ViewStore, views_sql
 from .tables import TABLES
 
 log = logging.getLogger("modelog.processor")
@@ -72,7 +72,8 @@ class ShardStore(ViewStore):
         return stats, dead
 
     def _insert(self, rows) -> int:
-        self._dirty.update(t for t, cols in rows.items() if cols and any(cols.values()))
+        written = {t for t, cols in rows.items() if cols and any(cols.values())}
+        self._dirty.update(written, *(DERIVED_FROM.get(t, ()) for t in written))
         return super()._insert(rows)
 
     def _advance(self, records) -> None:

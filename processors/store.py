@@ -24,7 +24,7 @@ from .projection import RawRecord
 from .projector import Prepared, Projector
 from .registry import DECISION_TRIGGERS
 from .rows import new_rows
-from .tables import TABLES, ddl, to_arrow
+from .tables import DERIVED, TABLES, ddl, to_arrow
 
 from . import lineage, monitoring, registry
 
@@ -32,6 +32,11 @@ FAMILIES = (registry, lineage, monitoring)  # event families beyond tracking, ea
 
 VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
               "artifacts", "audit_log", "dead_letters") + tuple(v for f in FAMILIES for v in f.VIEWS)
+
+
+DERIVED_FROM: dict[str, list[str]] = {}  # source table -> the tables derived from it as it is written
+for _derived, (_source, _) in DERIVED.items():
+    DERIVED_FROM.setdefault(_source, []).append(_derived)
 
 
 def views_sql() -> str:
@@ -62,8 +67,13 @@ class ViewStore:
             raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
         self._lock = threading.Lock()
         self.con.execute("SET TimeZone = 'UTC'") if _has_tz(self.con) else None
+        existing = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         for table in TABLES:
             self.con.execute(ddl(table))
+        for table, (source, select) in DERIVED.items():
+            if table not in existing and source in existing:  # a file from before the table existed
+                self.con.execute(f"INSERT INTO {table} BY NAME " + select.format(points=source))
         self.con.execute("CREATE TABLE IF NOT EXISTS positions (topic VARCHAR, \"partition\" INTEGER, "
                          "next_offset BIGINT, PRIMARY KEY (topic, \"partition\"))")
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
@@ -140,6 +150,8 @@ class ViewStore:
             n += arrow.num_rows
             self.con.register("_batch", arrow)
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
+            for derived in DERIVED_FROM.get(table, ()):
+                self.con.execute(f"INSERT INTO {derived} BY NAME " + DERIVED[derived][1].format(points="_batch"))
             self.con.unregister("_batch")
         return n
 

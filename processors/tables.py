@@ -39,6 +39,14 @@ TABLES: dict[str, pa.Schema] = {
         ("event_id", pa.string()), ("run_id", pa.string()), ("key", pa.string()), ("value", pa.float64()),
         ("step", pa.int64()), ("timestamp", TS),
     ]),
+    # one row per (run, key) per projected batch: the batch's latest point of that metric and its
+    # min/max/count, written by the store with the points (latest_metrics aggregates these few rows
+    # instead of every point; the as-of path derives them from the points instead, see AS_OF_SHADOWS)
+    "log_metric_summaries": pa.schema([
+        ("run_id", pa.string()), ("key", pa.string()), ("value", pa.float64()), ("step", pa.int64()),
+        ("timestamp", TS), ("event_id", pa.string()), ("min_value", pa.float64()), ("max_value", pa.float64()),
+        ("points", pa.int64()),
+    ]),
     "log_tags": pa.schema([
         ("event_id", pa.string()), ("run_id", pa.string()), ("key", pa.string()), ("value", pa.string()),
         ("set_at", TS),
@@ -55,6 +63,25 @@ TABLES: dict[str, pa.Schema] = {
         ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()), ("reason", pa.string()),
         ("detail", pa.string()), ("key", pa.binary()), ("value", pa.binary()), ("logged_at", TS),
     ]),
+}
+
+# summaries of the points in a relation ``{points}`` with log_metrics' columns (GROUP BY run_id, key)
+METRIC_SUMMARY_SELECT = (
+    'SELECT run_id, key, arg_max(value, (step, "timestamp", event_id)) AS value, max(step) AS step, '
+    'arg_max("timestamp", (step, "timestamp", event_id)) AS "timestamp", '
+    'arg_max(event_id, (step, "timestamp", event_id)) AS event_id, '
+    'min(value) FILTER (WHERE NOT isnan(value)) AS min_value, max(value) FILTER (WHERE NOT isnan(value)) AS max_value, '
+    'count(*) AS points FROM {points} GROUP BY run_id, key')
+
+# base tables derived from another one as it is written: (source table, SELECT over "{points}")
+DERIVED = {"log_metric_summaries": ("log_metrics", METRIC_SUMMARY_SELECT)}
+
+# how ``as_of`` shadows a derived table: from its source's rows up to the instant, one summary per point
+AS_OF_SHADOWS = {
+    "log_metric_summaries": 'SELECT run_id, key, value, step, "timestamp", event_id, '
+                            'CASE WHEN isnan(value) THEN NULL ELSE value END AS min_value, '
+                            'CASE WHEN isnan(value) THEN NULL ELSE value END AS max_value, '
+                            '1::BIGINT AS points FROM log_metrics',
 }
 
 PRIMARY_KEYS = {

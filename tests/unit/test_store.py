@@ -125,3 +125,70 @@ def test_views_file_can_be_read_by_plain_duckdb(tmp_path, encoded):
     con = duckdb.connect(str(tmp_path / "v.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
     con.close()
+
+
+LATEST_FROM_POINTS = """
+SELECT run_id, key, arg_max(value, (step, "timestamp", event_id)) AS value, max(step) AS step,
+       arg_max("timestamp", (step, "timestamp", event_id)) AS "timestamp",
+       min(value) FILTER (WHERE NOT isnan(value)) AS min_value, max(value) FILTER (WHERE NOT isnan(value)) AS max_value,
+       count(*) AS points
+FROM log_metrics GROUP BY run_id, key"""
+
+
+def metric_events(codec, n_events=40, seed=7):
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n_events):
+        rec = sample_records()["MetricsLogged"]
+        rec = {**rec, "envelope": {**rec["envelope"], "event_id": f"01890f5e-0000-7000-8002-{i:012d}"},
+               "run_id": f"run-{i % 3}",
+               "points": [{"key": rng.choice(["loss", "auc"]), "step": rng.randrange(10),  # ties and repeats
+                           "value": rng.choice([math.nan, rng.random(), -1.0]),
+                           "timestamp": 1_760_000_000_000_000 + rng.randrange(1000)} for _ in range(rng.randrange(1, 6))]}
+        out.append(codec.encode("MetricsLogged", rec))
+    return out
+
+
+def test_latest_metrics_from_batch_summaries_equals_the_points(store):
+    events = metric_events(Codec())
+    for i in range(0, len(events), 6):  # several batches: several summaries per (run, key)
+        store.apply(records(events[i:i + 6], start=i), Projector())
+    store.apply(records(events[:10], start=100), Projector())  # redelivered: no new summaries
+    q = store.reader()
+    summaries = q.execute("SELECT count(*) FROM log_metric_summaries").fetchone()[0]
+    assert 6 < summaries < q.execute("SELECT count(*) FROM log_metrics").fetchone()[0]
+    assert rows_of(q, "SELECT * FROM latest_metrics") == rows_of(q, LATEST_FROM_POINTS)
+
+
+def test_latest_metrics_as_of_an_instant_uses_the_points_up_to_it(store):
+    from modelog.processors.query_server import as_of_views
+
+    events = metric_events(Codec())
+    store.apply(records(events), Projector())
+    cur = store.reader()
+    as_of_views(cur, "2025-10-09T08:53:20.0005")  # half of the points' timestamps (epoch 1,760,000,000 s + 0..1 ms)
+    got = rows_of(cur, "SELECT * FROM latest_metrics")
+    want = rows_of(store.reader(), LATEST_FROM_POINTS.replace(
+        "FROM log_metrics", "FROM log_metrics WHERE \"timestamp\" <= TIMESTAMP '2025-10-09 08:53:20.0005'"))
+    assert got == want
+    points_then = sum(r[-1] for r in cur.execute("SELECT * FROM latest_metrics").fetchall())
+    assert 0 < points_then < store.reader().execute("SELECT count(*) FROM log_metrics").fetchone()[0]
+
+
+def test_an_older_views_file_gets_its_summaries_on_open(tmp_path):
+    path = tmp_path / "old.duckdb"
+    s = ViewStore(path)
+    s.apply(records(metric_events(Codec())), Projector())
+    before = rows_of(s.reader(), "SELECT * FROM latest_metrics")
+    s.con.execute("DROP VIEW latest_metrics")
+    s.con.execute("DROP TABLE log_metric_summaries")
+    s.close()
+    s = ViewStore(path)  # as a file written before the table existed
+    assert rows_of(s.reader(), "SELECT * FROM latest_metrics") == before
+    s.close()
+
+
+def rows_of(cur, sql):
+    return sorted(repr(r) for r in cur.execute(sql).fetchall())
