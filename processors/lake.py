@@ -207,7 +207,7 @@ class LakeReader:
 
         self.lake = Lake(root)
         self.con = duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET GLOBAL TimeZone = 'UTC'")
         self._lock = threading.Lock()
         self._signature: tuple | None = None
         self.con.execute("CREATE SCHEMA IF NOT EXISTS lake_empty")
@@ -231,9 +231,7 @@ class LakeReader:
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         self.refresh()
-        cur = self.con.cursor()
-        cur.execute("SET TimeZone = 'UTC'")
-        return cur
+        return self.con.cursor()
 
     def positions(self) -> dict[tuple[str, int], int]:
         return self.lake.positions()

@@ -93,6 +93,10 @@ class QueryServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
+            timeout = 60  # an idle kept-alive connection is closed after this many seconds
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between
+
             def log_message(self, *args) -> None:  # quiet
                 return None
 

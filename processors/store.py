@@ -66,7 +66,8 @@ class ViewStore:
         except duckdb.IOException as exc:
             raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
         self._lock = threading.Lock()
-        self.con.execute("SET TimeZone = 'UTC'") if _has_tz(self.con) else None
+        if _has_tz(self.con):  # for every connection of this database, readers' cursors included
+            self.con.execute("SET GLOBAL TimeZone = 'UTC'")
         existing = {r[0] for r in self.con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         for table in TABLES:
@@ -191,10 +192,7 @@ class ViewStore:
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A separate connection for queries (DuckDB MVCC: sees committed batches only)."""
-        cur = self.con.cursor()
-        if _has_tz(cur):
-            cur.execute("SET TimeZone = 'UTC'")
-        return cur
+        return self.con.cursor()
 
     def checkpoint(self) -> None:
         with self._lock:

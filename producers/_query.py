@@ -8,8 +8,11 @@ Arrow IPC; when none runs, the file is opened read-only here.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import threading
+import urllib.parse
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -95,26 +98,46 @@ def sql(query: str, settings: Settings | None = None, *, as_of: str | datetime |
     return sql_arrow(query, settings, as_of=as_of).to_pandas()
 
 
+_connections = threading.local()  # one keep-alive connection per thread and endpoint
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """POST over a kept-alive HTTP/1.1 connection (reconnects once if the server closed it)."""
+    parts = urllib.parse.urlsplit(url)
+    cache = _connections.__dict__.setdefault("by_netloc", {})
+    for attempt in (0, 1):
+        conn = cache.get(parts.netloc)
+        if conn is None:
+            conn = cache[parts.netloc] = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        try:
+            conn.request("POST", parts.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except (http.client.HTTPException, ConnectionError, OSError):
+            conn.close()
+            cache.pop(parts.netloc, None)
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _remote(url: str, query: str, as_of: str | None = None) -> pyarrow.Table:
     import pyarrow as pa
 
     headers = {"Content-Type": "text/plain"}
     if as_of:
         headers["X-Modelog-As-Of"] = as_of
-    req = urllib.request.Request(url, data=query.encode(), method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            body = resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            detail = exc.read().decode(errors="replace")
+        status, body = _post(url, query.encode(), headers)
+    except OSError as exc:
+        raise QueryError(f"processor SQL endpoint {url} unreachable: {exc}") from exc
+    if status != 200:
+        detail = body.decode(errors="replace")
         try:
             detail = json.loads(detail)["error"]
         except (ValueError, KeyError):
             pass
-        raise QueryError(detail) from None
-    except urllib.error.URLError as exc:
-        raise QueryError(f"processor SQL endpoint {url} unreachable: {exc.reason}") from exc
+        raise QueryError(detail)
     return pa.ipc.open_stream(body).read_all()
 
 
