@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import threading
 import urllib.parse
 import urllib.error
@@ -109,6 +110,8 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         conn = cache.get(parts.netloc)
         if conn is None:
             conn = cache[parts.netloc] = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn.request("POST", parts.path, body=body, headers=headers)
             resp = conn.getresponse()
