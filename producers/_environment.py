@@ -33,20 +33,37 @@ def _strip_credentials(url: str) -> str:
 
 
 def git_info(cwd: str | None = None) -> dict[str, Any]:
-    """commit, branch, dirty flag and remote of the repository holding ``cwd`` (all None outside one)."""
+    """commit, branch, dirty flag and remote of the repository holding ``cwd`` (all None outside one).
+
+    One ``git status --porcelain=v2 --branch`` per call (commit, branch and dirty flag can change between
+    runs of one process); the remote URL is read once per repository and process.
+    """
     info: dict[str, Any] = {"git_commit": None, "git_branch": None, "git_dirty": None, "git_remote": None}
     if shutil.which("git") is None:
         return info
-    commit = _run(["git", "rev-parse", "HEAD"], cwd)
-    if not commit:
+    status = _run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"], cwd)
+    if status is None:
         return info
-    info["git_commit"] = commit
-    info["git_branch"] = _run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd)
-    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd)
-    info["git_dirty"] = None if status is None else bool(status)
-    remote = _run(["git", "config", "--get", "remote.origin.url"], cwd)
-    info["git_remote"] = _strip_credentials(remote) if remote else None
+    changed = False
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            info["git_commit"] = line.split()[2]
+        elif line.startswith("# branch.head "):
+            head = line.split(maxsplit=2)[2]
+            info["git_branch"] = "HEAD" if head == "(detached)" else head
+        elif line and not line.startswith("#"):
+            changed = True
+    if not info["git_commit"] or info["git_commit"] == "(initial)":  # no commit yet
+        return dict.fromkeys(info)
+    info["git_dirty"] = changed
+    info["git_remote"] = _remote(os.path.abspath(cwd or os.getcwd()))
     return info
+
+
+@cache
+def _remote(cwd: str) -> str | None:
+    remote = _run(["git", "config", "--get", "remote.origin.url"], cwd)
+    return _strip_credentials(remote) if remote else None
 
 
 def gpus() -> list[str]:

@@ -192,3 +192,22 @@ def test_git_environment_inside_a_repository(tmp_path):
     (tmp_path / "f.txt").write_text("changed")
     assert git_info(str(tmp_path))["git_dirty"] is True
     assert git_info("/")["git_commit"] is None
+
+
+def test_git_environment_branch_detached_and_remote(tmp_path):
+    from modelog._environment import git_info
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=a@b", "-c", "user.name=a", *args], check=True,
+                       capture_output=True)
+
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(tmp_path)], check=True)
+    assert git_info(str(tmp_path)) == dict.fromkeys(["git_commit", "git_branch", "git_dirty", "git_remote"])
+    (tmp_path / "f.txt").write_text("x")
+    git("add", "f.txt")
+    git("commit", "-qm", "x")
+    git("remote", "add", "origin", "https://user:secret@example.invalid/r.git")
+    info = git_info(str(tmp_path))
+    assert info["git_branch"] == "trunk" and info["git_remote"] == "https://example.invalid/r.git"
+    git("checkout", "-q", "--detach")
+    assert git_info(str(tmp_path))["git_branch"] == "HEAD" and git_info(str(tmp_path))["git_commit"] == info["git_commit"]
