@@ -5,25 +5,61 @@
   several sequential S3 requests per Kafka fetch, so every fetch stalled ~200 ms and the projector
   caught up at ~15k points/s. Turning Nagle off is the standard fix (``StreamRequestHandler`` has a
   switch for it); see docs/decisions/0004-embedded-broker-durability.md.
-* localbucket answers ListObjectsV2 by walking and sorting every key of the bucket, whatever the
-  prefix. tansu lists a partition's ``records/`` prefix on fetches, and the bucket holds one object per
-  produced batch, so each listing cost grew with the whole log: with 10^4 runs the S3 server saturated
-  a core and ingest slowed quadratically (bench/growth.py). Keys under a prefix all lie in the
-  directory the prefix names, so ``_list_entries`` walks only that directory (same answer).
+* Listings. tansu's S3 engine lists a partition's ``records/`` prefix, page after page, on every fetch,
+  and a partition holds one object per produced batch. localbucket answered each page by walking and
+  sorting every key of the bucket and building the XML with ElementTree (~100 ms per 1,000-key page
+  here), so with 10^4 runs the S3 server saturated a core and ingest slowed quadratically
+  (bench/growth.py). Here a listing walks only the directory its prefix names, the sorted keys of a
+  directory are kept until the next write, and each object's XML entry is kept until that object is
+  written or deleted: a page is a join of cached strings. The answers are byte for byte localbucket's
+  (tests/unit/test_s3server.py). tansu still reads every page on every fetch: that cost grows with the
+  partition, which is a limit of the embedded broker's S3 mode (docs/decisions/0004).
+* Request logging at INFO (one line per request) is off; warnings and errors stay.
 
     python -m modelog._s3server DATA_ROOT --host 127.0.0.1 --port PORT
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import logging
 import os
+import threading
+import xml.etree.ElementTree as ET
+from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import localbucket
 
 
+_lock = threading.Lock()
+_generation = 0  # bumped before and after every write: a listing computed across a write is not kept
+_listings: dict[tuple[str, str], tuple[int, list[tuple[str, Path]]]] = {}  # (bucket dir, prefix) -> keys
+_entries: dict[tuple[str, bool], bytes] = {}  # (object path, url-encoded?) -> its <Contents> XML
+
+
+def _invalidate(path: str | None) -> None:
+    global _generation
+    with _lock:
+        _generation += 1
+        _listings.clear()
+        if path is None:
+            _entries.clear()
+        else:
+            _entries.pop((path, False), None)
+            _entries.pop((path, True), None)
+
+
 def _keys_under(bucket_dir: Path, prefix: str) -> list[tuple[str, Path]]:
-    """(key, path) of every object whose key starts with ``prefix``, sorted as S3 does (UTF-8 bytes)."""
+    """(key, path) of every object whose key starts with ``prefix``, sorted as S3 does (UTF-8 bytes).
+    Reads only the directory the prefix names; kept until the next write."""
+    with _lock:
+        gen = _generation
+        hit = _listings.get((str(bucket_dir), prefix))
+    if hit is not None and hit[0] == gen:
+        return hit[1]
     head, sep, _ = prefix.rpartition("/")
     base = head + "/" if sep else ""
     root = os.path.join(bucket_dir, head) if sep else str(bucket_dir)
@@ -43,6 +79,9 @@ def _keys_under(bucket_dir: Path, prefix: str) -> list[tuple[str, Path]]:
                 if key.startswith(prefix):
                     out.append((key, Path(entry.path)))
     out.sort(key=lambda item: item[0].encode())
+    with _lock:
+        if _generation == gen:
+            _listings[(str(bucket_dir), prefix)] = (gen, out)
     return out
 
 
@@ -54,7 +93,11 @@ def _list_entries(self, bucket_dir: Path, prefix: str, delimiter: str, marker: s
     common_prefixes: list[str] = []
     last_entry = ""
     truncated = False
-    for key, path in _keys_under(bucket_dir, prefix):
+    keys = _keys_under(bucket_dir, prefix)
+    start = 0
+    if marker and not marker_is_prefix:  # keys are sorted by bytes: skip past the marker at once
+        start = bisect.bisect_right(keys, marker.encode(), key=lambda item: item[0].encode())
+    for key, path in itertools.islice(keys, start, None):
         if marker and (key.encode() <= marker.encode() or (marker_is_prefix and key.startswith(marker))):
             continue
         common = ""
@@ -76,9 +119,77 @@ def _list_entries(self, bucket_dir: Path, prefix: str, delimiter: str, marker: s
     return contents, common_prefixes, truncated, last_entry
 
 
+def _add_list_entries(self, root, contents, common_prefixes, encode) -> None:
+    """Keep the entries' XML aside (cached per object) for ``_send_xml`` to splice in, instead of
+    adding thousands of ElementTree nodes to ``root``."""
+    url = self.query.get("encoding-type") == "url"
+    parts = []
+    for key, path in contents:
+        cache_key = (str(path), url)
+        with _lock:
+            xml = _entries.get(cache_key)
+        if xml is None:
+            item = ET.Element("Contents")
+            stat = path.stat()
+            localbucket.sub_element(item, "Key", encode(key))
+            localbucket.sub_element(item, "LastModified", localbucket.iso_timestamp(stat.st_mtime))
+            localbucket.sub_element(item, "ETag", f'"{localbucket.object_etag(path)}"')
+            localbucket.sub_element(item, "Size", str(stat.st_size))
+            localbucket.sub_element(item, "StorageClass", "STANDARD")
+            xml = ET.tostring(item, encoding="utf-8")
+            with _lock:
+                _entries[cache_key] = xml
+        parts.append(xml)
+    for common in common_prefixes:
+        item = ET.Element("CommonPrefixes")
+        localbucket.sub_element(item, "Prefix", encode(common))
+        parts.append(ET.tostring(item, encoding="utf-8"))
+    self._modelog_entries = b"".join(parts)
+
+
+def _send_xml(self, root) -> None:
+    body = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+    extra = self.__dict__.pop("_modelog_entries", b"")
+    if extra:
+        close = b"</" + root.tag.encode() + b">"
+        if body.endswith(b" />"):  # no other children: open the element
+            body = body[:-3] + b">" + close
+        body = body[: -len(close)] + extra + close
+    self._send(HTTPStatus.OK, body, {"Content-Type": "application/xml"})
+
+
+def _writes(method):
+    """Wrap a writing verb: invalidate the caches for its object before and after it runs."""
+    def run(self):
+        try:
+            bucket_key = unquote(urlsplit(self.path).path).lstrip("/")
+            bucket, _, key = bucket_key.partition("/")
+            path = str(self._object_path(bucket, key)) if key else None
+        except Exception:  # noqa: BLE001 -- unparsable: let localbucket answer; drop every cache
+            path = None
+        _invalidate(path)
+        try:
+            return method(self)
+        finally:
+            _invalidate(path)
+    return run
+
+
+def patch() -> None:
+    """Install the changes above into localbucket's handler."""
+    h = localbucket.S3Handler
+    h.disable_nagle_algorithm = True
+    h._list_entries = _list_entries
+    h._add_list_entries = _add_list_entries
+    h._send_xml = _send_xml
+    for verb in ("do_PUT", "do_POST", "do_DELETE"):
+        setattr(h, verb, _writes(getattr(h, verb)))
+
+
 def main() -> None:
-    localbucket.S3Handler.disable_nagle_algorithm = True
-    localbucket.S3Handler._list_entries = _list_entries
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s [%(levelname)s]: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")  # before localbucket's own (INFO) call, which then does nothing
+    patch()
     localbucket.main()
 
 

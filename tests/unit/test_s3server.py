@@ -1,10 +1,22 @@
-"""The embedded S3 server's prefix-scoped listing gives localbucket's answer, page by page."""
+"""The embedded S3 server (localbucket with modelog's listing changes) answers exactly as localbucket does.
+
+Both servers run as real processes over one data directory; every listing is compared byte for byte,
+before and after objects are written over and deleted (the caches must follow the writes).
+"""
 
 from __future__ import annotations
 
 import itertools
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlencode
 
 import localbucket
+import pytest
 
 from modelog._s3server import _list_entries
 
@@ -12,7 +24,7 @@ KEYS = ["a.txt", "b/1", "b/2", "b/c/3", "b/c/4", "b/cc", "bb/5", "é/6", "record
         "records/00000000000000000004.batch", "records/00000000000000000010.batch", "z"]
 
 
-def test_listings_equal_localbuckets_for_every_prefix_delimiter_marker_and_page(tmp_path):
+def test_listing_pages_equal_localbuckets_for_every_prefix_delimiter_marker_and_size(tmp_path):
     for key in KEYS:
         path = tmp_path / key
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,4 +37,70 @@ def test_listings_equal_localbuckets_for_every_prefix_delimiter_marker_and_page(
         want = original(None, tmp_path, prefix, delimiter, marker, is_prefix, max_keys)
         got = _list_entries(None, tmp_path, prefix, delimiter, marker, is_prefix, max_keys)
         assert got == want, (prefix, delimiter, marker, max_keys)
-    assert _list_entries(None, tmp_path, "records/", "", "", False, 1000)[0][0][0] == "records/00000000000000000000.batch"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(args: list[str], root, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, *args, str(root), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError(f"server {args} did not start")
+
+
+def _call(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    ours, plain = _free_port(), _free_port()
+    procs = [_serve(["-m", "modelog._s3server"], tmp_path, ours),
+             _serve(["-c", "import localbucket; localbucket.main()"], tmp_path, plain)]
+    yield ours, plain
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+def test_listings_over_http_equal_localbuckets_and_follow_writes(servers):
+    ours, plain = servers
+    assert _call(ours, "PUT", "/bkt")[0] == 200
+    for key in KEYS:
+        assert _call(ours, "PUT", "/bkt/" + urllib.request.quote(key), key.encode())[0] == 200
+    queries = [{"list-type": "2"}, {"list-type": "2", "prefix": "records/"},
+               {"list-type": "2", "prefix": "records/", "max-keys": "2"},
+               {"list-type": "2", "prefix": "b/", "delimiter": "/"}, {"list-type": "2", "start-after": "b/c/3"},
+               {"list-type": "2", "prefix": "é", "encoding-type": "url"}, {"prefix": "b"}, {"prefix": "b", "marker": "b/2"}]
+
+    def same() -> None:
+        for q in queries:
+            a, b = _call(ours, "GET", "/bkt?" + urlencode(q)), _call(plain, "GET", "/bkt?" + urlencode(q))
+            assert a == b, q
+            assert a[0] == 200
+
+    same()
+    same()  # served from the caches now
+    assert _call(ours, "PUT", "/bkt/records/00000000000000000004.batch", b"rewritten, longer")[0] == 200
+    assert _call(ours, "PUT", "/bkt/records/00000000000000000020.batch", b"new")[0] == 200
+    assert _call(ours, "DELETE", "/bkt/b/c/3")[0] == 204
+    same()
+    listing = _call(ours, "GET", "/bkt?" + urlencode({"list-type": "2", "prefix": "records/"}))[1]
+    assert b"00000000000000000020.batch" in listing and b"<Size>17</Size>" in listing
