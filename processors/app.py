@@ -37,12 +37,31 @@ from .projector import Projector
 from .query_server import QueryServer
 from .lake import Lake, LakeReader
 from .shards import PUBLISH_INTERVAL, ShardSet
-from .store import ViewStore
+from .store import BatchStats, ViewStore
 
 log = logging.getLogger("modelog.processor")
 
 BATCH_RECORDS = 500  # records per transaction (each MetricsLogged record holds up to 5000 points)
 BATCH_WITHIN = 0.05  # seconds: a partial batch is applied after this long
+STREAM_BUFFER = 2 * BATCH_RECORDS  # records faust may hold for the agent before it pauses fetching
+# encoded bytes per transaction: a batch of 500 records of 5,000 points each decodes into ~2.5M Python
+# objects per column (the projector peaked at ~1 GiB with 10^7 points, bench/growth.py); 8 MB of Avro is
+# ~400k points
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+def by_size(records: list[RawRecord], max_bytes: int) -> list[list[RawRecord]]:
+    """Split ``records`` in order into runs of at most ``max_bytes`` of values (a larger record alone)."""
+    out: list[list[RawRecord]] = []
+    size = 0
+    for r in records:
+        n = len(r.value or b"")
+        if not out or (out[-1] and size + n > max_bytes):
+            out.append([])
+            size = 0
+        out[-1].append(r)
+        size += n
+    return out
 
 
 def faust_credentials(options: dict[str, str]):
@@ -108,7 +127,10 @@ def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
 
 def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -> faust.App:
     """The projector app over one views file (``ViewStore``) or this worker's shards (``ShardSet``)."""
-    app = new_faust_app(settings, f"{settings.processor_id}-{store.instance_id[:12]}")
+    # at most ~2 batches of records waiting in the agent's buffer: a MetricsLogged record holds up to 5,000
+    # points (~100 KB), so faust's default of 4,096 let a backlog hold ~400 MB (bench/growth.py, 10^7 points)
+    app = new_faust_app(settings, f"{settings.processor_id}-{store.instance_id[:12]}",
+                        stream_buffer_maxsize=STREAM_BUFFER)
     tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     projector = Projector()
@@ -135,7 +157,11 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
                     continue
                 ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
                 records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value))
-            stats, dead = await loop.run_in_executor(executor, store.apply, records, projector, publish)
+            stats, dead = BatchStats(), []
+            for chunk in by_size(records, BATCH_BYTES):  # one transaction each: bounded memory
+                st, dl = await loop.run_in_executor(executor, store.apply, chunk, projector, publish)
+                stats.add(st)
+                dead.extend(dl)
             for dl in dead:
                 r = dl.record
                 await deadletter.send(key=r.key, value=r.value or b"", headers=[
@@ -213,10 +239,10 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     if settings.lake_path is not None:
-        store: ViewStore | ShardSet = ShardSet(Lake(settings.lake_path))
+        store: ViewStore | ShardSet = ShardSet(Lake(settings.lake_path), settings.duckdb_memory_limit)
         queries = LakeReader(settings.lake_path)
     else:
-        store = queries = ViewStore(settings.views_path)
+        store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit)
     server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port)
     server.ready = False  # until the consumer has joined (GET /ready)
     server.start()

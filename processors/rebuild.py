@@ -122,7 +122,7 @@ def rebuild(settings: Settings, output: Path | None = None, show_progress: bool 
             instance_id = None
         finally:
             con.close()
-    store = ViewStore(tmp, instance_id=instance_id)
+    store = ViewStore(tmp, instance_id=instance_id, memory_limit=settings.duckdb_memory_limit)
     bar = _Bar() if show_progress else None
     try:
         n = replay(settings, store, progress=bar)

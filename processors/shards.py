@@ -45,7 +45,7 @@ class ShardLost(QueryError):
 class ShardStore(ViewStore):
     """One (topic, partition)'s views: a DuckDB file of its own, published to the lake."""
 
-    def __init__(self, lake: Lake, topic: str, partition: int) -> None:
+    def __init__(self, lake: Lake, topic: str, partition: int, memory_limit: str | None = None) -> None:
         self.lake, self.topic, self.partition = lake, topic, partition
         self.shard = shard_id(topic, partition)
         path = lake.shard_path(self.shard)
@@ -53,7 +53,7 @@ class ShardStore(ViewStore):
         if manifest is not None and manifest.published_at and not path.exists():
             raise ShardLost(f"shard {path} is missing but {lake.manifest_path(self.shard)} says it published rows: "
                             f"stop every worker and delete {lake.root} to rebuild the lake from the log")
-        super().__init__(path, instance_id=lake.instance_id)
+        super().__init__(path, instance_id=lake.instance_id, memory_limit=memory_limit)
         self.manifest = manifest or Manifest(self.shard, topic, partition)
         self._dirty: set[str] = set(TABLES)  # tables that may have rows the lake does not have (all, on open)
         self._moved = True  # positions changed since the last publication
@@ -156,8 +156,9 @@ class ShardSet:
 
     Has ``ViewStore``'s ``apply`` so the projector app drives it the same way."""
 
-    def __init__(self, lake: Lake) -> None:
+    def __init__(self, lake: Lake, memory_limit: str | None = None) -> None:
         self.lake = lake
+        self.memory_limit = memory_limit
         self.instance_id = lake.instance_id
         self.shards: dict[tuple[str, int], ShardStore] = {}
         self.decider = Decider()
@@ -170,7 +171,7 @@ class ShardSet:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                shard = ShardStore(self.lake, topic, partition)
+                shard = ShardStore(self.lake, topic, partition, self.memory_limit)
                 break
             except QueryError as exc:  # the previous owner still holds the file
                 if isinstance(exc, ShardLost) or time.monotonic() > deadline:
@@ -192,8 +193,7 @@ class ShardSet:
         for (topic, partition), recs in by_tp.items():
             shard = self.open(topic, partition)
             stats, d = shard.apply(recs, projector, publish)
-            for k in vars(total):
-                setattr(total, k, getattr(total, k) + getattr(stats, k))
+            total.add(stats)
             dead.extend(d)
             if shard.due(now):
                 shard.publish(now)

@@ -54,17 +54,27 @@ class BatchStats:
     rows: int = 0
     decided: int = 0
 
+    def add(self, other: BatchStats) -> None:
+        for k in vars(self):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
 
 class ViewStore:
     """Owns the one writing connection to the views file."""
 
-    def __init__(self, path: Path | str, instance_id: str | None = None) -> None:
+    def __init__(self, path: Path | str, instance_id: str | None = None, memory_limit: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.con = duckdb.connect(str(self.path))
         except duckdb.IOException as exc:
             raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
+        if memory_limit:
+            try:
+                self.con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+            except duckdb.Error as exc:
+                self.con.close()
+                raise QueryError(f"MODELOG_DUCKDB_MEMORY_LIMIT: {exc}") from exc
         self._lock = threading.Lock()
         if _has_tz(self.con):  # for every connection of this database, readers' cursors included
             self.con.execute("SET GLOBAL TimeZone = 'UTC'")

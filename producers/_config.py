@@ -15,6 +15,8 @@ MODELOG_TOPIC_REPLICATION    replication factor of topics modelog creates (defau
 MODELOG_PRINCIPAL            the actor recorded on events (default: the OS user)
 MODELOG_ACTOR_KIND           USER or SERVICE (default USER)
 MODELOG_DB                   DuckDB file of the views (default ``$MODELOG_HOME/views.duckdb``)
+MODELOG_DUCKDB_MEMORY_LIMIT  memory DuckDB may use for the views, per views file or shard (e.g. ``1GB``; default
+                             DuckDB's own: 80% of RAM). Its buffer cache grows with the views up to this
 MODELOG_LAKE                 a directory shared by several projector workers: each projects the partitions
                              it is given into shards there and publishes them as Parquet; the views read
                              them all (decision 0009). Unset: one processor, one views file (MODELOG_DB)
@@ -63,6 +65,7 @@ class Settings:
     actor_kind: str = "USER"
     db_path: Path | None = None
     lake_path: Path | None = None
+    duckdb_memory_limit: str | None = None
     schema_registry_url: str | None = None
     session_timeout_ms: int = 6000
     linger_ms: int = 50
@@ -219,6 +222,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_ACTOR_KIND": ("actor_kind", str.upper),
     "MODELOG_DB": ("db_path", Path),
     "MODELOG_LAKE": ("lake_path", Path),
+    "MODELOG_DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", str),
     "MODELOG_SCHEMA_REGISTRY_URL": ("schema_registry_url", str),
     "MODELOG_SESSION_TIMEOUT_MS": ("session_timeout_ms", int),
     "MODELOG_LINGER_MS": ("linger_ms", int),

@@ -33,6 +33,14 @@ def processor_file(settings: Settings) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. An exited child of this process that nobody has waited for yet (a zombie)
+    has stopped: it is reaped here, so that stopping a processor we started does not wait in vain."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:  # not our child
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -192,3 +192,20 @@ def test_an_older_views_file_gets_its_summaries_on_open(tmp_path):
 
 def rows_of(cur, sql):
     return sorted(repr(r) for r in cur.execute(sql).fetchall())
+
+
+def test_memory_limit_is_applied_and_a_bad_one_is_named(tmp_path):
+    s = ViewStore(tmp_path / "a.duckdb", memory_limit="300MB")
+    assert s.reader().execute("SELECT current_setting('memory_limit')").fetchone()[0] in ("286.1 MiB", "300.0 MB")
+    s.close()
+    with pytest.raises(Exception, match="MODELOG_DUCKDB_MEMORY_LIMIT"):
+        ViewStore(tmp_path / "b.duckdb", memory_limit="lots")
+
+
+def test_batches_are_split_by_bytes_in_order():
+    from modelog.processors.app import by_size
+
+    recs = [RawRecord("t", 0, i, None, b"k", b"x" * n) for i, n in enumerate([3, 3, 3, 10, 1, 1])]
+    chunks = by_size(recs, 6)
+    assert [[r.offset for r in c] for c in chunks] == [[0, 1], [2], [3], [4, 5]]
+    assert by_size([], 6) == []
