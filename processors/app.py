@@ -221,6 +221,13 @@ def snapshot_highwaters(app: faust.App) -> None:
     app.modelog_highwaters = hw  # type: ignore[attr-defined]
 
 
+def processor_info(settings: Settings, server: QueryServer, **extra) -> dict:
+    """What ``$MODELOG_HOME/processor.json`` says about a running processor (not ready yet)."""
+    return {"pid": os.getpid(), "db": str(settings.views_target), "sql_url": server.url + "/sql",
+            "health_url": server.url + "/health", "metrics_url": server.url + "/metrics",
+            "bootstrap": settings.resolve_bootstrap(), **extra, "started_at": time.time(), "ready": False}
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -247,10 +254,7 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
     server.ready = False  # until the consumer has joined (GET /ready)
     server.start()
     info_path = processor_file(settings) if publish_info else None
-    info = {"pid": os.getpid(), "db": str(settings.views_target), "sql_url": server.url + "/sql",
-            "health_url": server.url + "/health", "metrics_url": server.url + "/metrics",
-            "bootstrap": settings.resolve_bootstrap(),
-            "started_at": time.time(), "ready": False}
+    info = processor_info(settings, server)
     if info_path:
         _write_json(info_path, info)
 

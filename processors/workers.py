@@ -23,6 +23,7 @@ from modelog._config import Settings
 from modelog._query import processor_file
 from modelog._topics import ensure_topics
 
+from .app import _write_json, processor_info
 from .lake import Lake, LakeReader
 from .query_server import QueryServer
 
@@ -39,9 +40,7 @@ def mark_worker_ready(settings: Settings) -> None:
     """Called by a worker once its consumer has joined the group."""
     path = worker_file(settings, os.getpid())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "ready_at": time.time()}))
-    os.replace(tmp, path)
+    _write_json(path, {"pid": os.getpid(), "ready_at": time.time()})
 
 
 def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> None:
@@ -70,11 +69,8 @@ def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> 
     server.ready = False
     server.start()
     info_path = processor_file(settings)
-    info = {"pid": os.getpid(), "db": str(settings.views_target), "sql_url": server.url + "/sql",
-            "health_url": server.url + "/health", "metrics_url": server.url + "/metrics",
-            "bootstrap": settings.resolve_bootstrap(), "workers": [p.pid for p in procs],
-            "started_at": time.time(), "ready": False}
-    _write(info_path, info)
+    info = processor_info(settings, server, workers=[p.pid for p in procs])
+    _write_json(info_path, info)
 
     def stop(*_args) -> None:
         stopping.set()
@@ -89,12 +85,12 @@ def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> 
                     time.sleep(RESTART_DELAY)
                     procs[i] = spawn(i)
                     info["workers"] = [q.pid for q in procs]
-                    _write(info_path, info)
+                    _write_json(info_path, info)
             ready = all(worker_file(settings, p.pid).exists() for p in procs)
             if ready != info["ready"]:
                 server.ready = info["ready"] = ready
                 info["ready_at"] = time.time()
-                _write(info_path, info)
+                _write_json(info_path, info)
             stopping.wait(0.2)
     finally:
         for p in procs:
@@ -114,9 +110,3 @@ def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> 
                 info_path.unlink()
         except (OSError, ValueError):
             pass
-
-
-def _write(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
