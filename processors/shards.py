@@ -90,13 +90,13 @@ class ShardStore(ViewStore):
         if not self._global:
             con.execute("SET schema = 'g'")
             con.execute(views_sql())
-            con.execute("SET schema = 'main'")
+            con.execute("RESET schema")
             self._global = True
         con.execute("SET search_path = 'g,main'")
         try:
             return super()._decide(con, event_type, record, pos)
         finally:
-            con.execute("SET search_path = 'main'")
+            con.execute("RESET search_path")
 
     # -- publishing --------------------------------------------------------------------
     def due(self, now: float) -> bool:
