@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +31,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from backbone import machine  # noqa: E402
-from compare_common import peak_rss_mib, reset_peak_rss  # noqa: E402
+from compare_common import median_ms, peak_rss_mib, reset_peak_rss  # noqa: E402
 
 METRICS = 20
 
@@ -53,7 +53,7 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict
         client.create_experiment("growth")
         client.flush()
         reset_peak_rss(proc_pid)
-        reset_peak_rss(_self())
+        reset_peak_rss(os.getpid())
         t0 = time.perf_counter()
         in_loop = run_s = 0.0
         for r in range(runs):
@@ -81,16 +81,9 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict
                            "ORDER BY step"),
             "runs_list_ms": "SELECT run_id, name, status, start_time FROM runs ORDER BY start_time DESC LIMIT 50",
         }
-        lat = {}
-        for name, q in queries.items():
-            xs = []
-            for _ in range(20):
-                t3 = time.perf_counter()
-                sql_arrow(q, settings)
-                xs.append((time.perf_counter() - t3) * 1000)
-            lat[name] = statistics.median(xs)
+        lat = {name: median_ms(lambda q=q: sql_arrow(q, settings), 20)["median_ms"] for name, q in queries.items()}
         broker_pids = _broker_pids(home)
-        rss = {"sdk": peak_rss_mib(_self()), "projector": peak_rss_mib(proc_pid),
+        rss = {"sdk": peak_rss_mib(os.getpid()), "projector": peak_rss_mib(proc_pid),
                "broker": sum(peak_rss_mib(p) or 0 for p in broker_pids)}
         client.close()
         db_mib = sum(p.stat().st_size for p in settings.views_path.parent.glob(settings.views_path.name + "*")) / 2**20
@@ -104,12 +97,6 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict
             stop_processor(settings, info)
         broker.stop()
         shutil.rmtree(home, ignore_errors=True)
-
-
-def _self() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _broker_pids(home: Path) -> list[int]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from backbone import machine  # noqa: E402
-from compare_common import children, cpu_seconds, peak_rss_mib  # noqa: E402
+from compare_common import children, cpu_seconds, median_ms, peak_rss_mib  # noqa: E402
 
 METRICS = 20
 
@@ -118,12 +117,7 @@ def run_config(base, workers: int, lake: bool, ends: dict, points: int, timeout:
                                            "AND value > 0.2 ORDER BY value DESC"),
                         ("history_ms", "SELECT step, value FROM metrics WHERE run_id = (SELECT min(run_id) FROM runs) "
                                        "AND key = 'metric_03' ORDER BY step")):
-            lat = []
-            for _ in range(20):
-                t0 = time.perf_counter()
-                sql_arrow(q, settings)
-                lat.append((time.perf_counter() - t0) * 1000)
-            queries[name] = statistics.median(lat)
+            queries[name] = median_ms(lambda q=q: sql_arrow(q, settings), 20)["median_ms"]
         visible = sql_arrow("SELECT count(*) AS n FROM metrics", settings).column("n")[0].as_py()
         assert visible == points, f"{tag}: {visible} points visible, {points} published"
     finally:
