@@ -84,9 +84,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from modelog import Client, Settings
-    from modelog._broker import EmbeddedBroker
-    from modelog._cli import start_processor_background, stop_processor
-    from modelog._query import running_processor
+    from modelog.local.broker import EmbeddedBroker
+    from modelog.local.processes import start_processor_background, stop_processor
+    from modelog.wire.home import running_processor
 
     home = Path(tempfile.mkdtemp(prefix="modelog-bench-"))
     broker = EmbeddedBroker(home, storage=args.storage)

@@ -133,9 +133,9 @@ def cleanup(workdir: Path) -> list[str]:
     if (home / "broker" / "broker.json").exists() or (home / "processor.json").exists():
         try:
             from modelog import Settings
-            from modelog._broker import EmbeddedBroker
-            from modelog._cli import stop_processor
-            from modelog._query import running_processor
+            from modelog.local.broker import EmbeddedBroker
+            from modelog.local.processes import stop_processor
+            from modelog.wire.home import running_processor
 
             settings = Settings.load(env={}, home=home)
             info = running_processor(settings)

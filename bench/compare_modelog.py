@@ -55,7 +55,7 @@ def versions() -> dict:
 
 
 def meter_for(broker, settings) -> ProcessMeter:
-    from modelog._query import running_processor
+    from modelog.wire.home import running_processor
 
     st = broker._state()
     m = ProcessMeter()
@@ -134,8 +134,8 @@ def queries(settings, w: W, exp: str, run_id: str, reps: int) -> list[dict]:
 
 def durability(client, broker, settings, w: W, pace_s: float, at_s: float, down_s: float) -> dict:
     from modelog import DeliveryError
-    from modelog._cli import start_processor_background, stop_processor
-    from modelog._query import running_processor
+    from modelog.local.processes import start_processor_background, stop_processor
+    from modelog.wire.home import running_processor
 
     port = int(settings.bootstrap.rsplit(":", 1)[1])
     outage = Outage(at_s, down_s, stop=broker.stop, start=lambda: broker.start(port=port, timeout=60))
@@ -261,9 +261,9 @@ def main() -> None:
 
     from backbone import freshness
     from modelog import Client, Settings
-    from modelog._broker import EmbeddedBroker
-    from modelog._cli import start_processor_background, stop_processor
-    from modelog._query import running_processor
+    from modelog.local.broker import EmbeddedBroker
+    from modelog.local.processes import start_processor_background, stop_processor
+    from modelog.wire.home import running_processor
 
     w = W(args.runs, args.steps)
     result: dict = {"system": "modelog", "versions": versions(), "machine": machine(), "workload": w.as_dict(),

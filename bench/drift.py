@@ -240,7 +240,7 @@ def scores_equal(a: float | None, b: float | None) -> bool:
 def diagnose(column: str, ours: dict, theirs: dict, reference: pd.DataFrame, current: pd.DataFrame,
              variant: str) -> str | None:
     """Why a column's score/verdict differs between modelog and an Evidently variant (computed, not assumed)."""
-    from modelog import _drift_stats as ds
+    from modelog.drift import stats as ds
 
     same_method = ours["method"] == theirs["method"]
     if same_method and scores_equal(ours["score"], theirs["score"]) and ours["drift"] == theirs["drift"]:

@@ -38,9 +38,9 @@ METRICS = 20
 
 def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict:
     from modelog import Client, Settings, sql_arrow
-    from modelog._broker import EmbeddedBroker
-    from modelog._cli import start_processor_background, stop_processor
-    from modelog._query import running_processor
+    from modelog.local.broker import EmbeddedBroker
+    from modelog.local.processes import start_processor_background, stop_processor
+    from modelog.wire.home import running_processor
 
     home = Path(tempfile.mkdtemp(prefix="modelog-growth-"))
     broker = EmbeddedBroker(home, storage=storage)

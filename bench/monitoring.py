@@ -62,7 +62,7 @@ def drift_throughput(client, settings, predictions: int) -> dict:
     from confluent_kafka import Consumer
 
     from modelog import Monitor, configure_monitor, log_reference
-    from modelog._cli_monitor import start_drift_background, stop_drift
+    from modelog.local.processes import start_drift_background, stop_drift
 
     log_reference("bench-drift", None, frame(20_000, 2), client=client)
     configure_monitor("bench-drift", window_rows=1000, client=client)
@@ -108,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from modelog import Client, Settings
-    from modelog._broker import EmbeddedBroker
+    from modelog.local.broker import EmbeddedBroker
 
     home = Path(tempfile.mkdtemp(prefix="modelog-bench-mon-"))
     broker = EmbeddedBroker(home, storage=args.storage)

@@ -64,7 +64,7 @@ def end_offsets(settings) -> dict[tuple[str, int], int]:
 
 
 def caught_up(settings, ends: dict) -> bool:
-    from modelog._query import projected_positions
+    from modelog.consumers.query import projected_positions
 
     try:
         pos = projected_positions(settings)
@@ -145,7 +145,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from modelog import Settings
-    from modelog._broker import EmbeddedBroker
+    from modelog.local.broker import EmbeddedBroker
 
     home = Path(tempfile.mkdtemp(prefix="modelog-scaleout-"))
     broker = EmbeddedBroker(home / "broker", storage=args.storage)

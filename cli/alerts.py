@@ -48,7 +48,7 @@ def tail_cmd(ctx: click.Context, model: str | None, deployment: str | None, from
 
     Runs until Ctrl-C, --max or --timeout. "Ready" goes to stderr once new alerts will be shown.
     """
-    from ._alerts import format_text, tail
+    from modelog.consumers.alerts import format_text, tail
 
     settings = ctx.obj["settings"]
     where = "the beginning" if from_beginning else "the end"
@@ -96,8 +96,8 @@ def webhook_cmd(ctx: click.Context, url: str, model: str | None, deployment: str
     after the last acknowledged alert. Other 4xx: logged and dead-lettered (webhook_rejected).
     Exit code 1 when the retries of one alert run out (nothing is skipped: a restart retries it).
     """
-    from ._errors import DeliveryError
-    from ._webhook import WebhookForwarder
+    from modelog.wire.errors import DeliveryError
+    from modelog.consumers.webhook import WebhookForwarder
 
     logging.basicConfig(stream=sys.stderr, level=loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

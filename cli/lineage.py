@@ -10,9 +10,9 @@ import re
 
 import click
 
-from . import _rules
-from ._config import Settings
-from ._errors import ModelogError, ValidationError
+from modelog.wire import rules as _rules
+from modelog.wire.settings import Settings
+from modelog.wire.errors import ModelogError, ValidationError
 
 UNLIMITED = 1_000_000  # --depth not given: walks still stop, because no path revisits a node
 _SHORT = re.compile(r"(dataset:[^@]*@)([0-9a-f]{12})[0-9a-f]{52}")
@@ -27,7 +27,7 @@ def resolve_node(entity: str, settings: Settings) -> str:
 
     Raises ValidationError for bad syntax, ModelogError for an unknown or ambiguous entity.
     """
-    from ._query import sql_arrow
+    from modelog.consumers.query import sql_arrow
 
     try:
         kind, parts = _rules.parse_node(entity, version_prefix=True)
@@ -53,7 +53,7 @@ def resolve_node(entity: str, settings: Settings) -> str:
 
 def walk(direction: str, entity: str, depth: int | None, settings: Settings):
     """The rows of ``lineage_<direction>(entity, depth)`` as an Arrow table (ordered by depth)."""
-    from ._query import sql_arrow
+    from modelog.consumers.query import sql_arrow
 
     node = resolve_node(entity, settings)
     return sql_arrow(f"SELECT node, kind, relation, via, role, depth, path FROM lineage_{direction}("
@@ -81,7 +81,7 @@ def _command(direction: str, help_text: str) -> click.Command:
     @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
     @click.pass_context
     def command(ctx: click.Context, entity: str, depth: int | None, fmt: str) -> None:
-        from . import _output
+        from modelog.cli import output as _output
 
         result = walk(direction, entity, depth, ctx.obj["settings"])
         if fmt == "table":

@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import click
 
-
-def _drift_info(settings) -> dict | None:
-    from modelog.processors.drift_app import drift_file
-
-    from ._query import _pid_alive
-
-    try:
-        info = json.loads(drift_file(settings).read_text())
-    except (OSError, ValueError):
-        return None
-    pid = int(info.get("pid", -1))
-    return info if pid != os.getpid() and _pid_alive(pid) else None  # own pid: stale file (pid 1 in containers)
-
-
-def start_drift_background(settings, loglevel: str = "warning", timeout: float = 120.0) -> int:
-    from ._cli import start_background
-
-    def ready(pid: int) -> bool:
-        info = _drift_info(settings)
-        return bool(info and info.get("pid") == pid and info.get("ready"))
-
-    return start_background(settings, "drift", ready, "drift processor", "drift.log", loglevel, timeout)
-
-
-def stop_drift(settings, timeout: float = 30.0) -> bool:
-    from ._cli import stop_pid
-
-    info = _drift_info(settings)
-    if not info:
-        return False
-    stop_pid(int(info["pid"]), timeout)
-    return True
+from modelog.local.processes import running_drift, start_drift_background, stop_drift
 
 
 @click.command("drift")
@@ -52,7 +19,7 @@ def stop_drift(settings, timeout: float = 30.0) -> bool:
 def drift(ctx: click.Context, background: bool, stop: bool, status: bool, loglevel: str, timeout: float) -> None:
     """Run the drift processor: prediction windows vs reference profiles -> drift metrics and alerts."""
     settings = ctx.obj["settings"]
-    info = _drift_info(settings)
+    info = running_drift(settings)
     if status:
         if info:
             click.echo(f"running  pid={info['pid']}  ready={info.get('ready')}")
@@ -90,8 +57,8 @@ def monitor_reference(ctx, model, path, version, prediction, label) -> None:
     """Profile a CSV or Parquet file as MODEL's reference (training) data."""
     import pandas as pd
 
-    from ._client import Client
-    from ._monitor import log_reference
+    from modelog.sdk.client import Client
+    from modelog.sdk.monitoring import log_reference
 
     df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
     c = Client(ctx.obj["settings"], program="modelog-cli")
@@ -116,8 +83,8 @@ def monitor_reference(ctx, model, path, version, prediction, label) -> None:
 def monitor_configure(ctx, model, window_rows, window_seconds, methods, thresholds, drift_share, raise_after,
                       resolve_after) -> None:
     """Set MODEL's windows, per-column methods/thresholds and alert hysteresis."""
-    from ._client import Client
-    from ._monitor import configure_monitor
+    from modelog.sdk.client import Client
+    from modelog.sdk.monitoring import configure_monitor
 
     def pairs(values, what, cast):
         out = {}

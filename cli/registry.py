@@ -17,7 +17,7 @@ import click
 
 
 def _client(ctx: click.Context):
-    from ._client import Client
+    from modelog.sdk.client import Client
 
     return Client(ctx.obj["settings"], program="modelog-cli")
 
@@ -33,8 +33,8 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def _show(ctx: click.Context, query: str, fmt: str = "table") -> None:
-    from . import _output
-    from ._query import sql_arrow
+    from modelog.cli import output as _output
+    from modelog.consumers.query import sql_arrow
 
     result = sql_arrow(query, ctx.obj["settings"])
     click.echo({"table": _output.table, "csv": _output.to_csv, "json": _output.to_json}[fmt](result).rstrip("\n"))
@@ -246,7 +246,7 @@ def requests_list(ctx, model_name, status, fmt) -> None:
 
 
 def _verdict(ctx, request_id: str, comment: str | None, verdict: str) -> None:
-    from ._query import sql_arrow
+    from modelog.consumers.query import sql_arrow
 
     rows = sql_arrow(f"SELECT model, status FROM requests WHERE request_id = {_q(request_id)}",
                      ctx.obj["settings"]).to_pylist()

@@ -30,9 +30,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from ._codec import Codec
-from ._config import Settings
-from ._errors import BrokerError, DecodeError
+from modelog.wire.codec import Codec
+from modelog.wire.settings import Settings
+from modelog.wire.errors import BrokerError, DecodeError
 
 EVENT_TYPE = "AlertChanged"
 PAYLOAD_FIELDS = ("alert_id", "state", "model", "deployment", "rule", "severity", "window", "value", "threshold",
@@ -108,7 +108,7 @@ def tail(settings: Settings, *, from_beginning: bool = False, model: str | None 
     ``on_ready(partitions)`` was called (see the module docstring for how the end is found).
     ``model`` / ``deployment`` filter. Raises BrokerError if the broker cannot be read.
     """
-    from ._topics import ensure_topics
+    from modelog.wire.topics import ensure_topics
 
     stop = stop or threading.Event()
     ensure_topics(settings)

@@ -20,50 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._config import Settings
-from ._errors import QueryError
+from modelog.wire.home import processor_file, running_processor
+from modelog.wire.settings import Settings
+from modelog.wire.errors import QueryError
 
 if TYPE_CHECKING:
     import pandas
     import pyarrow
-
-
-def processor_file(settings: Settings) -> Path:
-    return settings.home / "processor.json"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs. An exited child of this process that nobody has waited for yet (a zombie)
-    has stopped: it is reaped here, so that stopping a processor we started does not wait in vain."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:  # not our child
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def running_processor(settings: Settings) -> dict | None:
-    """The running processor serving ``settings.views_path``, or None."""
-    path = processor_file(settings)
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    pid = int(info.get("pid", -1))
-    # a file naming this very process is stale: in a container every start is pid 1
-    # `modelog process --workers N` without MODELOG_LAKE uses the default lake under the home
-    served = {str(settings.views_target)} | ({str(settings.home / "lake")} if settings.lake_path is None else set())
-    if info.get("db") not in served or pid == os.getpid() or not _pid_alive(pid):
-        return None
-    return info
 
 
 def parse_as_of(value: str | datetime | None) -> str | None:

@@ -1,6 +1,6 @@
 """The webhook forwarder: POST every alert of the alerts topic to a URL, at least once.
 
-Contract (docs/alerts.md): one POST per alert, body = :func:`modelog._alerts.alert_payload` as JSON,
+Contract (docs/alerts.md): one POST per alert, body = :func:`modelog.consumers.alerts.alert_payload` as JSON,
 headers ``Content-Type: application/json``, ``Idempotency-Key: <alert_id>:<state>``,
 ``X-Modelog-Event-Id``. A 2xx acknowledges the alert; only then is its offset committed, in a
 consumer group of its own per URL (``modelog-webhook-<hash>``), so a restarted forwarder resumes
@@ -33,11 +33,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from ._alerts import decode_alert, matches
-from ._codec import Codec
-from ._config import Settings
-from ._errors import BrokerError, DeliveryError
-from ._version import __version__
+from modelog.consumers.alerts import decode_alert, matches
+from modelog.wire.codec import Codec
+from modelog.wire.settings import Settings
+from modelog.wire.errors import BrokerError, DeliveryError
+from modelog._version import __version__
 
 log = logging.getLogger("modelog.webhook")
 
@@ -191,7 +191,7 @@ class WebhookForwarder:
 
     def run(self) -> dict[str, int]:
         """Forward until ``stop`` is set. Returns counts; raises DeliveryError when retries run out."""
-        from ._topics import ensure_topics
+        from modelog.wire.topics import ensure_topics
 
         ensure_topics(self.settings)
         topic = self.settings.alerts_topic

@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import click
 
-from ._client import Client
-from ._config import Settings
+from modelog.sdk.client import Client
+from modelog.wire.settings import Settings
 
 MODEL = "breast-cancer-gbt"
 DEPLOYMENT = "prod"
@@ -75,12 +75,13 @@ def run_monitoring_demo(settings: Settings, keep_running: bool = False) -> None:
         raise click.ClickException("the demo trains with scikit-learn: pip install 'modelog[demo]'") from exc
     import urllib.request
 
-    from . import _output
-    from ._broker import EmbeddedBroker
-    from ._cli import start_processor_background, stop_processor
-    from ._cli_monitor import start_drift_background, stop_drift
-    from ._monitor import Monitor, configure_monitor, log_reference
-    from ._query import running_processor, sql_arrow
+    from modelog.cli import output as _output
+    from modelog.local.broker import EmbeddedBroker
+    from modelog.local.processes import start_processor_background, stop_processor
+    from modelog.local.processes import start_drift_background, stop_drift
+    from modelog.sdk.monitoring import Monitor, configure_monitor, log_reference
+    from modelog.consumers.query import sql_arrow
+    from modelog.wire.home import running_processor
 
     started: list[str] = []
     broker = EmbeddedBroker(settings.home)

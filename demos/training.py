@@ -15,8 +15,8 @@ import time
 
 import click
 
-from ._client import Client
-from ._config import Settings
+from modelog.sdk.client import Client
+from modelog.wire.settings import Settings
 
 LEADERBOARD = """
 SELECT r.name AS run, p_lr.value AS learning_rate, p_depth.value AS max_depth, p_n.value AS n_estimators,
@@ -71,10 +71,11 @@ def train(client: Client, experiment: str, runs: int, artifacts_dir) -> list[str
 
 
 def run_demo(settings: Settings, runs: int = 6, keep_running: bool = False, experiment: str = "breast-cancer-gbt") -> None:
-    from . import _output
-    from ._broker import EmbeddedBroker
-    from ._cli import start_processor_background, stop_processor
-    from ._query import running_processor, sql_arrow
+    from modelog.cli import output as _output
+    from modelog.local.broker import EmbeddedBroker
+    from modelog.local.processes import start_processor_background, stop_processor
+    from modelog.consumers.query import sql_arrow
+    from modelog.wire.home import running_processor
 
     started_broker = started_processor = False
     broker = EmbeddedBroker(settings.home)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pre-create modelog's topics with exactly the configuration modelog itself creates them with
-# (producers/_topics.py: ensure_topics). modelog creates missing topics on start anyway; use this
+# (producers/wire/topics.py: ensure_topics). modelog creates missing topics on start anyway; use this
 # when the principal modelog runs as may not create topics, or to review the settings first.
 #
 #   MODELOG_KAFKA_BOOTSTRAP=broker1:9092 deploy/topics.sh             # create (existing topics are left alone)

@@ -7,7 +7,7 @@
 
 One row per column with every statistic that applies to the column's kind, the method
 chosen for it (Evidently's default rule unless overridden), its score, threshold and
-verdict. docs/drift.md defines each statistic; the numeric core is ``modelog._drift_stats``.
+verdict. docs/drift.md defines each statistic; the numeric core is ``modelog.drift.stats``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from . import _drift_stats as ds
-from ._errors import ValidationError
+from modelog.drift import stats as ds
+from modelog.wire.errors import ValidationError
 
 __all__ = ["COLUMNS", "KINDS", "METHODS", "compare"]
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _drift_stats as ds
-from ._errors import ValidationError
+from modelog.drift import stats as ds
+from modelog.wire.errors import ValidationError
 
 SAMPLE_SIZE = 10_000
 MAX_VALUE_COUNTS = 1000
@@ -44,7 +44,7 @@ def _kind_of(series: pd.Series, given: str | None) -> str:
         if kind not in ("NUM", "INT", "CAT"):
             raise ValidationError(f"kinds[{series.name!r}]", given, "must be one of num, int, cat")
         return kind
-    from .drift import _dtype_kind
+    from modelog.drift import _dtype_kind
 
     kind = _dtype_kind(series)
     if kind is None:
@@ -64,7 +64,7 @@ def profile_column(series: pd.Series, kind: str, role: str = "FEATURE", *, sampl
         out.update(count=int(present.size), missing=int(series.size - present.size), unique=int(counts.size),
                    categories={str(k): int(v) for k, v in counts.items()})
         return out
-    from .drift import _as_float
+    from modelog.drift import _as_float
 
     values, _ = _as_float(series, series.name, "reference", kind.lower())
     values = np.sort(values)

@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from ._errors import BrokerError
+from modelog.wire.errors import BrokerError
+from modelog.wire.home import accepts, broker_file, embedded_broker_address, pid_alive
 
 BUCKET = "modelog"
 
@@ -57,30 +58,6 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as dead
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -96,7 +73,7 @@ class EmbeddedBroker:
             raise BrokerError(f"storage: must be 's3' or 'memory' (got {storage!r})")
         self.home = Path(home)
         self.dir = self.home / "broker"
-        self.state_file = self.dir / "broker.json"
+        self.state_file = broker_file(self.home)
         self.storage = storage
 
     # -- state -------------------------------------------------------------------
@@ -113,10 +90,7 @@ class EmbeddedBroker:
         os.replace(tmp, self.state_file)
 
     def address(self) -> str | None:
-        st = self._state()
-        if _alive(st.get("pid")) and st.get("port") and _accepts(st["port"]):
-            return st["address"]
-        return None
+        return embedded_broker_address(self.home)
 
     def status(self) -> dict:
         st = self._state()
@@ -144,7 +118,7 @@ class EmbeddedBroker:
             s3_port = free_port()
             data = self.dir / "s3"
             (data / BUCKET).mkdir(parents=True, exist_ok=True)
-            s3 = self._spawn([sys.executable, "-m", "modelog._s3server", str(data), "--host", "127.0.0.1",
+            s3 = self._spawn([sys.executable, "-m", "modelog.local.s3server", str(data), "--host", "127.0.0.1",
                               "--port", str(s3_port)], self.dir / "s3.log", os.environ.copy())
             state.update(s3_pid=s3.pid, s3_port=s3_port)
             self._write_state(state)
@@ -169,7 +143,7 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop tansu, then the S3 server. Returns False if nothing was running."""
         st = self._state()
-        was = _alive(st.get("pid")) or _alive(st.get("s3_pid"))
+        was = pid_alive(st.get("pid")) or pid_alive(st.get("s3_pid"))
         self._kill(st, timeout)
         if st:
             st.pop("pid", None)
@@ -184,27 +158,27 @@ class EmbeddedBroker:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
         # A daemon on purpose: it outlives this object (and maybe this process), and is reaped
-        # by _alive(). Mark it so Popen's finaliser does not warn that it still runs.
+        # by pid_alive(). Mark it so Popen's finaliser does not warn that it still runs.
         proc.returncode = 0
         return proc
 
     def _kill(self, st: dict, timeout: float = 15.0) -> None:
         for key in ("pid", "s3_pid"):  # broker first: it flushes to S3 on the way down
             pid = st.get(key)
-            if not _alive(pid):
+            if not pid_alive(pid):
                 continue
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
-                while _alive(pid):
+                while pid_alive(pid):
                     time.sleep(0.02)
 
     def _wait_s3(self, port: int, pid: int, deadline: float) -> None:
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 raise BrokerError(f"the S3 server exited:\n{_tail(self.dir / 's3.log')}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/{BUCKET}", timeout=1):
@@ -220,13 +194,13 @@ class EmbeddedBroker:
         from confluent_kafka.admin import AdminClient
 
         port = int(address.rsplit(":", 1)[1])
-        while time.monotonic() < deadline and not _accepts(port):
-            if not _alive(pid):
+        while time.monotonic() < deadline and not accepts(port):
+            if not pid_alive(pid):
                 raise BrokerError(f"tansu exited at start:\n{_tail(self.dir / 'tansu.log')}")
             time.sleep(0.05)
         admin = AdminClient({"bootstrap.servers": address, "log_level": 0})
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 raise BrokerError(f"tansu exited at start:\n{_tail(self.dir / 'tansu.log')}")
             try:
                 admin.list_topics(timeout=max(0.5, min(5.0, deadline - time.monotonic())))  # no topic=: it would create it

@@ -16,7 +16,7 @@
   partition, which is a limit of the embedded broker's S3 mode (docs/decisions/0004).
 * Request logging at INFO (one line per request) is off; warnings and errors stay.
 
-    python -m modelog._s3server DATA_ROOT --host 127.0.0.1 --port PORT
+    python -m modelog.local.s3server DATA_ROOT --host 127.0.0.1 --port PORT
 """
 
 from __future__ import annotations

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import faust
 
-from modelog._config import Settings
-from modelog._emitter import KafkaEmitter
-from modelog._events import Event
-from modelog._query import processor_file
-from modelog._topics import ensure_topics
+from modelog.wire.settings import Settings
+from modelog.wire.emitter import KafkaEmitter
+from modelog.wire.envelope import Event
+from modelog.wire.home import processor_file
+from modelog.wire.topics import ensure_topics
 
 from . import _transport
 from .decider import Decider

@@ -36,12 +36,13 @@ import weakref
 import faust
 from faust.streams import _current_event
 
-from modelog._codec import Codec
-from modelog._config import Settings
-from modelog._emitter import KafkaEmitter
-from modelog._errors import DecodeError
-from modelog._events import Event, EventFactory
-from modelog._topics import ensure_topics
+from modelog.wire.codec import Codec
+from modelog.wire.home import drift_file
+from modelog.wire.settings import Settings
+from modelog.wire.emitter import KafkaEmitter
+from modelog.wire.errors import DecodeError
+from modelog.wire.envelope import Event, EventFactory
+from modelog.wire.topics import ensure_topics
 
 from .app import _write_json, new_faust_app
 from .drift_core import MonitorConfig, measure_window, step_alerts
@@ -49,10 +50,6 @@ from .drift_core import MonitorConfig, measure_window, step_alerts
 log = logging.getLogger("modelog.drift")
 
 _NS = uuid.UUID("6d6f6465-6c6f-6700-8000-647269667421")
-
-
-def drift_file(settings: Settings) -> Path:
-    return settings.home / "drift.json"
 
 
 class DriftState:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sstats
 
-from modelog import _drift_stats as ds
-from modelog._profile import value_text
+from modelog.drift import stats as ds
+from modelog.drift.profile import value_text
 
 DEFAULT_WINDOW_ROWS = 1000
 MAX_KNOWN_UNIQUE = 1001  # stands for "more distinct reference values than the profile counted"

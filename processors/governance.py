@@ -31,7 +31,7 @@ import math
 import operator
 from dataclasses import dataclass, field
 
-from modelog._rules import PROMOTABLE_STAGES
+from modelog.wire.rules import PROMOTABLE_STAGES
 
 NEEDS_VERSION = frozenset({"PROMOTE", "SET_ALIAS", "DEPRECATE", "ARCHIVE", "DELETE_VERSION"})
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from modelog._errors import QueryError
+from modelog.wire.errors import QueryError
 
 MERGE_AFTER_FILES = 16  # a table's unsealed tail of files is merged into one when it grows past this
 SEAL_BYTES = 64 * 1024 * 1024  # a file this large is left alone by merges

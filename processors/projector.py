@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modelog._codec import Codec
-from modelog._errors import DecodeError, ValidationError
-from modelog._rulecheck import check
+from modelog.wire.codec import Codec
+from modelog.wire.errors import DecodeError, ValidationError
+from modelog.wire.rulecheck import check
 
 from .projection import DeadLetter, RawRecord, Rows, dead_letter_row, new_rows, project
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import duckdb
 import pyarrow as pa
 
-from modelog._errors import QueryError
+from modelog.wire.errors import QueryError
 
 from . import metrics
 from .store import ViewStore

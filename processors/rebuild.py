@@ -17,8 +17,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from modelog._config import Settings
-from modelog._errors import BrokerError
+from modelog.wire.settings import Settings
+from modelog.wire.errors import BrokerError
 
 from .projection import RawRecord
 from .projector import Projector

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 
 import duckdb
 
-from modelog._errors import QueryError
+from modelog.wire.errors import QueryError
 
 from .decider import Decider
 from .lake import Lake, Manifest, base_view_sql, due_for_deletion, file_name, merged_name, plan_merge, shard_id

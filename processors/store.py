@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from modelog._errors import QueryError
+from modelog.wire.errors import QueryError
 
 from .decider import Decider
 from .projection import RawRecord

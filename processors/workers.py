@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from modelog._config import Settings
-from modelog._query import processor_file
-from modelog._topics import ensure_topics
+from modelog.wire.settings import Settings
+from modelog.wire.home import processor_file
+from modelog.wire.topics import ensure_topics
 
 from .app import _write_json, processor_info
 from .lake import Lake, LakeReader

@@ -12,24 +12,42 @@ into DuckDB views you query with SQL.
     modelog.sql("SELECT * FROM latest_metrics")
 """
 
-from ._client import (
-    Client,
+from modelog._version import __version__
+from modelog.consumers.query import sql, sql_arrow
+from modelog.sdk.client import Client
+from modelog.sdk.datasets import DatasetVersion
+from modelog.sdk.fluent import (
     active_run,
+    annotate_model,
+    approve,
     configure,
     end_run,
+    grant_role,
     log_artifact,
+    log_dataset,
     log_metric,
     log_metrics,
     log_param,
     log_params,
+    promote,
+    record_deployment,
+    record_lineage,
+    register_dataset,
+    register_model,
+    reject,
+    request_change,
+    set_alias,
+    set_policy,
     set_tag,
     set_tags,
     start_run,
     wait_projected,
 )
-from ._config import Settings
-from ._emitter import KafkaEmitter, MemoryEmitter
-from ._errors import (
+from modelog.sdk.monitoring import Monitor, configure_monitor, log_reference
+from modelog.sdk.registry import ModelVersion, Registry, RequestStatus
+from modelog.sdk.tracking import Run
+from modelog.wire.emitter import KafkaEmitter, MemoryEmitter
+from modelog.wire.errors import (
     BrokerError,
     ConfigError,
     DecodeError,
@@ -39,77 +57,57 @@ from ._errors import (
     QueryError,
     ValidationError,
 )
-from ._client import log_dataset, record_lineage, register_dataset
-from ._datasets import DatasetVersion
-from ._monitor import Monitor, configure_monitor, log_reference
-from ._query import sql, sql_arrow
-from ._registry import (
-    ModelVersion,
-    Registry,
-    RequestStatus,
-    annotate_model,
-    approve,
-    grant_role,
-    promote,
-    record_deployment,
-    register_model,
-    reject,
-    request_change,
-    set_alias,
-    set_policy,
-)
-from ._run import Run
-from ._version import __version__
+from modelog.wire.settings import Settings
 
 __all__ = [
-    "log_reference",
-    "configure_monitor",
-    "Monitor",
-    "set_policy",
-    "set_alias",
-    "request_change",
-    "reject",
-    "register_model",
-    "record_deployment",
-    "promote",
-    "grant_role",
-    "approve",
-    "annotate_model",
-    "RequestStatus",
-    "Registry",
-    "ModelVersion",
     "BrokerError",
     "Client",
     "ConfigError",
+    "DatasetVersion",
     "DecodeError",
     "DeliveryError",
     "KafkaEmitter",
     "MemoryEmitter",
+    "ModelVersion",
     "ModelogError",
+    "Monitor",
     "NoActiveRunError",
     "QueryError",
+    "Registry",
+    "RequestStatus",
     "Run",
     "Settings",
     "ValidationError",
     "__version__",
     "active_run",
+    "annotate_model",
+    "approve",
     "configure",
+    "configure_monitor",
     "end_run",
+    "grant_role",
     "log_artifact",
+    "log_dataset",
     "log_metric",
     "log_metrics",
     "log_param",
     "log_params",
+    "log_reference",
+    "promote",
+    "record_deployment",
+    "record_lineage",
+    "register_dataset",
+    "register_model",
+    "reject",
+    "request_change",
+    "set_alias",
+    "set_policy",
     "set_tag",
     "set_tags",
     "sql",
     "sql_arrow",
     "start_run",
     "wait_projected",
-    "DatasetVersion",
-    "log_dataset",
-    "record_lineage",
-    "register_dataset",
 ]
 
 

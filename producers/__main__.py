@@ -1,3 +1,3 @@
-from ._cli import main
+from modelog.cli.main import main
 
 main()

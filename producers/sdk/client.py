@@ -1,33 +1,28 @@
-"""The client: settings + emitter + event factory, and the module-level verbs built on it.
+"""The client: settings + emitter + event factory; every SDK verb publishes through one.
 
-``modelog.start_run(...)`` uses a process-wide default client built from the
-environment on first use; ``modelog.Client(settings, emitter=...)`` gives an
-explicit one (tests use ``MemoryEmitter``). The active run lives in a
-``contextvars.ContextVar``.
+``modelog.Client(settings, emitter=...)`` gives an explicit client (tests use
+``MemoryEmitter``); the module-level verbs (``modelog.start_run`` ...) use a
+process-wide default one, kept in :mod:`modelog.sdk.fluent`. The active run lives
+in a ``contextvars.ContextVar`` in :mod:`modelog.sdk.tracking`.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextvars
-import signal
-import sys
 import threading
-import weakref
 from typing import Any
 
-from . import _environment, _rules
-from ._config import Settings
-from ._emitter import Emitter, KafkaEmitter
-from ._errors import ModelogError, NoActiveRunError, ValidationError
-from ._events import EventFactory, now_micros
-from ._ids import new_run_id
-from ._models import validate
-from ._registry import Registry
-from ._run import Run, Terminated, _tag_texts
-
-_active: contextvars.ContextVar[Run | None] = contextvars.ContextVar("modelog_active_run", default=None)
-_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+from modelog.consumers.query import wait_projected
+from modelog.sdk import datasets, tracking
+from modelog.sdk.environment import capture as capture_environment
+from modelog.sdk.registry import Registry
+from modelog.sdk.tracking import Run
+from modelog.wire import rules as _rules
+from modelog.wire.emitter import Emitter, KafkaEmitter
+from modelog.wire.envelope import EventFactory, now_micros
+from modelog.wire.errors import ModelogError, ValidationError
+from modelog.wire.ids import new_run_id
+from modelog.wire.models import tag_texts, validate
+from modelog.wire.settings import Settings
 
 
 class Client:
@@ -77,8 +72,9 @@ class Client:
     def start_run(self, experiment: str = "default", name: str | None = None, tags: dict[str, Any] | None = None,
                   *, run_id: str | None = None, environment: bool = True) -> Run:
         """Start a run and make it the active one. See :func:`modelog.start_run`."""
-        if _active.get() is not None and not _active.get()._ended:
-            raise ModelogError(f"run {_active.get().id} is already active; end it first (modelog.end_run())")
+        current = tracking.active_run()
+        if current is not None:
+            raise ModelogError(f"run {current.id} is already active; end it first (modelog.end_run())")
         try:
             _rules.name(experiment)
         except ValueError as exc:
@@ -93,23 +89,19 @@ class Client:
             _rules.name(run_name)
         except ValueError as exc:
             raise ValidationError("name", run_name, str(exc)) from None
-        tag_texts = _tag_texts(tags or {})
-        env = _environment.capture() if environment else _EMPTY_ENV
+        texts = tag_texts(tags or {})
+        env = capture_environment() if environment else _EMPTY_ENV
         self.create_experiment(experiment)
         started = self.events.make("RunStarted", "run", rid, run_id=rid, experiment=experiment, name=run_name,
-                                   start_time=now_micros(), tags=tag_texts, environment=env)
+                                   start_time=now_micros(), tags=texts, environment=env)
         validate("RunStarted", started.record)
         self.emitter.emit([started])
         run = Run(self, rid, experiment, run_name)
-        _active.set(run)
-        _open_runs.add(run)
-        _install_sigterm()
+        tracking.activate(run)
         return run
 
     def _run_ended(self, run: Run) -> None:
-        if _active.get() is run:
-            _active.set(None)
-        _open_runs.discard(run)
+        tracking.deactivate(run)
 
     def flush(self, timeout: float | None = None) -> None:
         self.emitter.flush(timeout)
@@ -119,8 +111,6 @@ class Client:
 
         Returns the seconds waited for the processor. Raises QueryError on timeout.
         """
-        from ._query import wait_projected
-
         self.emitter.flush()
         positions = dict(getattr(self.emitter, "positions", {}))
         return wait_projected(self.settings, positions, timeout)
@@ -133,199 +123,14 @@ class Client:
                          tags: dict[str, Any] | None = None, uri: str | None = None, derived_from: Any = None,
                          transform: str | None = None, code_ref: str | None = None) -> Any:
         """Record a dataset version outside any run. See :func:`modelog.register_dataset`."""
-        from ._datasets import register_dataset
-
-        return register_dataset(self, name, data, description=description, tags=tags, uri=uri,
+        return datasets.register_dataset(self, name, data, description=description, tags=tags, uri=uri,
                                 derived_from=derived_from, transform=transform, code_ref=code_ref)
 
     def record_lineage(self, src: Any, relation: str, dst: Any, *, role: str | None = None,
                        transform: str | None = None, code_ref: str | None = None) -> None:
         """Record one lineage edge. See :func:`modelog.record_lineage`."""
-        from ._datasets import record_lineage
-
-        record_lineage(self, src, relation, dst, role=role, transform=transform, code_ref=code_ref)
+        datasets.record_lineage(self, src, relation, dst, role=role, transform=transform, code_ref=code_ref)
 
 
 _EMPTY_ENV = {"python_version": "", "python_implementation": "", "platform": "", "hostname": "", "cpu_count": 0,
               "working_dir": ""}
-
-_default: Client | None = None
-_default_lock = threading.Lock()
-
-
-def default_client() -> Client:
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = Client()
-    return _default
-
-
-def configure(settings: Settings | None = None, emitter: Emitter | None = None, **overrides: Any) -> Client:
-    """Replace the process-wide default client, e.g. ``modelog.configure(bootstrap="kafka:9092")``."""
-    global _default
-    with _default_lock:
-        if _default is not None:
-            _default.close()
-        _default = Client(settings or Settings.load(**overrides), emitter=emitter)
-    return _default
-
-
-# -- SIGTERM and interpreter exit ----------------------------------------------------
-
-_sigterm_installed = False
-_terminated = False
-
-
-def _on_sigterm(signum, frame) -> None:
-    global _terminated
-    _terminated = True
-    raise Terminated()
-
-
-def _install_sigterm() -> None:
-    """On SIGTERM, raise Terminated in the main thread so open runs end KILLED (only if no handler is set)."""
-    global _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    _sigterm_installed = True
-
-
-@atexit.register
-def _end_open_runs() -> None:
-    last = getattr(sys, "last_value", None)
-    for run in list(_open_runs):
-        if run._ended:
-            continue
-        if _terminated or isinstance(last, (KeyboardInterrupt, Terminated)):
-            status, error = "KILLED", "Terminated" if _terminated else type(last).__name__
-        elif last is not None:
-            status, error = "FAILED", f"{type(last).__name__}: {last}"
-        else:
-            status, error = "FINISHED", None
-        try:
-            run.end(status, error=error)
-        except ModelogError as exc:
-            print(f"modelog: could not end run {run.id}: {exc}", file=sys.stderr)
-
-
-# -- module-level verbs for the active run -------------------------------------------
-
-def active_run() -> Run | None:
-    """The active run of this context, or None."""
-    run = _active.get()
-    return run if run is not None and not run._ended else None
-
-
-def _require_run() -> Run:
-    run = active_run()
-    if run is None:
-        raise NoActiveRunError("no active run: call modelog.start_run(...) first")
-    return run
-
-
-def start_run(experiment: str = "default", name: str | None = None, tags: dict[str, Any] | None = None,
-              *, run_id: str | None = None) -> Run:
-    """Start a run in ``experiment`` and make it active; use it as a context manager.
-
-    Records the environment (Python, platform, packages, git, host, CPUs, GPUs, command).
-    Raises ValidationError for a bad experiment/name/tags, ModelogError if a run is already active.
-
-    Example::
-
-        with modelog.start_run(experiment="credit-risk", name="baseline", tags={"team": "risk"}) as run:
-            run.log_metrics({"loss": 0.1}, step=1)
-    """
-    return default_client().start_run(experiment, name, tags, run_id=run_id)
-
-
-def wait_projected(timeout: float = 30.0) -> float:
-    """Block until the views hold every event this process published. See :meth:`Client.wait_projected`."""
-    return default_client().wait_projected(timeout)
-
-
-def end_run(status: str = "FINISHED") -> None:
-    """End the active run with ``status`` (FINISHED, FAILED or KILLED); flushes with a bounded timeout."""
-    _require_run().end(status)
-
-
-def log_metric(key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
-    _require_run().log_metric(key, value, step=step, timestamp=timestamp)
-
-
-def log_metrics(metrics: dict[str, float], step: int | None = None, timestamp: Any = None) -> None:
-    _require_run().log_metrics(metrics, step=step, timestamp=timestamp)
-
-
-def log_param(key: str, value: Any) -> None:
-    _require_run().log_param(key, value)
-
-
-def log_params(params: dict[str, Any]) -> None:
-    _require_run().log_params(params)
-
-
-def set_tag(key: str, value: Any) -> None:
-    _require_run().set_tag(key, value)
-
-
-def set_tags(tags: dict[str, Any]) -> None:
-    _require_run().set_tags(tags)
-
-
-def log_artifact(local_path: str, artifact_path: str | None = None) -> list[dict]:
-    return _require_run().log_artifact(local_path, artifact_path)
-
-
-# -- datasets and lineage ---------------------------------------------------------------
-
-def log_dataset(name: str, data: Any, role: str = "train", *, description: str | None = None,
-                tags: dict[str, Any] | None = None, uri: str | None = None) -> Any:
-    """Record that the active run used a dataset (file, directory, DataFrame); see :meth:`Run.log_dataset`.
-
-    Raises NoActiveRunError outside a run, ValidationError for bad input. Returns the DatasetVersion.
-
-    Example::
-
-        with modelog.start_run(experiment="credit-risk"):
-            modelog.log_dataset("credit-applications", train_df, role="train")
-    """
-    return _require_run().log_dataset(name, data, role, description=description, tags=tags, uri=uri)
-
-
-def register_dataset(name: str, data: Any, *, description: str | None = None, tags: dict[str, Any] | None = None,
-                     uri: str | None = None, derived_from: Any = None, transform: str | None = None,
-                     code_ref: str | None = None) -> Any:
-    """Record a dataset version (no run needed), optionally derived from other dataset versions.
-
-    ``data``: a file or directory path, a pandas DataFrame or a pyarrow Table; its sha256 content
-    hash is the version. ``derived_from``: DatasetVersions or ``dataset:<name>@<version>`` ids, made
-    into this one by ``transform`` (a name) whose code is at ``code_ref`` (e.g. ``git:<commit>:etl/clean.py``).
-    Returns the :class:`DatasetVersion`. Raises ValidationError (nothing published) for bad input.
-
-    Example::
-
-        raw = modelog.register_dataset("applications-raw", "raw.csv")
-        clean = modelog.register_dataset("applications", clean_df, derived_from=[raw], transform="dedupe")
-    """
-    return default_client().register_dataset(name, data, description=description, tags=tags, uri=uri,
-                                              derived_from=derived_from, transform=transform, code_ref=code_ref)
-
-
-def record_lineage(src: Any, relation: str, dst: Any, *, role: str | None = None, transform: str | None = None,
-                   code_ref: str | None = None) -> None:
-    """Record one lineage edge ``src --relation--> dst`` you know about.
-
-    Nodes: ``run:<run_id>``, ``dataset:<name>@<version>``, ``model:<name>/<version>``,
-    ``deployment:<model>/<environment>``, ``artifact:<run_id>/<path>`` (or a DatasetVersion / Run).
-    ``relation``: consumed (data -> run), produced (run -> data/model), derived (data -> data),
-    deployed (model -> deployment). Raises ValidationError naming the field and the rule.
-
-    Example::
-
-        modelog.record_lineage("dataset:features@3f2a...", "consumed", run, role="train")
-    """
-    default_client().record_lineage(src, relation, dst, role=role, transform=transform, code_ref=code_ref)

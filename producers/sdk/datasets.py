@@ -39,16 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _rules
-from ._errors import ValidationError
-from ._models import validate
+from modelog.wire import rules as _rules
+from modelog.wire.errors import ValidationError
+from modelog.wire.models import tag_texts, validate
 
 if TYPE_CHECKING:
     import pandas
 
-    from ._client import Client
-    from ._events import Event
-    from ._run import Run
+    from modelog.sdk.client import Client
+    from modelog.wire.envelope import Event
+    from modelog.sdk.tracking import Run
 
 CHUNK = 1 << 20
 DATAFRAME_MEDIA_TYPE = "application/x-pandas-dataframe"
@@ -385,13 +385,12 @@ def dataset_node(name: str, version: str) -> str:
 
 
 def as_node(value: Any, field: str) -> tuple[str, str]:
-    """(node id, kind) of a node id string, a DatasetVersion or a Run. Raises ValidationError."""
-    from ._run import Run
-
+    """(node id, kind) of a node id string, a DatasetVersion or a Run (anything with a ``node`` id).
+    Raises ValidationError."""
     if isinstance(value, DatasetVersion):
         return value.node, "dataset"
-    if isinstance(value, Run):
-        value = f"run:{value.id}"
+    if isinstance(getattr(value, "node", None), str):
+        value = value.node
     try:
         kind, _ = _rules.parse_node(value)
     except ValueError as exc:
@@ -433,8 +432,6 @@ def dataset_event(client: Client, name: str, data: Any, *, description: str | No
                   uri: str | None, derived_from: Any = None, transform: str | None = None,
                   code_ref: str | None = None) -> tuple[DatasetVersion, Event]:
     """Validate the arguments, hash and inspect ``data``, and build its DatasetVersionLogged event."""
-    from ._run import _tag_texts
-
     _check("name", name, _rules.name)
     _check("description", description, _rules.optional_text)
     if uri is not None:
@@ -443,7 +440,7 @@ def dataset_event(client: Client, name: str, data: Any, *, description: str | No
     _check("code_ref", code_ref, _rules.code_ref)
     if tags is not None and not isinstance(tags, Mapping):
         raise ValidationError("tags", tags, "must be a mapping of tag name to text")
-    tag_texts = _tag_texts(tags or {})
+    texts = tag_texts(tags or {})
     derivations = _derivations(derived_from, transform, code_ref)
     if (transform or code_ref) and not derivations:
         raise ValidationError("transform" if transform else "code_ref", transform or code_ref,
@@ -454,9 +451,9 @@ def dataset_event(client: Client, name: str, data: Any, *, description: str | No
         "DatasetVersionLogged", "dataset", f"dataset:{name}", dataset=name, version=content.version,
         uri=content.uri, columns=[{"name": n, "type": t} for n, t in content.columns],
         row_count=content.row_count, size_bytes=content.size_bytes, media_type=content.media_type,
-        description=description, tags=tag_texts, derived_from=derivations)
+        description=description, tags=texts, derived_from=derivations)
     dv = DatasetVersion(name, content.version, content.uri, content.columns, content.row_count, content.size_bytes,
-                        content.media_type, description, dict(tag_texts))
+                        content.media_type, description, dict(texts))
     return dv, event
 
 

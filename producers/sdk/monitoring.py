@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _rules
-from ._errors import ValidationError
-from ._events import now_micros
-from ._ids import uuid7
+from modelog.wire import rules as _rules
+from modelog.wire.errors import ValidationError
+from modelog.wire.envelope import now_micros
+from modelog.wire.ids import uuid7
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._client import Client
+    from modelog.sdk.client import Client
 
 BATCH_ROWS = 1000
 MAX_BUFFER = 100_000
@@ -55,7 +55,7 @@ def _column(values: list) -> tuple[list, list]:
     """(numbers, strings) for one column: numbers if every present value is a number, else text."""
     if all(v is None or _is_number(v) for v in values):
         return [None if v is None else float(v) for v in values], []
-    from ._profile import value_text
+    from modelog.drift.profile import value_text
 
     return [], [None if v is None or (isinstance(v, float) and math.isnan(v)) else value_text(v) for v in values]
 
@@ -66,7 +66,7 @@ class Monitor:
     def __init__(self, model: str, deployment: str, *, version: int | None = None, client: Client | None = None,
                  max_buffer: int = MAX_BUFFER, batch_rows: int = BATCH_ROWS, linger_ms: int | None = None,
                  on_full: str = "drop") -> None:
-        from ._client import default_client
+        from modelog.sdk.fluent import default_client
 
         self.model = _check_name("model", model)
         self.deployment = _check_name("deployment", deployment)
@@ -234,8 +234,8 @@ def log_reference(model: str, version: int | None, data: pd.DataFrame, *, predic
     ``prediction`` and ``label`` name those columns; ``kinds`` overrides inferred kinds
     ("num", "int", "cat"). Returns the number of columns profiled.
     """
-    from ._client import default_client
-    from ._profile import SAMPLE_SIZE, profile_frame
+    from modelog.sdk.fluent import default_client
+    from modelog.drift.profile import SAMPLE_SIZE, profile_frame
 
     _check_name("model", model)
     if version is not None:
@@ -256,8 +256,8 @@ def configure_monitor(model: str, *, window_rows: int | None = None, window_seco
                       drift_share: float = 0.5, raise_after: int = 1, resolve_after: int = 2,
                       client: Client | None = None) -> None:
     """Set how the drift processor watches ``model``: windows, per-column methods/thresholds, hysteresis."""
-    from ._client import default_client
-    from .drift import METHODS
+    from modelog.sdk.fluent import default_client
+    from modelog.drift import METHODS
 
     _check_name("model", model)
     for field, value in (("window_rows", window_rows), ("window_seconds", window_seconds)):

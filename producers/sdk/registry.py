@@ -19,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _rules
-from ._errors import QueryError, ValidationError
-from ._events import now_micros
+from modelog.wire import rules as _rules
+from modelog.wire.errors import QueryError, ValidationError
+from modelog.wire.envelope import now_micros
+from modelog.wire.models import tag_texts
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from modelog.sdk.client import Client
 
 ACTIONS = ("PROMOTE", "SET_ALIAS", "REMOVE_ALIAS", "DEPRECATE", "ARCHIVE", "DELETE_VERSION", "DELETE_MODEL")
 RULE_KINDS = ("APPROVAL", "METRIC_GATE")
@@ -93,7 +94,7 @@ class Registry:
     def _publish(self, event_type: str, key: str, entity_type: str = "model", **payload: Any) -> str:
         c = self._client
         event = c.events.make(event_type, entity_type, key, **payload)
-        from ._models import validate
+        from modelog.wire.models import validate
 
         validate(event_type, event.record)
         c.emitter.emit([event])
@@ -104,7 +105,7 @@ class Registry:
         self._client.wait_projected(timeout)
 
     def _sql(self, query: str):
-        from ._query import sql_arrow
+        from modelog.consumers.query import sql_arrow
 
         return sql_arrow(query, self._client.settings).to_pylist()
 
@@ -141,12 +142,10 @@ class Registry:
         Numbers are 1, 2, 3... per model in log order, assigned by the processor.
         Raises ValidationError (bad name, semver, tags) before publishing; QueryError if ``wait`` times out.
         """
-        from ._run import _tag_texts
-
         _check_name("model", model)
         event_id = self._publish("ModelVersionRegistered", f"model:{model}", model=model, run_id=run_id,
                                  artifact=artifact, uri=uri, semver=semver, description=description,
-                                 tags=_tag_texts(tags or {}))
+                                 tags=tag_texts(tags or {}))
         if not wait:
             self._client.flush()
             return ModelVersion(model, None, event_id, run_id, semver)
@@ -161,12 +160,10 @@ class Registry:
                  tags: Mapping[str, Any] | None = None, remove_tags: Iterable[str] = (),
                  annotations: Mapping[str, Any] | None = None) -> None:
         """Set the description, tags and annotations of a model (version None) or of one version."""
-        from ._run import _tag_texts
-
         _check_name("model", model)
         self._publish("ModelAnnotated", f"model:{model}", model=model, version=version, description=description,
-                      tags=_tag_texts(tags or {}), removed_tags=list(remove_tags),
-                      annotations=_tag_texts(annotations or {}))
+                      tags=tag_texts(tags or {}), removed_tags=list(remove_tags),
+                      annotations=tag_texts(annotations or {}))
 
     # -- governed changes ------------------------------------------------------------
 
@@ -346,59 +343,3 @@ class Registry:
                                               "threshold")})
         self._publish("PolicySet", f"policy:{model or '*'}", entity_type="policy", model=model, rules=out)
         self._client.flush()
-
-
-# -- module-level verbs on the default client ---------------------------------------------
-
-def _default() -> Registry:
-    from ._client import default_client
-
-    return default_client().registry
-
-
-def register_model(model: str, **kw: Any) -> ModelVersion:
-    """Register a version of ``model`` (run_id defaults to the active run's). See Registry.register_model."""
-    from ._client import active_run
-
-    run = active_run()
-    if run is not None and kw.get("run_id") is None:
-        run.flush()
-        kw["run_id"] = run.id
-    return _default().register_model(model, **kw)
-
-
-def annotate_model(model: str, version: int | None = None, **kw: Any) -> None:
-    _default().annotate(model, version, **kw)
-
-
-def request_change(model: str, action: str, **kw: Any) -> RequestStatus:
-    return _default().request(model, action, **kw)
-
-
-def promote(model: str, version: int, to: str, **kw: Any) -> RequestStatus:
-    """Request ``version`` of ``model`` be moved to stage ``to``; ``wait=True`` blocks for the decision."""
-    return _default().promote(model, version, to, **kw)
-
-
-def set_alias(model: str, alias: str, version: int, **kw: Any) -> RequestStatus:
-    return _default().set_alias(model, alias, version, **kw)
-
-
-def approve(model: str, request_id: str, comment: str | None = None) -> None:
-    _default().approve(model, request_id, comment)
-
-
-def reject(model: str, request_id: str, comment: str | None = None) -> None:
-    _default().reject(model, request_id, comment)
-
-
-def record_deployment(model: str, version: int, environment: str, **kw: Any) -> str:
-    return _default().record_deployment(model, version, environment, **kw)
-
-
-def grant_role(principal: str, role: str, model: str | None = None) -> None:
-    _default().grant(principal, role, model)
-
-
-def set_policy(rules: Iterable[Mapping[str, Any]], model: str | None = None) -> None:
-    _default().set_policy(rules, model)

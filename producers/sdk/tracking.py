@@ -9,24 +9,30 @@ network. ``end()`` flushes with a bounded timeout and raises
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import datetime as dt
 import hashlib
 import mimetypes
 import os
 import signal
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _rules
-from ._errors import DeliveryError, ModelogError, ValidationError
-from ._events import now_micros
+from modelog.sdk import datasets
+from modelog.wire import rules as _rules
+from modelog.wire.errors import DeliveryError, ModelogError, ValidationError
+from modelog.wire.envelope import now_micros
+from modelog.wire.models import tag_texts
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from modelog.sdk.client import Client
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 BATCH_POINTS = 5000  # points per MetricsLogged event
@@ -79,6 +85,11 @@ class Run:
         self._linger = client.settings.linger_ms / 1000
         self._flusher = threading.Thread(target=self._flush_loop, name=f"modelog-run-{run_id[:8]}", daemon=True)
         self._flusher.start()
+
+    @property
+    def node(self) -> str:
+        """This run's lineage node id, ``run:<run_id>``."""
+        return f"run:{self.id}"
 
     def __repr__(self) -> str:
         return f"<Run {self.id} experiment={self.experiment!r} name={self.name!r} status={self.status}>"
@@ -202,7 +213,7 @@ class Run:
         if not isinstance(tags, Mapping):
             raise ValidationError("tags", tags, "must be a mapping of tag name to text")
         if tags:
-            self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=_tag_texts(tags))
+            self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=tag_texts(tags))
 
     def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None) -> list[dict]:
         """Record a file (or every file under a directory) produced by this run.
@@ -244,9 +255,7 @@ class Run:
             train = run.log_dataset("credit-applications", "data/train.csv", role="train")
             train.node   # 'dataset:credit-applications@3f2a...'
         """
-        from ._datasets import log_dataset
-
-        return log_dataset(self, name, data, role, description=description, tags=tags, uri=uri)
+        return datasets.log_dataset(self, name, data, role, description=description, tags=tags, uri=uri)
 
     # -- lifecycle -----------------------------------------------------------------
     def register_model(self, model: str, *, artifact: str | None = None, uri: str | None = None,
@@ -323,22 +332,6 @@ class Run:
             self.end("FAILED", error=f"{exc_type.__name__}: {exc}")
 
 
-def _tag_texts(tags: Mapping[str, Any]) -> dict[str, str]:
-    out = {}
-    for k, v in tags.items():
-        try:
-            _rules.name(k)
-        except ValueError as exc:
-            raise ValidationError("tag name", k, str(exc)) from None
-        text = v if isinstance(v, str) else str(v)
-        try:
-            _rules.tag_value(text)
-        except ValueError as exc:
-            raise ValidationError(f"tags[{k!r}]", v, str(exc)) from None
-        out[k] = text
-    return out
-
-
 def _sha256(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -347,3 +340,68 @@ def _sha256(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+# -- the active run of this context, runs still open at exit -------------------------------
+
+_active: contextvars.ContextVar[Run | None] = contextvars.ContextVar("modelog_active_run", default=None)
+_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+def active_run() -> Run | None:
+    """The active run of this context, or None."""
+    run = _active.get()
+    return run if run is not None and not run._ended else None
+
+
+def activate(run: Run) -> None:
+    """Make ``run`` the active run of this context; it is ended at exit if still open."""
+    _active.set(run)
+    _open_runs.add(run)
+    _install_sigterm()
+
+
+def deactivate(run: Run) -> None:
+    if _active.get() is run:
+        _active.set(None)
+    _open_runs.discard(run)
+
+
+# -- SIGTERM and interpreter exit ----------------------------------------------------
+
+_sigterm_installed = False
+_terminated = False
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _terminated
+    _terminated = True
+    raise Terminated()
+
+
+def _install_sigterm() -> None:
+    """On SIGTERM, raise Terminated in the main thread so open runs end KILLED (only if no handler is set)."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm_installed = True
+
+
+@atexit.register
+def _end_open_runs() -> None:
+    last = getattr(sys, "last_value", None)
+    for run in list(_open_runs):
+        if run._ended:
+            continue
+        if _terminated or isinstance(last, (KeyboardInterrupt, Terminated)):
+            status, error = "KILLED", "Terminated" if _terminated else type(last).__name__
+        elif last is not None:
+            status, error = "FAILED", f"{type(last).__name__}: {last}"
+        else:
+            status, error = "FINISHED", None
+        try:
+            run.end(status, error=error)
+        except ModelogError as exc:
+            print(f"modelog: could not end run {run.id}: {exc}", file=sys.stderr)

@@ -26,8 +26,8 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from ._errors import DecodeError
-from ._schemas import EventSchema, _make, current_schemas, released_schemas
+from modelog.wire.errors import DecodeError
+from modelog.wire.schemas import EventSchema, _make, current_schemas, released_schemas
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"

@@ -16,11 +16,11 @@ from typing import Protocol
 
 from confluent_kafka import KafkaException, Producer
 
-from ._codec import Codec
-from ._config import Settings
-from ._errors import DeliveryError
-from ._events import Event
-from ._topics import ensure_topics
+from modelog.wire.codec import Codec
+from modelog.wire.settings import Settings
+from modelog.wire.errors import DeliveryError
+from modelog.wire.envelope import Event
+from modelog.wire.topics import ensure_topics
 
 
 class Emitter(Protocol):

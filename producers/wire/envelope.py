@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import Settings
-from ._ids import uuid7
-from ._version import __version__
+from modelog.wire.settings import Settings
+from modelog.wire.ids import uuid7
+from modelog._version import __version__
 
 
 @dataclass(frozen=True)

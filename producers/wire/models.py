@@ -1,13 +1,14 @@
 """Pydantic models generated from the ``.avsc`` files, so Python can never drift from the schemas.
 
 Avro types map to Python types, unions with null to optionals, and a field's
-``"modelog.rule"`` attribute adds the named rule from :mod:`modelog._rules`.
+``"modelog.rule"`` attribute adds the named rule from :mod:`modelog.wire.rules`.
 ``validate(event_type, record)`` checks a record and raises
 :class:`modelog.ValidationError` naming the field path and the rule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, Optional
 
@@ -15,9 +16,9 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, StringConstraints
 from typing_extensions import Annotated
 
-from . import _rules
-from ._errors import ValidationError
-from ._schemas import current_schemas
+from modelog.wire import rules as _rules
+from modelog.wire.errors import ValidationError
+from modelog.wire.schemas import current_schemas
 
 _PRIMITIVES: dict[str, Any] = {
     "string": StrictStr,
@@ -101,3 +102,20 @@ def validate(event_type: str, record: dict[str, Any]) -> None:
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, "):]
         raise ValidationError(f"{event_type}.{loc}", err.get("input"), msg) from None
+
+
+def tag_texts(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tag values as text, each name and value checked; raises ValidationError naming the tag."""
+    out = {}
+    for k, v in tags.items():
+        try:
+            _rules.name(k)
+        except ValueError as exc:
+            raise ValidationError("tag name", k, str(exc)) from None
+        text = v if isinstance(v, str) else str(v)
+        try:
+            _rules.tag_value(text)
+        except ValueError as exc:
+            raise ValidationError(f"tags[{k!r}]", v, str(exc)) from None
+        out[k] = text
+    return out

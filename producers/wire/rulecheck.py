@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from . import _rules
-from ._errors import ValidationError
-from ._schemas import current_schemas
+from modelog.wire import rules as _rules
+from modelog.wire.errors import ValidationError
+from modelog.wire.schemas import current_schemas
 
 Path = tuple[str, ...]  # field names, "*" = every item of an array
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError
+from modelog.wire.errors import ConfigError
 
 _PREFIX = "MODELOG_"
 _PASSTHROUGH = "MODELOG_KAFKA_"
@@ -127,9 +127,9 @@ class Settings:
         """The bootstrap servers to use: the setting, else the running embedded broker."""
         if self.bootstrap:
             return self.bootstrap
-        from ._broker import EmbeddedBroker
+        from modelog.wire.home import embedded_broker_address
 
-        address = EmbeddedBroker(self.home).address()
+        address = embedded_broker_address(self.home)
         if address is None:
             raise ConfigError(
                 "MODELOG_KAFKA_BOOTSTRAP: no broker configured and the embedded broker is not "

@@ -9,8 +9,8 @@ from __future__ import annotations
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ._config import Settings
-from ._errors import BrokerError
+from modelog.wire.settings import Settings
+from modelog.wire.errors import BrokerError
 
 METADATA_TOPIC_CONFIG = {
     "retention.ms": "-1",

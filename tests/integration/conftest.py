@@ -48,7 +48,7 @@ def bootstrap(tmp_path_factory):
         with KafkaContainer() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from modelog._broker import running_broker
+    from modelog.local.broker import running_broker
 
     with running_broker(tmp_path_factory.mktemp("broker-home"), storage="memory") as address:
         yield address

@@ -7,7 +7,7 @@ import pytest
 import modelog
 from conftest import run_cli
 from modelog import Client, Settings
-from modelog._broker import EmbeddedBroker
+from modelog.local.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.broker
 

@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, Producer
 
 import modelog
 from factories import sample_records
-from modelog._codec import Codec
+from modelog.wire.codec import Codec
 
 pytestmark = pytest.mark.broker
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from modelog import Monitor, configure_monitor, log_reference
-from modelog._query import sql_arrow
+from modelog.consumers.query import sql_arrow
 
 pytestmark = pytest.mark.broker
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli
 from modelog import ValidationError
-from modelog._query import sql_arrow
+from modelog.consumers.query import sql_arrow
 from modelog.processors.store import VIEW_NAMES
 
 pytestmark = pytest.mark.broker

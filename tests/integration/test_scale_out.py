@@ -17,7 +17,7 @@ import pytest
 
 from conftest import Processor, run_cli
 from modelog import Client, Settings
-from modelog._query import sql as query
+from modelog.consumers.query import sql as query
 from modelog.processors.lake import LakeReader
 from modelog.processors.store import VIEW_NAMES
 

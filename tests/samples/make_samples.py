@@ -10,8 +10,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from factories import sample_records  # noqa: E402
 
-from modelog._codec import Codec  # noqa: E402
-from modelog._schemas import current_schemas  # noqa: E402
+from modelog.wire.codec import Codec  # noqa: E402
+from modelog.wire.schemas import current_schemas  # noqa: E402
 
 
 def _json_safe(v):

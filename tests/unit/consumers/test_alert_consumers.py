@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from modelog._alerts import alert_payload, format_text, matches
-from modelog._webhook import Attempt, backoff, deliver, group_id, redact, retry_after
+from modelog.consumers.alerts import alert_payload, format_text, matches
+from modelog.consumers.webhook import Attempt, backoff, deliver, group_id, redact, retry_after
 
 RECORD = {
     "envelope": {"event_id": "01890f5e-0000-7000-8009-000000000001", "event_type": "AlertChanged",

@@ -35,10 +35,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from modelog import _config, _topics
-from modelog._config import Settings
+from modelog.wire import settings as _config
+from modelog.wire import topics as _topics
+from modelog.wire.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 # manifests that kustomization.yaml leaves out on purpose (docs/deploy.md says how to apply them)
@@ -437,7 +438,7 @@ def test_every_modelog_name_in_deploy_is_a_setting_modelog_reads():
             names.setdefault(m[0], set()).add(str(path.relative_to(DEPLOY)))
     assert "MODELOG_KAFKA_BOOTSTRAP" in names and "MODELOG_KAFKA_SASL_PASSWORD" in names
     unknown = {n: sorted(files) for n, files in names.items() if not is_setting(n)}
-    assert not unknown, f"not settings modelog reads (producers/_config.py): {unknown}"
+    assert not unknown, f"not settings modelog reads (producers/wire/settings.py): {unknown}"
 
 
 def compose_env(service: str) -> dict[str, str]:
@@ -640,9 +641,8 @@ def test_a_runtime_file_naming_the_own_pid_is_stale(tmp_path):
     """Why MODELOG_HOME may live on the volume: after a crash, processor.json / drift.json name pid 1 and
     the restarted process is pid 1 again. modelog treats a file naming its own pid as stale (it starts),
     one naming another live pid not (it refuses: a processor already runs)."""
-    from modelog._cli_monitor import _drift_info
-    from modelog._query import processor_file, running_processor
-    from modelog.processors.drift_app import drift_file
+    from modelog.local.processes import running_drift
+    from modelog.wire.home import drift_file, processor_file, running_processor
 
     settings = Settings.load(env={"MODELOG_HOME": str(tmp_path), "MODELOG_KAFKA_BOOTSTRAP": "b1:9092"})
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -652,7 +652,7 @@ def test_a_runtime_file_naming_the_own_pid_is_stale(tmp_path):
                 {"pid": pid, "db": str(settings.views_path), "sql_url": "http://127.0.0.1:9/sql"}))
             drift_file(settings).write_text(json.dumps({"pid": pid}))
             assert (running_processor(settings) is not None) is running, pid
-            assert (_drift_info(settings) is not None) is running, pid
+            assert (running_drift(settings) is not None) is running, pid
     finally:
         other.kill()
         other.wait()
@@ -1061,7 +1061,9 @@ def test_dockerfile_base_user_and_volume():
 
 def test_dockerfile_copies_everything_pip_install_needs():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    needed = {"pyproject.toml", pyproject["project"]["readme"], *pyproject["tool"]["setuptools"]["package-dir"].values()}
+    # a package folder is copied with its top-level folder (producers/wire with producers)
+    needed = {"pyproject.toml", pyproject["project"]["readme"],
+              *(d.split("/")[0] for d in pyproject["tool"]["setuptools"]["package-dir"].values())}
     copied = set()
     for instr, args in dockerfile_stages()[0]:
         if instr == "COPY" and not args.startswith("--from"):

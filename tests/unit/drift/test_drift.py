@@ -13,7 +13,7 @@ from scipy.spatial import distance
 
 import modelog.drift as drift
 from modelog import ValidationError
-from modelog import _drift_stats as ds
+from modelog.drift import stats as ds
 
 Q = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 TIGHT = 1e-12

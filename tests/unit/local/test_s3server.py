@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import localbucket
 import pytest
 
-from modelog._s3server import _list_entries
+from modelog.local.s3server import _list_entries
 
 KEYS = ["a.txt", "b/1", "b/2", "b/c/3", "b/c/4", "b/cc", "bb/5", "é/6", "records/00000000000000000000.batch",
         "records/00000000000000000004.batch", "records/00000000000000000010.batch", "z"]
@@ -72,7 +72,7 @@ def _call(port: int, method: str, path: str, body: bytes | None = None) -> tuple
 @pytest.fixture
 def servers(tmp_path):
     ours, plain = _free_port(), _free_port()
-    procs = [_serve(["-m", "modelog._s3server"], tmp_path, ours),
+    procs = [_serve(["-m", "modelog.local.s3server"], tmp_path, ours),
              _serve(["-c", "import localbucket; localbucket.main()"], tmp_path, plain)]
     yield ours, plain
     for p in procs:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelog._profile import profile_frame
+from modelog.drift.profile import profile_frame
 from modelog.drift import compare
 from modelog.processors.drift_core import MonitorConfig, measure_window, step_alerts
 

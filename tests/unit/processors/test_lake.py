@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 from modelog import Client, MemoryEmitter, Settings
-from modelog._codec import Codec
+from modelog.wire.codec import Codec
 from modelog.processors import lake as lake_mod
 from modelog.processors.lake import Lake, LakeReader, due_for_deletion, merged_name, plan_merge
 from modelog.processors.projection import RawRecord

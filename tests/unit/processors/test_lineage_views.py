@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from factories import ENVIRONMENT, envelope
-from modelog._codec import Codec
+from modelog.wire.codec import Codec
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
 from modelog.processors.store import VIEW_NAMES, ViewStore

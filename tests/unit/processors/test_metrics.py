@@ -11,8 +11,8 @@ import pytest
 
 from factories import monitoring_records
 from modelog import Settings
-from modelog._codec import Codec
-from modelog._errors import ConfigError
+from modelog.wire.codec import Codec
+from modelog.wire.errors import ConfigError
 from modelog.processors import metrics
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from modelog import Client, MemoryEmitter, Settings
-from modelog._codec import Codec
+from modelog.wire.codec import Codec
 from modelog.processors.decider import decision_event_id
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
@@ -252,7 +252,7 @@ def test_as_of_answers_with_the_state_at_that_instant(log):
     import time
     from datetime import datetime, timezone
 
-    from modelog._query import parse_as_of
+    from modelog.consumers.query import parse_as_of
     from modelog.processors.query_server import arrow_result
 
     a = log.client("alice")

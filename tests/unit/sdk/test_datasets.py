@@ -15,8 +15,8 @@ import pytest
 
 import modelog
 from modelog import Client, DatasetVersion, MemoryEmitter, NoActiveRunError, Settings, ValidationError
-from modelog._datasets import dataframe_columns, describe, hash_dataframe, hash_directory, hash_file
-from modelog._models import validate
+from modelog.sdk.datasets import dataframe_columns, describe, hash_dataframe, hash_directory, hash_file
+from modelog.wire.models import validate
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_same_content_same_version_in_another_process(tmp_path):
         import sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_datasets import frame
-        from modelog._datasets import hash_dataframe, hash_file
+        from modelog.sdk.datasets import hash_dataframe, hash_file
         print(hash_dataframe(frame()), hash_file({str(csv)!r})[0])
     """)
     outs = set()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from modelog import Client, MemoryEmitter, Monitor, Settings, ValidationError, configure_monitor, log_reference
-from modelog._codec import Codec
+from modelog.wire.codec import Codec
 from modelog.processors.drift_app import DriftState, output_events
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
@@ -107,7 +107,7 @@ def test_measure_and_output_events_are_deterministic():
     st = _state()
     rng = np.random.default_rng(0)
     ref = pd.DataFrame({"x": rng.normal(size=500)})
-    from modelog._profile import profile_frame
+    from modelog.drift.profile import profile_frame
 
     st.add_reference({"model": "m", "version": None, "columns": profile_frame(ref)})
     st.configs["m"] = {"window_rows": 200}
@@ -115,7 +115,7 @@ def test_measure_and_output_events_are_deterministic():
     drift, changes = st.measure(closed[0])
     assert drift["dataset_drift"] and drift["columns"][0]["drift"]
     assert [c["state"] for c in changes] == ["RAISED"]
-    from modelog._events import EventFactory
+    from modelog.wire.envelope import EventFactory
 
     factory = EventFactory(Settings.load(env={}, principal="modelog-drift"), program="modelog-drift")
     a, b = output_events(factory, drift, changes), output_events(factory, drift, changes)

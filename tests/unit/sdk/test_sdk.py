@@ -7,7 +7,7 @@ import pytest
 
 import modelog
 from modelog import Client, MemoryEmitter, ModelogError, NoActiveRunError, Settings, ValidationError
-from modelog._models import validate
+from modelog.wire.models import validate
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_many_points_are_batched_into_few_events(client):
 
 
 def test_git_environment_inside_a_repository(tmp_path):
-    from modelog._environment import git_info
+    from modelog.sdk.environment import git_info
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f.txt").write_text("x")
@@ -195,7 +195,7 @@ def test_git_environment_inside_a_repository(tmp_path):
 
 
 def test_git_environment_branch_detached_and_remote(tmp_path):
-    from modelog._environment import git_info
+    from modelog.sdk.environment import git_info
 
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=a@b", "-c", "user.name=a", *args], check=True,

@@ -9,8 +9,8 @@ import pytest
 
 from factories import same, sample_records
 from modelog import DecodeError
-from modelog._codec import Codec
-from modelog._schemas import crc64_avro, current_schemas
+from modelog.wire.codec import Codec
+from modelog.wire.schemas import crc64_avro, current_schemas
 
 
 def test_crc64_matches_avro_spec_vector():

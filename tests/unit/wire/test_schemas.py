@@ -8,13 +8,13 @@ import pytest
 from fastavro.schema import load_schema
 
 from factories import same, sample_records
-from modelog._codec import Codec
-from modelog._models import event_models
-from modelog._schemas import current_schemas, fingerprint, released_file, released_schemas
+from modelog.wire.codec import Codec
+from modelog.wire.models import event_models
+from modelog.wire.schemas import current_schemas, fingerprint, released_file, released_schemas
 from modelog.schemas import SCHEMA_DIR
 
 EVENT_FILES = sorted(SCHEMA_DIR.glob("modelog.events.*.avsc"))
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def test_every_issue_event_has_a_schema():
@@ -108,7 +108,7 @@ def test_schema_resolution_fills_defaults_for_fields_an_old_writer_lacked():
     old = json.loads(json.dumps(current.expanded))
     old["fields"] = [f for f in old["fields"] if f["name"] != "description"]
     codec = Codec()
-    from modelog._schemas import _make
+    from modelog.wire.schemas import _make
 
     old_schema = _make(old)
     codec._writers[old_schema.fingerprint] = old_schema
@@ -124,7 +124,7 @@ def test_schema_resolution_fills_defaults_for_fields_an_old_writer_lacked():
 
 
 def test_processor_rule_plan_covers_every_rule_in_the_schemas():
-    from modelog._rulecheck import plan
+    from modelog.wire.rulecheck import plan
 
     for event_type, schema in current_schemas().items():
         declared = json.dumps(schema.expanded).count('"modelog.rule"')
@@ -143,8 +143,8 @@ def test_processor_rule_plan_covers_every_rule_in_the_schemas():
 def test_processor_rule_check_and_models_agree(event_type, mutate, field):
     """The processor's fast rule check and the SDK's pydantic models reject the same records."""
     from modelog import ValidationError
-    from modelog._models import validate
-    from modelog._rulecheck import check
+    from modelog.wire.models import validate
+    from modelog.wire.rulecheck import check
 
     record = json.loads(json.dumps(sample_records()[event_type]).replace("NaN", "0").replace("Infinity", "1"))
     check(event_type, record)
