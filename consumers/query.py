@@ -43,20 +43,23 @@ def parse_as_of(value: str | datetime | None) -> str | None:
     return value.isoformat()
 
 
-def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None) -> pyarrow.Table:
+def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None,
+              params: list | tuple | None = None) -> pyarrow.Table:
     """Run a read-only SQL query over the views; return an Arrow table. Raises QueryError.
 
     ``as_of`` (ISO 8601 text or datetime; naive = UTC) answers with every view as it was at that
-    instant, e.g. which model version was in production then.
+    instant, e.g. which model version was in production then. ``params`` are bound to the query's
+    ``?`` placeholders (strings, numbers, booleans, None), never pasted into its text.
     """
     settings = settings or Settings.load()
     stamp = parse_as_of(as_of)
+    bound = list(params) if params else None
     if settings.lake_path is not None:  # any process may read the lake: no round trip to a processor
-        return lake_reader(settings.lake_path).query(query, stamp)
+        return lake_reader(settings.lake_path).query(query, stamp, bound)
     info = running_processor(settings)
     if info and info.get("sql_url"):
-        return _remote(info["sql_url"], query, stamp)
-    return _local(settings.views_path, query, stamp)
+        return _remote(info["sql_url"], query, stamp, bound)
+    return _local(settings.views_path, query, stamp, bound)
 
 
 def sql(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None) -> pandas.DataFrame:
@@ -95,12 +98,14 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     raise AssertionError("unreachable")
 
 
-def _remote(url: str, query: str, as_of: str | None = None) -> pyarrow.Table:
+def _remote(url: str, query: str, as_of: str | None = None, params: list | None = None) -> pyarrow.Table:
     import pyarrow as pa
 
     headers = {"Content-Type": "text/plain"}
     if as_of:
         headers["X-Modelog-As-Of"] = as_of
+    if params:
+        headers["X-Modelog-Params"] = json.dumps(params)
     try:
         status, body = _post(url, query.encode(), headers)
     except OSError as exc:
@@ -115,7 +120,7 @@ def _remote(url: str, query: str, as_of: str | None = None) -> pyarrow.Table:
     return pa.ipc.open_stream(body).read_all()
 
 
-def _local(path: Path, query: str, as_of: str | None = None) -> pyarrow.Table:
+def _local(path: Path, query: str, as_of: str | None = None, params: list | None = None) -> pyarrow.Table:
     import duckdb
 
     if not path.exists():
@@ -127,7 +132,7 @@ def _local(path: Path, query: str, as_of: str | None = None) -> pyarrow.Table:
     except duckdb.Error as exc:
         raise QueryError(f"cannot open {path} read-only ({exc}); is a processor starting up?") from exc
     try:
-        return arrow_result(con, query, as_of)
+        return arrow_result(con, query, as_of, params)
     except duckdb.Error as exc:
         raise QueryError(str(exc)) from exc
     finally:

@@ -2,6 +2,7 @@
 
     POST /sql       body: one SQL statement (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, PRAGMA show_tables, ...)
                     header X-Modelog-As-Of (optional): answer with the views as they were at that UTC time
+                    header X-Modelog-Params (optional): JSON array bound to the statement's ? placeholders
                     200: Arrow IPC stream; 400: {"error": "..."}
     GET  /health    {"status": "ok", "ready": bool, "positions": {...}}   (200 while the process lives)
     GET  /ready     200 once the projector's consumer has joined its group, 503 before (readiness probes)
@@ -67,15 +68,30 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
     con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
 
 
-def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None = None) -> pa.Table:
+def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None = None,
+                 params: list | None = None) -> pa.Table:
+    """One read-only statement's answer. ``params`` binds its ``?`` placeholders (values never pasted)."""
     check_read_only(con, query)
     if as_of:
         as_of_views(con, as_of)
-    rel = con.sql(query)
+    rel = con.sql(query, params=params) if params else con.sql(query)
     if rel is None:
         return pa.table({})
     fetch = getattr(rel, "to_arrow_table", None) or rel.arrow  # duckdb >= 1.4 / older
     return fetch()
+
+
+def parse_params(header: str | None) -> list | None:
+    """The ``X-Modelog-Params`` header: a JSON array of scalars bound to the statement's placeholders."""
+    if not header:
+        return None
+    try:
+        params = json.loads(header)
+    except ValueError as exc:
+        raise QueryError(f"X-Modelog-Params: must be a JSON array ({exc})") from None
+    if not isinstance(params, list) or not all(p is None or isinstance(p, (str, int, float, bool)) for p in params):
+        raise QueryError("X-Modelog-Params: must be a JSON array of strings, numbers, booleans or nulls")
+    return params
 
 
 class QueryServer:
@@ -125,7 +141,8 @@ class QueryServer:
                 query = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 cur = outer.store.reader()
                 try:
-                    table = arrow_result(cur, query, self.headers.get("X-Modelog-As-Of"))
+                    table = arrow_result(cur, query, self.headers.get("X-Modelog-As-Of"),
+                                         parse_params(self.headers.get("X-Modelog-Params")))
                 except (QueryError, duckdb.Error) as exc:
                     return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
                 finally:
