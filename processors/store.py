@@ -26,9 +26,9 @@ from .registry import DECISION_TRIGGERS
 from .rows import new_rows
 from .tables import DERIVED, TABLES, ddl, to_arrow
 
-from . import lineage, monitoring, registry
+from . import access, lineage, monitoring, registry
 
-FAMILIES = (registry, lineage, monitoring)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
+FAMILIES = (registry, lineage, monitoring, access)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
 
 VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
               "artifacts", "audit_log", "dead_letters") + tuple(v for f in FAMILIES for v in f.VIEWS)

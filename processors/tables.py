@@ -90,9 +90,9 @@ PRIMARY_KEYS = {
 }
 
 # Further event families declare their base tables in their own module.
-from . import lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import access, lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage, monitoring):
+for _family in (registry, lineage, monitoring, access):
     assert not TABLES.keys() & _family.TABLES.keys(), "a base table is declared twice"
     TABLES.update(_family.TABLES)
     PRIMARY_KEYS.update(getattr(_family, "PRIMARY_KEYS", {}))

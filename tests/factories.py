@@ -62,6 +62,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
         **registry_records(),
         **monitoring_records(),
         **lineage_records(),
+        **token_records(),
     }
 
 
@@ -178,4 +179,22 @@ def lineage_records() -> dict[str, dict[str, Any]]:
             "envelope": envelope("LineageRecorded", f"run:{RUN}"),
             "src": f"dataset:applications@{DATASET_VERSION}", "relation": "consumed", "dst": f"run:{RUN}",
             "role": "train", "transform": None, "code_ref": None},
+    }
+
+
+_IDS.update({t: f"01890f5e-0000-7000-8004-{i:012d}" for i, t in enumerate(["TokenIssued", "TokenRevoked"], 1)})
+TOKEN_ID = "0123456789ab"
+TOKEN_HASH = "f" * 64  # the records hold only a token's hash, never a token
+
+
+def token_records() -> dict[str, dict[str, Any]]:
+    """One valid record per access event type: a token issued to bob, then revoked."""
+    def env(t: str) -> dict[str, Any]:
+        return envelope(t, f"token:{TOKEN_ID}", entity_type="token")
+
+    return {
+        "TokenIssued": {"envelope": env("TokenIssued"), "token_id": TOKEN_ID, "principal": "bob",
+                        "roles": ["writer", "reader"], "token_hash": TOKEN_HASH,
+                        "expires_at": 1_762_592_000_000_000, "description": "CI runner"},
+        "TokenRevoked": {"envelope": env("TokenRevoked"), "token_id": TOKEN_ID, "reason": "rotated"},
     }

@@ -6,7 +6,8 @@
 - :mod:`~modelog.sdk.datasets`: dataset versions and lineage edges.
 - :mod:`~modelog.sdk.registry`: model versions, requests, approvals, deployments, roles, policies.
 - :mod:`~modelog.sdk.monitoring`: ``Monitor`` (predictions, labels), reference profiles.
+- :mod:`~modelog.sdk.tokens`: API tokens (issue, revoke); admin verbs, not re-exported by :mod:`modelog`.
 - :mod:`~modelog.sdk.fluent`: the module-level verbs on a process-wide default client.
 
-The public names are re-exported by :mod:`modelog`; import them from there.
+The public names are re-exported by :mod:`modelog` (tokens' aside); import them from there.
 """

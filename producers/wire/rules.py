@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from modelog.wire.tokens import ROLES, TOKEN_ID_RE, TOKEN_ID_RULE
+
 MAX_NAME = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
@@ -142,6 +144,7 @@ CONSTRAINTS: dict[str, tuple[str | None, int | None, str]] = {
     "param_value": (None, MAX_PARAM_VALUE, f"must be text of at most {MAX_PARAM_VALUE} characters"),
     "semver": (SEMVER_RE, 200, SEMVER_RULE),
     "alias": (ALIAS_RE, 63, ALIAS_RULE),
+    "token_id": (TOKEN_ID_RE, 12, TOKEN_ID_RULE),
 }
 
 RULES: dict[str, Callable[[Any], Any]] = {
@@ -311,7 +314,25 @@ def optional_text(value: Any) -> Any:
     return value
 
 
+def token_id(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(TOKEN_ID_RE, value):
+        raise ValueError(TOKEN_ID_RULE)
+    return value
+
+
+def roles(value: Any) -> list[str]:
+    """API token roles (``modelog.wire.tokens.ROLES``): at least one, each a known role."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must hold at least one role ({', '.join(ROLES)})")
+    for role in value:
+        if role not in ROLES:
+            raise ValueError(f"must hold only roles among {', '.join(ROLES)} (got {role!r})")
+    return value
+
+
 RULES.update({
+    "token_id": token_id,
+    "roles": roles,
     "node": node,
     "optional_name": optional_name,
     "optional_nonneg": optional_nonneg,
