@@ -408,12 +408,12 @@ def _timestamp(value: str, text: str, position: int) -> str:
     """An ISO 8601 time as naive UTC text DuckDB casts to TIMESTAMP (offsets are converted to UTC)."""
     try:
         t = datetime.fromisoformat(value)
-    except ValueError:
+        if t.tzinfo is not None:
+            t = t.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise FilterError("filter", text, f"{value!r} is not an ISO 8601 time", position,
                           "write times like '2026-01-31', '2026-01-31T12:00:00' or '2026-01-31T12:00:00+02:00' "
-                          "(UTC when no offset)") from None
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
+                          "(UTC when no offset; years 1..9999)") from None
     return t.isoformat(sep=" ")
 
 
@@ -626,26 +626,32 @@ def decode_page_token(token: str, order_by: str | None = None) -> list[Any]:
     values = body["k"]
     if len(values) != len(keys):
         raise bad("wrong number of sort values")
+    out = []
     for key, v in zip(keys, values):
         if v is None and key.sql != "r.run_id":
+            out.append(None)
             continue
-        if key.vtype == "number":
-            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and not math.isnan(v)
+        if key.vtype == "number" and not isinstance(v, bool) and isinstance(v, (int, float)):
+            try:
+                v = float(v)
+            except OverflowError:
+                raise bad("a sort value is out of range") from None
+            ok = not math.isnan(v)
         elif key.vtype == "time":
-            ok = isinstance(v, str) and _is_time(v)
+            ok = isinstance(v, str) and _is_naive_time(v)
         else:
-            ok = isinstance(v, str)
+            ok = key.vtype == "text" and isinstance(v, str)
         if not ok:
             raise bad("a sort value has the wrong type")
-    return values
+        out.append(v)
+    return out
 
 
-def _is_time(value: str) -> bool:
+def _is_naive_time(value: str) -> bool:
     try:
-        datetime.fromisoformat(value)
+        return datetime.fromisoformat(value).tzinfo is None
     except ValueError:
         return False
-    return True
 
 
 def _after(keys: list[SortKey], values: list[Any], params: list[Any]) -> str:
