@@ -14,6 +14,7 @@ from modelog.cli.lineage import lineage
 from modelog.cli.monitor import drift, monitor
 from modelog.cli.process import process, rebuild_cmd
 from modelog.cli.registry import access, deploy, model, policy, requests
+from modelog.cli.serve import serve
 from modelog.cli.sql import schemas_cmd, sql_cmd
 from modelog.cli.token import token
 from modelog.wire.errors import ModelogError
@@ -31,7 +32,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 
 for _command in (broker, process, sql_cmd, rebuild_cmd, schemas_cmd, demo_cmd, lineage, model, requests, deploy,
-                 access, policy, token, alerts, drift, monitor):
+                 access, policy, token, alerts, drift, monitor, serve):
     cli.add_command(_command)
 
 

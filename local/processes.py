@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from modelog.wire.errors import ModelogError
-from modelog.wire.home import drift_file, pid_alive, read_json, running_processor
+from modelog.wire.home import drift_file, pid_alive, read_json, running_processor, running_server
 from modelog.wire.settings import Settings
 
 
@@ -93,6 +93,26 @@ def start_drift_background(settings: Settings, loglevel: str = "warning", timeou
 
 def stop_drift(settings: Settings, timeout: float = 30.0) -> bool:
     info = running_drift(settings)
+    if not info:
+        return False
+    stop_pid(int(info["pid"]), timeout)
+    return True
+
+
+def start_server_background(settings: Settings, host: str, port: int, loglevel: str = "warning",
+                            timeout: float = 120.0) -> dict:
+    """``modelog serve`` detached; returns its server.json (pid, url) once it answers."""
+    def ready(pid: int) -> bool:
+        info = running_server(settings)
+        return bool(info and info.get("pid") == pid and info.get("ready"))
+
+    start_background(settings, "serve", ready, "server", "server.log", loglevel, timeout,
+                     ("--host", host, "--port", str(port)))
+    return running_server(settings) or {}
+
+
+def stop_server(settings: Settings, timeout: float = 30.0) -> bool:
+    info = running_server(settings)
     if not info:
         return False
     stop_pid(int(info["pid"]), timeout)

@@ -82,15 +82,21 @@ def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None =
 
 
 def parse_params(header: str | None) -> list | None:
-    """The ``X-Modelog-Params`` header: a JSON array of scalars bound to the statement's placeholders."""
+    """The ``X-Modelog-Params`` header: a JSON array bound to the statement's placeholders, each a scalar or a
+    list of scalars (for ``list_contains(?, run_id)``)."""
     if not header:
         return None
     try:
         params = json.loads(header)
     except ValueError as exc:
         raise QueryError(f"X-Modelog-Params: must be a JSON array ({exc})") from None
-    if not isinstance(params, list) or not all(p is None or isinstance(p, (str, int, float, bool)) for p in params):
-        raise QueryError("X-Modelog-Params: must be a JSON array of strings, numbers, booleans or nulls")
+    def scalar(p) -> bool:
+        return p is None or isinstance(p, (str, int, float, bool))
+
+    if not isinstance(params, list) or not all(scalar(p) or (isinstance(p, list) and all(map(scalar, p)))
+                                               for p in params):
+        raise QueryError("X-Modelog-Params: must be a JSON array of strings, numbers, booleans, nulls or lists "
+                         "of them")
     return params
 
 

@@ -92,3 +92,23 @@ def running_processor(settings: Settings) -> dict | None:
     if info.get("db") not in served or pid == os.getpid() or not pid_alive(pid):
         return None
     return info
+
+
+# -- the HTTP server -----------------------------------------------------------------------
+
+def server_file(settings: Settings) -> Path:
+    return settings.home / "server.json"
+
+
+def admin_token_file(settings: Settings) -> Path:
+    """The local admin's API token, made on the server's first start (mode 0600)."""
+    return settings.home / "server" / "admin.token"
+
+
+def running_server(settings: Settings) -> dict | None:
+    """The running ``modelog serve`` of ``settings.home`` (its server.json: pid, url), or None."""
+    info = read_json(server_file(settings))
+    if not info:
+        return None
+    pid = int(info.get("pid", -1))
+    return info if pid != os.getpid() and pid_alive(pid) else None

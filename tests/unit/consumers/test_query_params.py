@@ -48,6 +48,8 @@ def test_params_bind_through_the_endpoint(store):
         url = server.url + "/sql"
         assert _remote(url, QUERY, None, [run_id(), 2, 2]).column("run_id").to_pylist() == [run_id()]
         assert _remote(url, QUERY, None, [run_id(), 2, 3]).num_rows == 0
+        lists = _remote(url, "SELECT run_id FROM runs WHERE list_contains(?, run_id)", None, [[run_id(), "x"]])
+        assert lists.column("run_id").to_pylist() == [run_id()]
         with pytest.raises(QueryError, match="X-Modelog-Params: must be a JSON array"):
             req = urllib.request.Request(url, data=b"SELECT 1", headers={"X-Modelog-Params": "{"}, method="POST")
             try:
@@ -59,7 +61,7 @@ def test_params_bind_through_the_endpoint(store):
 
 
 @pytest.mark.parametrize("header, rule", [("{}", "JSON array of strings"), ('[{"a": 1}]', "JSON array of strings"),
-                                          ("[1,", "must be a JSON array")])
+                                          ('[[[1]]]', "or lists of them"), ("[1,", "must be a JSON array")])
 def test_bad_params_header_is_a_clear_error(header, rule):
     with pytest.raises(QueryError, match=rule):
         parse_params(header)

@@ -1,0 +1,172 @@
+"""The server's authentication and authorization, in-process (FastAPI's TestClient) over real DuckDB views.
+
+Events are made by the real SDK into a MemoryEmitter, encoded, and projected into a real views file
+by the real projector; the server reads that file. The broker-backed tests are in tests/integration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from modelog import Client, MemoryEmitter, Settings
+from modelog.processors.projection import RawRecord
+from modelog.processors.projector import Projector
+from modelog.processors.store import ViewStore
+from modelog.sdk.tokens import issue_token, revoke_token
+from modelog.server.app import API, create_app
+from modelog.server.auth import SESSION_COOKIE, TokenAuthority
+from modelog.wire.codec import Codec
+
+
+class World:
+    """A views file fed by SDK calls: ``publish`` projects what the SDK emitted since the last call."""
+
+    def __init__(self, tmp_path) -> None:
+        self.path = tmp_path / "views.duckdb"
+        self.settings = Settings.load(home=tmp_path / "home", env={"MODELOG_DB": str(self.path)})
+        self.emitter = MemoryEmitter()
+        self.codec = Codec()
+        self.offset = 0
+        ViewStore(self.path).close()
+
+    def client(self, principal: str) -> Client:
+        return Client(dataclasses.replace(self.settings, principal=principal), emitter=self.emitter)
+
+    def project(self) -> None:
+        new = self.emitter.encoded[self.offset:]
+        store = ViewStore(self.path)
+        try:
+            store.apply([RawRecord("t", 0, self.offset + i, None, b"k", v) for i, v in enumerate(new)], Projector())
+        finally:
+            store.close()
+        self.offset += len(new)
+
+
+@pytest.fixture
+def world(tmp_path):
+    return World(tmp_path)
+
+
+@pytest.fixture
+def tokens(world):
+    admin = world.client("root")
+    out = {role: issue_token(admin, f"{role}-user", [role]).token for role in ("admin", "writer", "reader")}
+    revoked = issue_token(admin, "gone", ["admin"])
+    revoke_token(admin, revoked.token_id)
+    out["revoked"] = revoked.token
+    out["expired"] = issue_token(admin, "old", ["admin"], expires="1m").token
+    world.project()
+    return out
+
+
+@pytest.fixture
+def app(world):
+    return create_app(world.settings, publisher=_NoPublisher(), ui=True)
+
+
+class _NoPublisher:
+    """Routes under test here only read; a write reaching the publisher fails the test loudly."""
+
+    def client(self, principal):
+        raise AssertionError("this test does not publish")
+
+    def close(self):
+        return None
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_every_api_route_declares_its_permission(app):
+    unguarded = []
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.path.startswith(API):
+            continue
+        perms = [d.call.permission for d in route.dependant.dependencies if hasattr(d.call, "permission")]
+        if len(perms) != 1:
+            unguarded.append(f"{sorted(route.methods)} {route.path}")
+    assert not unguarded, f"API routes without an authorization rule (use requires(...)): {unguarded}"
+
+
+def test_the_rule_check_fails_on_an_unguarded_route(app):
+    @app.get(f"{API}/oops")
+    def oops() -> dict:
+        return {}
+
+    with pytest.raises(AssertionError, match="oops"):
+        test_every_api_route_declares_its_permission(app)
+
+
+@pytest.mark.parametrize("headers, why", [
+    ({}, "no credentials"),
+    ({"Authorization": "Basic abc"}, "expected 'Bearer <token>'"),
+    ({"Authorization": "Bearer nonsense"}, "malformed token"),
+    ({"Authorization": "Bearer mlg_0123456789ab_" + "x" * 43}, "unknown token"),
+])
+def test_no_or_bad_credentials_are_401_problems(app, tokens, headers, why):
+    r = TestClient(app).get(f"{API}/experiments", headers=headers)
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert why in r.json()["detail"] and r.json()["status"] == 401
+
+
+def test_a_wrong_secret_for_a_known_id_is_401(app, tokens):
+    token = tokens["admin"]
+    forged = token[:-4] + ("aaaa" if not token.endswith("aaaa") else "bbbb")
+    r = TestClient(app).get(f"{API}/experiments", headers=bearer(forged))
+    assert r.status_code == 401 and r.json()["detail"] == "unknown token"
+
+
+@pytest.mark.parametrize("which, why", [("revoked", "token revoked"), ("expired", "token expired")])
+def test_revoked_and_expired_tokens_are_401(app, tokens, which, why, monkeypatch):
+    if which == "expired":
+        import time
+
+        later = time.time() + 120
+        app.state.authority = TokenAuthority(app.state.views.token, clock=lambda: later)
+    r = TestClient(app).get(f"{API}/experiments", headers=bearer(tokens[which]))
+    assert r.status_code == 401 and r.json()["detail"] == why
+
+
+def test_a_valid_token_reads_and_roles_limit_writes(app, tokens):
+    c = TestClient(app)
+    assert c.get(f"{API}/experiments", headers=bearer(tokens["reader"])).status_code == 200
+    r = c.post(f"{API}/runs", json={"experiment": "e"}, headers=bearer(tokens["reader"]))
+    assert r.status_code == 403 and "lacks the 'write' permission" in r.json()["detail"]
+
+
+def test_ui_login_sets_a_strict_httponly_cookie_and_drops_the_token_from_the_url(app, tokens):
+    c = TestClient(app)
+    r = c.get(f"/?token={tokens['reader']}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"]
+    assert f"{SESSION_COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert c.get(f"{API}/experiments").status_code == 200  # the session cookie authenticates reads
+    page = c.get("/")
+    assert page.status_code == 200 and 'name="csrf-token"' in page.text
+
+
+def test_cookie_writes_need_the_csrf_token(app, tokens):
+    c = TestClient(app)
+    c.get(f"/?token={tokens['admin']}", follow_redirects=False)
+    r = c.post(f"{API}/sql", json={"query": "SELECT 1 AS one"})
+    assert r.status_code == 403 and "CSRF" in r.json()["detail"]
+    csrf = c.get("/").text.split('name="csrf-token" content="')[1].split('"')[0]
+    r = c.post(f"{API}/sql", json={"query": "SELECT 1 AS one"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["rows"] == [{"one": 1}]
+
+
+def test_a_bad_login_shows_the_reason_escaped(app, tokens):
+    r = TestClient(app).post("/login", data={"token": "<script>alert(1)</script>"})
+    assert r.status_code == 401 and "malformed token" in r.text and "<script>alert" not in r.text
+
+
+def test_openapi_document_is_served(app):
+    doc = TestClient(app).get(f"{API}/openapi.json").json()
+    assert f"{API}/runs" in doc["paths"] and doc["info"]["title"] == "modelog"
