@@ -46,8 +46,11 @@ def broker() -> None:
 def broker_start(ctx: click.Context, storage: str, port: int | None) -> None:
     """Start the embedded broker (idempotent) and print its bootstrap address."""
     from ._broker import EmbeddedBroker
+    from ._topics import ensure_topics
 
     address = EmbeddedBroker(_settings(ctx).home, storage=storage).start(port=port)
+    # create the topics now: concurrent first writers would otherwise race on creating them (issue 10)
+    ensure_topics(_settings(ctx).replace(bootstrap=address))
     click.echo(address)
 
 
