@@ -18,8 +18,11 @@ def broker() -> None:
 def broker_start(ctx: click.Context, storage: str, port: int | None) -> None:
     """Start the embedded broker (idempotent) and print its bootstrap address."""
     from modelog.local.broker import EmbeddedBroker
+    from modelog.wire.topics import ensure_topics
 
     address = EmbeddedBroker(ctx.obj["settings"].home, storage=storage).start(port=port)
+    # create the topics now: concurrent first writers would otherwise race on creating them (issue 10)
+    ensure_topics(ctx.obj["settings"].replace(bootstrap=address))
     click.echo(address)
 
 

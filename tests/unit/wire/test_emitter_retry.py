@@ -1,0 +1,99 @@
+"""The emitter's Outbox: what is re-sent, what fails, what is ignored (no Kafka involved)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError
+
+from modelog.wire.emitter import Outbox, Pending
+
+TIMEOUT = 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pending(n: int, at: float) -> Pending:
+    return Pending("t", b"k", f"v{n}".encode(), [("modelog.event_id", f"e{n}".encode())], "TagsSet", at)
+
+
+def test_ack_removes_once():
+    clock = Clock()
+    box = Outbox(TIMEOUT, clock)
+    seq = box.add(pending(0, clock()))
+    assert len(box) == 1
+    assert box.acked(seq) is True
+    assert box.acked(seq) is False  # a second acknowledgement (of an older attempt) counts nothing
+    assert len(box) == 0 and box.take_failures() == []
+
+
+def test_retriable_error_within_deadline_is_resent_with_same_bytes():
+    clock = Clock()
+    box = Outbox(TIMEOUT, clock)
+    p = pending(0, clock())
+    seq = box.add(p)
+    clock.now += TIMEOUT - 1
+    assert box.failed(seq, 0, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "desync") == "resend"
+    assert box.failed(seq, 0, KafkaError.UNKNOWN, "again, same attempt") == "resend"  # queued twice ...
+    resends = box.take_resends()
+    assert resends == [(seq, 1, p)]  # ... sent once, as attempt 1, with the same event (same event id)
+    assert box.take_resends() == []
+    assert box.resent == 1 and len(box) == 1
+
+
+def test_report_about_an_older_attempt_is_ignored_but_its_ack_counts():
+    clock = Clock()
+    box = Outbox(TIMEOUT, clock)
+    seq = box.add(pending(0, clock()))
+    box.failed(seq, 0, KafkaError.UNKNOWN, "lost the race")
+    [(_, attempt, _)] = box.take_resends()
+    assert box.failed(seq, 0, KafkaError._PURGE_INFLIGHT, "purged") == "ignored"  # stale attempt
+    assert box.take_resends() == []
+    assert box.acked(seq) is True  # the old attempt made it after all: delivered once
+    assert box.failed(seq, attempt, KafkaError.UNKNOWN, "new attempt failed") == "ignored"
+    assert box.take_failures() == [] and len(box) == 0
+
+
+def test_deadline_counts_from_emit_and_fails_with_reason():
+    clock = Clock()
+    box = Outbox(TIMEOUT, clock)
+    seq = box.add(pending(0, clock()))
+    clock.now += TIMEOUT
+    assert box.failed(seq, 0, KafkaError._MSG_TIMED_OUT, "Local: Message timed out") == "failed"
+    [(event_type, reason)] = box.take_failures()
+    assert event_type == "TagsSet" and "Message timed out" in reason and "30s" in reason
+    assert len(box) == 0 and box.take_failures() == []
+
+
+def test_permanent_error_fails_at_once():
+    clock = Clock()
+    box = Outbox(TIMEOUT, clock)
+    seq = box.add(pending(0, clock()))
+    assert box.failed(seq, 0, KafkaError.MSG_SIZE_TOO_LARGE, "too large") == "failed"
+    assert box.take_failures() == [("TagsSet", "too large")]
+
+
+def test_take_all_bumps_every_attempt_and_drops_queued_resends():
+    clock = Clock()
+    box = Outbox(TIMEOUT, clock)
+    seqs = [box.add(pending(i, clock())) for i in range(5)]
+    box.acked(seqs[1])
+    box.failed(seqs[2], 0, KafkaError.UNKNOWN, "x")
+    everything = box.take_all()  # a new producer: every unacknowledged event again
+    assert sorted(s for s, _, _ in everything) == [seqs[0], seqs[2], seqs[3], seqs[4]]
+    assert all(a == 1 for _, a, _ in everything)
+    assert box.take_resends() == []  # the queued re-send is part of take_all
+    for seq in (seqs[0], seqs[3]):  # reports of the purged first attempts change nothing
+        assert box.failed(seq, 0, KafkaError._PURGE_QUEUE, "purged") == "ignored"
+    assert len(box) == 4
+
+
+def test_discard_forgets():
+    box = Outbox(TIMEOUT)
+    seq = box.add(pending(0, 0.0))
+    box.discard(seq)
+    assert len(box) == 0 and box.failed(seq, 0, KafkaError.UNKNOWN, "x") == "ignored"
