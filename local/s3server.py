@@ -15,6 +15,12 @@
   (tests/unit/test_s3server.py). tansu still reads every page on every fetch: that cost grows with the
   partition, which is a limit of the embedded broker's S3 mode (docs/decisions/0004).
 * Request logging at INFO (one line per request) is off; warnings and errors stay.
+* Conditional writes. tansu updates its metadata (``meta.json``: producer ids and sequence numbers) and
+  each partition's ``watermark.json`` with ``PUT`` + ``If-Match: <etag>``, retrying on 412. localbucket
+  honours ``If-None-Match: *`` but ignores ``If-Match``, so concurrent producers overwrote each other's
+  updates: two producers got one producer id, watermarks moved back, and records were acknowledged that
+  no consumer could read (issue 10; docs/decisions/0010-emitter-resends.md). Here ``If-Match`` is
+  checked, and the check and the write are one step with respect to other conditional writes.
 
     python -m modelog.local.s3server DATA_ROOT --host 127.0.0.1 --port PORT
 """
@@ -175,6 +181,24 @@ def _writes(method):
     return run
 
 
+_conditional = threading.Lock()
+
+
+def _write_object(original):
+    """localbucket's write, refusing an ``If-Match`` PUT whose ETag is not the object's (412)."""
+    def write_object(self, bucket: str, key: str, write) -> str:
+        if_match = self.headers.get("If-Match")
+        if if_match is None and self.headers.get("If-None-Match") is None:
+            return original(self, bucket, key, write)
+        with _conditional:
+            if if_match is not None:
+                target = self._object_path(bucket, key)
+                if not target.is_file() or not localbucket.etag_matches(if_match, localbucket.object_etag(target)):
+                    raise self._precondition_failed_error()
+            return original(self, bucket, key, write)
+    return write_object
+
+
 def patch() -> None:
     """Install the changes above into localbucket's handler."""
     h = localbucket.S3Handler
@@ -182,6 +206,7 @@ def patch() -> None:
     h._list_entries = _list_entries
     h._add_list_entries = _add_list_entries
     h._send_xml = _send_xml
+    h._write_object = _write_object(h._write_object)
     for verb in ("do_PUT", "do_POST", "do_DELETE"):
         setattr(h, verb, _writes(getattr(h, verb)))
 

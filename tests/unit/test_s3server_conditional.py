@@ -1,0 +1,48 @@
+"""The embedded S3 server honours If-Match on PUT (tansu's optimistic updates of meta.json and watermarks)."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+
+from test_s3server import _free_port, _serve
+
+
+def _put(port: int, key: str, body: bytes, **headers: str) -> tuple[int, str | None]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/bucket/{key}", data=body, method="PUT", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("ETag")
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code, None
+
+
+def test_if_match_put_succeeds_only_on_the_current_etag(tmp_path):
+    (tmp_path / "bucket").mkdir()
+    port = _free_port()
+    proc = _serve(["-m", "modelog._s3server"], tmp_path, port)
+    try:
+        status, etag = _put(port, "meta.json", b"v0", **{"If-None-Match": "*"})
+        assert status == 200
+        assert _put(port, "meta.json", b"again", **{"If-None-Match": "*"})[0] == 412
+        assert _put(port, "missing.json", b"x", **{"If-Match": etag})[0] == 412
+        # many writers read the same version and race to replace it: exactly one wins
+        results = []
+        threads = [threading.Thread(target=lambda i=i: results.append(_put(port, "meta.json", f"v{i}".encode(),
+                                                                           **{"If-Match": etag})))
+                   for i in range(1, 9)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(s for s, _ in results) == [200] + [412] * 7
+        [winner] = [e for s, e in results if s == 200]
+        assert _put(port, "meta.json", b"stale", **{"If-Match": etag})[0] == 412
+        assert _put(port, "meta.json", b"next", **{"If-Match": winner})[0] == 200
+        assert (tmp_path / "bucket" / "meta.json").read_bytes() == b"next"
+        assert _put(port, "plain", b"p")[0] == 200  # unconditional writes unchanged
+    finally:
+        proc.kill()
+        proc.wait()
