@@ -12,14 +12,14 @@
   (bench/growth.py). Here a listing walks only the directory its prefix names, the sorted keys of a
   directory are kept until the next write, and each object's XML entry is kept until that object is
   written or deleted: a page is a join of cached strings. The answers are byte for byte localbucket's
-  (tests/unit/test_s3server.py). tansu still reads every page on every fetch: that cost grows with the
+  (tests/unit/local/test_s3server.py). tansu still reads every page on every fetch: that cost grows with the
   partition, which is a limit of the embedded broker's S3 mode (docs/decisions/0004).
 * Request logging at INFO (one line per request) is off; warnings and errors stay.
 * Conditional writes. tansu updates its metadata (``meta.json``: producer ids and sequence numbers) and
   each partition's ``watermark.json`` with ``PUT`` + ``If-Match: <etag>``, retrying on 412. localbucket
   honours ``If-None-Match: *`` but ignores ``If-Match``, so concurrent producers overwrote each other's
   updates: two producers got one producer id, watermarks moved back, and records were acknowledged that
-  no consumer could read (issue 10; docs/decisions/0010-emitter-resends.md). Here ``If-Match`` is
+  no consumer could read (issue 10; docs/decisions/0012-emitter-resends.md). Here ``If-Match`` is
   checked, and the check and the write are one step with respect to other conditional writes.
 
     python -m modelog.local.s3server DATA_ROOT --host 127.0.0.1 --port PORT

@@ -22,7 +22,7 @@ def _put(port: int, key: str, body: bytes, **headers: str) -> tuple[int, str | N
 def test_if_match_put_succeeds_only_on_the_current_etag(tmp_path):
     (tmp_path / "bucket").mkdir()
     port = _free_port()
-    proc = _serve(["-m", "modelog._s3server"], tmp_path, port)
+    proc = _serve(["-m", "modelog.local.s3server"], tmp_path, port)
     try:
         status, etag = _put(port, "meta.json", b"v0", **{"If-None-Match": "*"})
         assert status == 200
