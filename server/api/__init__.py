@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from modelog.server.api import lineage, registry, sql, tracking, writes
+from modelog.server.api import lineage, monitoring, registry, sql, tracking, writes
 
-ROUTERS = [tracking.router, writes.router, sql.router, registry.router, lineage.router]
+ROUTERS = [tracking.router, writes.router, sql.router, registry.router, lineage.router, monitoring.router]
