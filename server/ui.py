@@ -33,6 +33,7 @@ TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on 
 TEMPLATES.env.filters["pathquote"] = lambda value: quote(str(value), safe="")  # one path segment, "/" included
 API = "/api/v1"
 AUDIT_PAGE = 100
+P_VALUE_METHODS = ("ks", "chisquare", "z")  # drift when the score is BELOW the threshold (docs/drift.md)
 
 
 def _safe_next(to: str | None) -> str:
@@ -319,7 +320,8 @@ def _cell(r: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     score, threshold = r.get("score"), r.get("threshold")
     level = 0.0
-    if score is not None and threshold:
-        level = max(0.0, min(1.0, float(score) / (2 * float(threshold))))
+    if score is not None and threshold:  # 0: far from drift, 0.5: at the threshold, 1: twice as far past it
+        ratio = float(score) / (2 * float(threshold))
+        level = max(0.0, min(1.0, 1 - ratio if r.get("method") in P_VALUE_METHODS else ratio))
     return {"score": score, "threshold": threshold, "drift": bool(r.get("drift")), "method": r.get("method"),
             "level": round(level, 2)}
