@@ -66,7 +66,7 @@ const MLCharts = (() => {
       }
     }
 
-    refresh() { if (!this.state.range) return this.load(); }  // live: keep a zoomed view as it is
+    refresh() { return this.state.range ? Promise.resolve() : this.load(); }  // live: keep a zoomed view as it is
 
     table() {
       const mode = this.state.x, log = this.state.log;

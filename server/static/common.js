@@ -102,12 +102,12 @@ const ML = (() => {
 
   /* Server-sent events with a polling fallback: onEvent(type, data) for each event; when the stream is
      unavailable (older server, proxy), poll() every `every` ms instead. Returns a stop function. */
-  function live(url, types, onEvent, poll, every = 5000) {
+  function live(url, types, onEvent, poll, every = 5000, onOpen = null) {
     let es = null, timer = null, opened = false, stopped = false;
     const startPolling = () => { if (!timer && poll && !stopped) timer = setInterval(poll, every); };
     try {
       es = new EventSource(url, { withCredentials: true });
-      es.onopen = () => { opened = true; document.body.dataset.live = "sse"; };
+      es.onopen = () => { opened = true; document.body.dataset.live = "sse"; if (onOpen) onOpen(); };
       for (const t of types) es.addEventListener(t, ev => {
         let data = null; try { data = JSON.parse(ev.data); } catch (e) { data = ev.data; }
         onEvent(t, data);

@@ -52,8 +52,15 @@
       await api(`/api/v1/requests/${encodeURIComponent(id)}/${verdict}`, { method: "POST", body: { model, comment } });
       out.textContent = (verdict === "approve" ? "Approval" : "Rejection") + " recorded; waiting for the decision…";
       row.dataset.verdict = verdict;
-      const done = async () => { if (!(await stillPending(id))) { stop(); location.reload(); } };
-      const stop = live(`/api/v1/stream?model=${encodeURIComponent(model)}`, ["decision"], done, done, 1000);
+      let stop = null;
+      const done = async () => {  // the decision event may precede its projection: re-check, backing off
+        for (let i = 1; i <= 15; i++) {
+          if (!(await stillPending(id))) { if (stop) stop(); location.reload(); return; }
+          await new Promise(r => setTimeout(r, 150 * i));
+        }
+      };
+      stop = live(`/api/v1/stream?model=${encodeURIComponent(model)}`, ["decision"],
+                  (t, d) => { if (!d || d.request_id === id) done(); }, done, 1500, done);
     } catch (e) {
       out.textContent = e.message;
       out.className = "outcome error";

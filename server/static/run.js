@@ -85,14 +85,22 @@
     catch (e) { say(e.message, "error"); return null; }
   }
 
-  let pending = null;
+  /* Events arrive from the log, maybe before the views have projected them: after a refetch, a chart whose
+     last step is still behind the newest step an event announced is fetched again (a few times, backing off). */
+  const announced = new Map();  // metric key -> highest step seen in a `metrics` event
+  let pending = null, tries = 0;
   function refreshCharts(keys) {  // coalesce bursts of events into one refetch per chart
-    if (pending) { if (keys) keys.forEach(k => pending.add(k)); else pending = new Set(charts.keys()); return; }
+    if (pending) { (keys || [...charts.keys()]).forEach(k => pending.add(k)); return; }
     pending = new Set(keys || charts.keys());
     setTimeout(async () => {
       const ks = pending; pending = null;
       const r = await refreshRun();
-      for (const k of ks) { const c = charts.get(k); if (c) c.refresh(); }
+      await Promise.all([...ks].map(k => { const c = charts.get(k); return c ? c.refresh() : null; }));
+      const behind = [...ks].filter(k => {
+        const c = charts.get(k);
+        return c && announced.has(k) && Number(c.box.dataset.lastStep || -1) < announced.get(k);
+      });
+      if (behind.length && tries < 20) { tries++; setTimeout(() => refreshCharts(behind), 150 * tries); } else tries = 0;
       if (r && r.status !== "RUNNING" && stop) { stop(); stop = null; document.getElementById("live-state").textContent = "run ended"; }
     }, 250);
   }
@@ -101,9 +109,14 @@
     document.getElementById("live-state").textContent = "live";
     stop = live(`/api/v1/stream?${qs({ run_id: runId })}`, ["metrics", "run"], (type, data) => {
       root.dataset.events = String(+(root.dataset.events || 0) + 1);
-      const keys = data && Array.isArray(data.keys) ? data.keys : (data && data.key ? [data.key] : null);
-      refreshCharts(type === "metrics" ? keys : null);
-    }, () => refreshCharts(null), 3000);
+      let keys = null;
+      if (type === "metrics" && data && Array.isArray(data.points)) {
+        keys = [...new Set(data.points.map(p => p.key))];
+        for (const p of data.points) announced.set(p.key, Math.max(announced.get(p.key) ?? -Infinity, p.step));
+        keys.forEach(addChart);
+      }
+      refreshCharts(keys);
+    }, () => refreshCharts(null), 3000, () => setTimeout(() => refreshCharts(null), 1000));
   }
 
   document.getElementById("add-compare").addEventListener("click", () => {

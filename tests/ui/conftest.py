@@ -60,6 +60,17 @@ class Stack:
 
         return Client(dataclasses.replace(self.settings, principal=principal))
 
+    def wait_stream_live(self, timeout: float = 30) -> None:
+        """Block until the server's live feed reads the log (its first subscriber starts it at the log's end)."""
+        req = urllib.request.Request(self.base + "/api/v1/stream?run_id=none",
+                                     headers={"Authorization": f"Bearer {self.admin_token}"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            for line in r:
+                if line.startswith(b": subscribed"):
+                    return
+                if line.startswith(b"event: error"):
+                    raise AssertionError("the live feed cannot read the log")
+
     def api(self, path: str, token: str | None = None) -> dict:
         req = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {token or self.admin_token}"})
         with urllib.request.urlopen(req, timeout=30) as r:

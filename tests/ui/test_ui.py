@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -21,7 +21,7 @@ WAIT = 30
 
 
 def wait(driver, timeout: float = WAIT) -> WebDriverWait:
-    return WebDriverWait(driver, timeout)
+    return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException])  # rows re-render
 
 
 def log_run(client, experiment: str, name: str, steps: int, *, params=None, tags=None, end: bool = True):
@@ -135,15 +135,19 @@ def test_a_running_runs_chart_grows_live(stack, browser):
         for s in range(10):
             run.log_metric("loss", 1.0 / (s + 1), step=s)
         client.wait_projected(timeout=60)
+        stack.wait_stream_live()
         browser.get(f"{stack.base}/runs/{run.id}")
         fig = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "figure.chart[data-key='loss']")))
         wait(browser).until(lambda d: fig.get_attribute("data-points") == "10")
+        # pushed by server-sent events (GET /api/v1/stream), not the polling fallback
+        wait(browser).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "sse")
         for s in range(10, 60):
             run.log_metric("loss", 1.0 / (s + 1), step=s)
-        run.flush() if hasattr(run, "flush") else client.flush()
+        client.flush()
         # the page is not reloaded: the stream (or, without one, the polling fallback) refetches the chart
         wait(browser, 60).until(lambda d: fig.get_attribute("data-points") == "60")
         assert fig.get_attribute("data-last-step") == "59"
+        assert int(browser.find_element(By.ID, "run-app").get_attribute("data-events")) >= 1  # events arrived
         run.end()
         wait(browser, 60).until(lambda d: "FINISHED" in d.find_element(By.ID, "run-status").text)
     finally:
