@@ -243,8 +243,12 @@ def test_user_values_render_as_text(stack, browser):
     browser.get(f"{stack.base}/experiments/xss?cols=params.model|tags.note")
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr[data-run-id]"))
     assert [c.text for c in browser.find_elements(By.XPATH, "//table[@id='runs-table']//td[contains(., 'onerror')]")] == [XSS, XSS]
+    # the audit timeline, searched by the run's id; a row links to its raw event, read back from the log
     browser.get(f"{stack.base}/audit?q=" + urllib.parse.quote(run.id))
-    assert browser.find_elements(By.CSS_SELECTOR, "#audit li")
+    tags_row = browser.find_element(By.XPATH, "//ol[@id='audit']/li[.//a[text()='RunStarted']]")
+    tags_row.find_element(By.CSS_SELECTOR, "a.what").click()
+    raw = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#raw-event[data-state='ready']")))
+    assert "RunStarted" in raw.text and XSS in raw.text and no_alert(browser)
     for path in (f"/runs/{run.id}", "/experiments/xss?cols=params.model|tags.note", f"/compare?run={run.id}"):
         browser.get(stack.base + path)
         time.sleep(0.5)  # let the scripts render; nothing should ever become an element
