@@ -201,7 +201,7 @@ def main() -> None:
                     d.get(base + path)
                     time.sleep(1.5)  # charts fetch after load
                     height = d.execute_script("return document.documentElement.scrollHeight")
-                    d.set_window_size(1400, min(max(900, height + 40), 2600))
+                    d.set_window_size(1400, min(max(900, height + 40), 1600))
                     time.sleep(0.3)
                     d.save_screenshot(str(out / f"{name}.png"))
                     d.set_window_size(1400, 1000)

@@ -132,6 +132,11 @@ const MLCharts = (() => {
           }],
         },
       }, data, this.plotBox);
+      // the band's min and max series stay out of the legend: one row per run, the band explained once
+      const rows = this.plot.root.querySelectorAll(".u-legend .u-series");
+      series.forEach((s, k) => { if (k && / (min|max)$/.test(s.label) && rows[k]) rows[k].style.display = "none"; });
+      if (bands.length && !this.box.querySelector(".band-note"))
+        this.box.append(el("p", { class: "hint band-note", text: "Line: last value per bucket; shaded: min–max per bucket (spikes stay visible)." }));
     }
 
     zoom(lo, hi) {  // the selected x range -> a step range -> finer buckets from the server
