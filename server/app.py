@@ -30,6 +30,9 @@ def create_app(settings: Settings, *, views: Views | None = None, publisher: Pub
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        feed = getattr(app.state, "live_feed", None)
+        if feed is not None:  # the live consumer of /stream: end its subscribers' streams, close it
+            feed.close()
         app.state.publisher.close()
 
     app = FastAPI(title="modelog", version=__version__, openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs",

@@ -72,7 +72,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 5080, logleve
                       f"  API:  {url}/api/v1 (Authorization: Bearer <token>), OpenAPI: {url}/api/v1/openapi.json",
                       flush=True)
 
-    server = Server(uvicorn.Config(app, host=host, port=port, log_level=loglevel, access_log=False))
+    # open event streams (/api/v1/stream) never end by themselves: give them 3 s, then the lifespan closes them
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level=loglevel, access_log=False,
+                                   timeout_graceful_shutdown=3))
     try:
         server.run()
     finally:

@@ -42,7 +42,12 @@ class Client:
         if self._emitter is None:
             with self._lock:
                 if self._emitter is None:
-                    self._emitter = KafkaEmitter(self.settings)
+                    if self.settings.url:  # MODELOG_URL: through a modelog server's API, not the broker
+                        from modelog.sdk.http_emitter import HttpEmitter
+
+                        self._emitter = HttpEmitter(self.settings)
+                    else:
+                        self._emitter = KafkaEmitter(self.settings)
         return self._emitter
 
     @property
@@ -113,6 +118,10 @@ class Client:
         """
         self.emitter.flush()
         positions = dict(getattr(self.emitter, "positions", {}))
+        if self.settings.url:  # through the server: it reports how far its views have projected
+            from modelog.sdk.http_emitter import wait_projected as wait_through_api
+
+            return wait_through_api(self.settings, positions, timeout)
         return wait_projected(self.settings, positions, timeout)
 
     def close(self) -> None:

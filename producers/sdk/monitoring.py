@@ -60,6 +60,34 @@ def _column(values: list) -> tuple[list, list]:
     return [], [None if v is None or (isinstance(v, float) and math.isnan(v)) else value_text(v) for v in values]
 
 
+def prediction_columns(items: list[tuple]) -> list[dict[str, Any]]:
+    """The ``columns`` of a PredictionsLogged event for ``items`` (request_id, timestamp_us, features,
+    prediction, score): one FEATURE column per feature name (in first-seen order), then PREDICTION and
+    SCORE columns if any item has one. Numbers where every present value is a number, else text."""
+    names: dict[str, None] = {}
+    for it in items:
+        names.update(dict.fromkeys(it[2]))
+    columns = []
+    for name in names:
+        numbers, strings = _column([it[2].get(name) for it in items])
+        columns.append({"name": str(name), "role": "FEATURE", "numbers": numbers, "strings": strings})
+    if any(it[3] is not None for it in items):
+        numbers, strings = _column([it[3] for it in items])
+        columns.append({"name": "prediction", "role": "PREDICTION", "numbers": numbers, "strings": strings})
+    if any(it[4] is not None for it in items):
+        numbers, _ = _column([it[4] for it in items])
+        columns.append({"name": "score", "role": "SCORE", "numbers": numbers, "strings": []})
+    return columns
+
+
+def predictions_payload(model: str, deployment: str, version: int | None, items: list[tuple],
+                        dropped: int = 0) -> dict[str, Any]:
+    """The payload of one PredictionsLogged batch event (what :class:`Monitor` publishes per batch)."""
+    return {"model": model, "deployment": deployment, "version": version,
+            "request_ids": [str(it[0]) for it in items], "timestamps": [it[1] for it in items],
+            "columns": prediction_columns(items), "dropped": dropped}
+
+
 class Monitor:
     """Logs a deployment's predictions (and later labels) for drift and performance monitoring."""
 
@@ -170,23 +198,9 @@ class Monitor:
             self._room.notify_all()
         if not items and not dropped:
             return False
-        names: dict[str, None] = {}
-        for it in items:
-            names.update(dict.fromkeys(it[2]))
-        columns = []
-        for name in names:
-            numbers, strings = _column([it[2].get(name) for it in items])
-            columns.append({"name": str(name), "role": "FEATURE", "numbers": numbers, "strings": strings})
-        if any(it[3] is not None for it in items):
-            numbers, strings = _column([it[3] for it in items])
-            columns.append({"name": "prediction", "role": "PREDICTION", "numbers": numbers, "strings": strings})
-        if any(it[4] is not None for it in items):
-            numbers, _ = _column([it[4] for it in items])
-            columns.append({"name": "score", "role": "SCORE", "numbers": numbers, "strings": []})
-        event = self._client.events.make(
-            "PredictionsLogged", "monitor", self._key, model=self.model, deployment=self.deployment,
-            version=self.version, request_ids=[str(it[0]) for it in items], timestamps=[it[1] for it in items],
-            columns=columns, dropped=dropped)
+        event = self._client.events.make("PredictionsLogged", "monitor", self._key,
+                                         **predictions_payload(self.model, self.deployment, self.version, items,
+                                                               dropped))
         self._client.emitter.emit([event])
         with self._lock:
             self._sent += len(items)

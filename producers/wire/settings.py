@@ -29,6 +29,10 @@ MODELOG_PROCESSOR_HOST       address the processor's HTTP endpoint binds (defaul
                              container, for probes and Prometheus; the SQL endpoint is read-only)
 MODELOG_PROCESSOR_PORT       port of the processor's HTTP endpoint (/sql, /health, /metrics);
                              default 0: a free port, written to ``$MODELOG_HOME/processor.json``
+MODELOG_URL                  a modelog server (``modelog serve``), e.g. ``https://modelog.example.com``: the SDK
+                             publishes through its API (``POST /api/v1/events``) instead of the broker, for jobs
+                             that cannot reach Kafka. The actor is the token's principal, not MODELOG_PRINCIPAL
+MODELOG_TOKEN                the API token (``mlg_...``) sent with MODELOG_URL (``modelog token create``)
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class Settings:
     processor_id: str = "modelog-projector"
     processor_port: int = 0
     processor_host: str = "127.0.0.1"
+    url: str | None = None
+    token: str | None = field(default=None, repr=False)
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -199,6 +205,10 @@ class Settings:
             raise ConfigError(f"MODELOG_PROCESSOR_PORT: must be 0..65535 (got {self.processor_port})")
         if not self.principal.strip():
             raise ConfigError("MODELOG_PRINCIPAL: must not be empty")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"MODELOG_URL: must start with http:// or https:// (got {self.url!r})")
+        if self.url is not None and not self.token:
+            raise ConfigError("MODELOG_TOKEN: required with MODELOG_URL (an API token: modelog token create)")
 
 
 def _positive_int(raw: str) -> int:
@@ -230,4 +240,6 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_PROCESSOR_ID": ("processor_id", str),
     "MODELOG_PROCESSOR_PORT": ("processor_port", int),
     "MODELOG_PROCESSOR_HOST": ("processor_host", str),
+    "MODELOG_URL": ("url", str),
+    "MODELOG_TOKEN": ("token", str),
 }

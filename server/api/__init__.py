@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
-from modelog.server.api import sql, tracking, writes
+from modelog.server.api import audit, ingest, lineage, monitoring, registry, sql, stream, tracking, writes
 
-ROUTERS = [tracking.router, writes.router, sql.router]
+ROUTERS = [tracking.router, writes.router, sql.router, registry.router, lineage.router, monitoring.router,
+           audit.router, stream.router, ingest.router]
