@@ -22,22 +22,12 @@ import pyarrow as pa
 from modelog.wire.errors import QueryError
 
 from . import metrics
+from .sql_guard import check_query
 from .store import ViewStore
 
-_ALLOWED = {"SELECT", "EXPLAIN", "PRAGMA"}
-
-
 def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Raise QueryError unless ``query`` is exactly one read-only statement."""
-    try:
-        statements = con.extract_statements(query)
-    except duckdb.Error as exc:
-        raise QueryError(str(exc)) from exc
-    if len(statements) != 1:
-        raise QueryError(f"expected exactly one SQL statement, got {len(statements)}")
-    kind = statements[0].type.name
-    if kind not in _ALLOWED:
-        raise QueryError(f"only read-only queries are allowed here (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW); got {kind}")
+    """Raise QueryError unless ``query`` is one read-only statement over the views (see sql_guard)."""
+    check_query(con, query)
 
 
 def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:

@@ -170,3 +170,10 @@ def test_a_bad_login_shows_the_reason_escaped(app, tokens):
 def test_openapi_document_is_served(app):
     doc = TestClient(app).get(f"{API}/openapi.json").json()
     assert f"{API}/runs" in doc["paths"] and doc["info"]["title"] == "modelog"
+
+
+def test_sql_through_the_api_cannot_read_files(app, tokens):
+    r = TestClient(app).post(f"{API}/sql", json={"query": "SELECT * FROM read_csv('/etc/passwd')"},
+                             headers=bearer(tokens["admin"]))
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    assert "table function read_csv(): not allowed here" in r.json()["detail"]
