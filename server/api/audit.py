@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from modelog.server.api.common import query_time
 from modelog.server.auth import Principal, requires
 from modelog.server.log import RecordReader, jsonable
 from modelog.server.problems import Problem, not_found
@@ -21,18 +22,6 @@ router = APIRouter(tags=["audit"])
 MAX_LIMIT = 1000
 COLUMNS = ("occurred_at, event_type, actor, actor_kind, entity_type, entity_key, event_id, topic, \"partition\", "
            "\"offset\", logged_at, source_host, source_pid, source_program, sdk_version, writer_schema")
-
-
-def _time(field: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(field, value, "must be an ISO 8601 time such as 2026-11-01T12:00Z") from None
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
-    return t.isoformat()
 
 
 def page_token(row: dict[str, Any]) -> str:
@@ -71,10 +60,10 @@ def audit(request: Request, entity: str | None = Query(None, description="an ent
     if event_type is not None:
         where.append("event_type = ?")
         params.append(event_type)
-    if (t := _time("from", start)) is not None:
+    if (t := query_time("from", start)) is not None:
         where.append("occurred_at >= CAST(? AS TIMESTAMP)")
         params.append(t)
-    if (t := _time("to", end)) is not None:
+    if (t := query_time("to", end)) is not None:
         where.append("occurred_at < CAST(? AS TIMESTAMP)")
         params.append(t)
     if page_token_ is not None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from modelog.sdk.monitoring import BATCH_ROWS, predictions_payload
+from modelog.server.api.common import query_time
 from modelog.server.auth import Principal, requires
 from modelog.server.problems import Problem, not_found
 from modelog.wire import rules as _rules
@@ -38,19 +39,6 @@ def _name(field: str, value: Any) -> str:
         return _rules.name(value)
     except ValueError as exc:
         raise ValidationError(field, value, str(exc)) from None
-
-
-def _time(field: str, value: str | None) -> str | None:
-    """An ISO 8601 query time as naive UTC text (naive input is UTC); 422 naming ``field`` otherwise."""
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(field, value, "must be an ISO 8601 time such as 2026-11-01T12:00Z") from None
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
-    return t.isoformat()
 
 
 def _known_model(views, model: str) -> bool:
@@ -83,7 +71,7 @@ def drift(request: Request, model: str, deployment: str | None = None,
           limit: int = Query(200, ge=1, le=MAX_WINDOWS), principal: Principal = requires("read")) -> dict[str, Any]:
     views = _views(request)
     _name("model", model)
-    where, params = _filters(model, deployment, _time("from", start), _time("to", end))
+    where, params = _filters(model, deployment, query_time("from", start), query_time("to", end))
     if not _known_model(views, model):
         raise not_found(f"model: no monitoring data or registered versions for {model!r}")
     windows = views.rows('SELECT deployment, version, "window", window_start, window_end, rows, dropped, drift_share, '

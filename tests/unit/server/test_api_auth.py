@@ -1,54 +1,24 @@
 """The server's authentication and authorization, in-process (FastAPI's TestClient) over real DuckDB views.
 
-Events are made by the real SDK into a MemoryEmitter, encoded, and projected into a real views file
-by the real projector; the server reads that file. The broker-backed tests are in tests/integration.
+Events are made by the real SDK and projected into a real views file by the real projector (conftest's
+``live``); the server reads that file. The broker-backed tests are in tests/integration.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from modelog import Client, MemoryEmitter, Settings
-from modelog.processors.projection import RawRecord
-from modelog.processors.projector import Projector
-from modelog.processors.store import ViewStore
 from modelog.sdk.tokens import issue_token, revoke_token
 from modelog.server.app import API, create_app
 from modelog.server.auth import SESSION_COOKIE, TokenAuthority
-from modelog.wire.codec import Codec
-
-
-class World:
-    """A views file fed by SDK calls: ``publish`` projects what the SDK emitted since the last call."""
-
-    def __init__(self, tmp_path) -> None:
-        self.path = tmp_path / "views.duckdb"
-        self.settings = Settings.load(home=tmp_path / "home", env={"MODELOG_DB": str(self.path)})
-        self.emitter = MemoryEmitter()
-        self.codec = Codec()
-        self.offset = 0
-        ViewStore(self.path).close()
-
-    def client(self, principal: str) -> Client:
-        return Client(dataclasses.replace(self.settings, principal=principal), emitter=self.emitter)
-
-    def project(self) -> None:
-        new = self.emitter.encoded[self.offset:]
-        store = ViewStore(self.path)
-        try:
-            store.apply([RawRecord("t", 0, self.offset + i, None, b"k", v) for i, v in enumerate(new)], Projector())
-        finally:
-            store.close()
-        self.offset += len(new)
 
 
 @pytest.fixture
-def world(tmp_path):
-    return World(tmp_path)
+def world(live):
+    """The views file of conftest's ``live`` (the real projector over what the SDK emitted)."""
+    return live
 
 
 @pytest.fixture
