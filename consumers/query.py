@@ -177,19 +177,22 @@ def projected_positions(settings: Settings) -> dict[tuple[str, int], int]:
     return {(t, p): o for t, p, o in zip(*(table[c].to_pylist() for c in table.column_names))}
 
 
-def wait_projected(settings: Settings, offsets: dict[tuple[str, int], int], timeout: float = 30.0) -> float:
+def wait_projected(settings: Settings, offsets: dict[tuple[str, int], int], timeout: float = 30.0,
+                   positions=None, interval: float = 0.02) -> float:
     """Block until the views hold every record up to ``offsets`` ((topic, partition) -> last offset).
 
-    Returns the seconds waited; raises QueryError on timeout.
+    ``positions`` (default :func:`projected_positions`) reads what the views hold, e.g. through the
+    HTTP API. Returns the seconds waited; raises QueryError on timeout.
     """
     import time
 
+    read = positions or projected_positions
     start = time.monotonic()
     while True:
-        pos = projected_positions(settings)
+        pos = read(settings)
         if all(pos.get(tp, 0) > o for tp, o in offsets.items()):
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
             missing = {f"{t}/{p}": o for (t, p), o in offsets.items() if pos.get((t, p), 0) <= o}
             raise QueryError(f"views did not catch up within {timeout:.0f}s (waiting for offsets {missing})")
-        time.sleep(0.02)
+        time.sleep(interval)

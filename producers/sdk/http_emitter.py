@@ -176,12 +176,6 @@ def projected_positions(settings: Settings) -> dict[tuple[str, int], int]:
 
 def wait_projected(settings: Settings, offsets: dict[tuple[str, int], int], timeout: float = 30.0) -> float:
     """Block until the server's views hold every record up to ``offsets``; raises QueryError on timeout."""
-    start = time.monotonic()
-    while True:
-        pos = projected_positions(settings)
-        if all(pos.get(tp, 0) > o for tp, o in offsets.items()):
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            missing = {f"{t}/{p}": o for (t, p), o in offsets.items() if pos.get((t, p), 0) <= o}
-            raise QueryError(f"views did not catch up within {timeout:.0f}s (waiting for offsets {missing})")
-        time.sleep(0.05)
+    from modelog.consumers.query import wait_projected as wait
+
+    return wait(settings, offsets, timeout, positions=projected_positions, interval=0.05)
