@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ import faust
 from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
 from modelog.wire.envelope import Event
-from modelog.wire.home import processor_file
+from modelog.wire.home import free_port, processor_file
 from modelog.wire.topics import ensure_topics
 
 from . import _transport
@@ -83,12 +82,6 @@ def faust_credentials(options: dict[str, str]):
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ProjectorApp(faust.App):
     """faust.App on our transport (see ``_transport``: a short fetch wait)."""
 
@@ -116,7 +109,10 @@ def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
         topic_replication_factor=settings.replication,
         web_enabled=False,
         web_host="127.0.0.1",
-        web_port=_free_port(),
+        # never bound (web_enabled=False): faust only builds the worker's canonical URL from it, which
+        # its partition assignor uses to tell the workers of a group apart -- so a port no other process
+        # on this host held a moment ago, not a reservation
+        web_port=free_port(),
         datadir=str(settings.home / "faust" / app_id),
         store="memory://",
         autodiscover=False,
