@@ -42,6 +42,8 @@ from urllib.parse import unquote, urlsplit
 
 import localbucket
 
+log = logging.getLogger("modelog.s3server")  # not __name__: it runs as __main__
+
 
 _lock = threading.Lock()
 _generation = 0  # bumped before and after every write: a listing computed across a write is not kept
@@ -174,7 +176,9 @@ def _writes(method):
             bucket_key = unquote(urlsplit(self.path).path).lstrip("/")
             bucket, _, key = bucket_key.partition("/")
             path = str(self._object_path(bucket, key)) if key else None
-        except Exception:  # noqa: BLE001 -- unparsable: let localbucket answer; drop every cache
+        except Exception as exc:  # noqa: BLE001 -- unparsable: let localbucket answer; drop every cache
+            log.warning("%s %r: cannot map to an object (%s: %s); dropping every listing cache",
+                        self.command, self.path, type(exc).__name__, exc)
             path = None
         _invalidate(path)
         try:

@@ -196,6 +196,9 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     return app
 
 
+_highwater_errors_seen: set[str] = set()
+
+
 def snapshot_highwaters(app: faust.App) -> None:
     """Record the high watermark of each assigned partition as carried by the consumer's last fetch
     response (right on tansu, unlike ListOffsets) in ``app.modelog_highwaters``, replaced whole so the
@@ -212,7 +215,13 @@ def snapshot_highwaters(app: faust.App) -> None:
                 continue
             if h is not None and h >= 0:
                 hw[(tp.topic, tp.partition)] = int(h)
-    except Exception:  # noqa: BLE001 -- not started / rebalancing: keep the last snapshot
+    except Exception as exc:  # noqa: BLE001 -- not started / rebalancing: keep the last snapshot
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason not in _highwater_errors_seen:  # a timer calls this each second: each reason once
+            _highwater_errors_seen.add(reason)
+            log.warning("high watermarks not sampled (%s); keeping the last ones", reason)
+        else:
+            log.debug("high watermarks not sampled (%s)", reason)
         return
     app.modelog_highwaters = hw  # type: ignore[attr-defined]
 
