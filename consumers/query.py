@@ -100,6 +100,14 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     raise AssertionError("unreachable")
 
 
+@atexit.register
+def close_connections() -> None:
+    """Close this thread's kept-alive connections to SQL endpoints (at exit; tests call it between tests,
+    as each test's processor listens on a port of its own)."""
+    for conn in _connections.__dict__.pop("by_netloc", {}).values():
+        conn.close()
+
+
 def _remote(url: str, query: str, as_of: str | None = None, params: list | None = None) -> pyarrow.Table:
     import pyarrow as pa
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # factories, waiting
 @pytest.fixture(autouse=True)
 def _process_state_reset():
     """Undo what a test leaves in this process's globals: the fluent default client (``modelog.configure``
-    or first use), the SIGTERM handler the SDK installs when a run starts, and the kept lake readers."""
+    or first use), the SIGTERM handler the SDK installs when a run starts, the kept lake readers and SQL-endpoint connections."""
     from modelog.consumers import query
     from modelog.sdk import fluent, tracking
 
@@ -24,5 +24,6 @@ def _process_state_reset():
         signal.signal(signal.SIGTERM, handler)
     tracking._sigterm_installed = False
     query.close_readers()
+    query.close_connections()
     if client is not None:
         client.close()
