@@ -20,6 +20,7 @@ joined (partitions are assigned) and nothing is committed.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -33,6 +34,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from modelog.wire.codec import Codec
 from modelog.wire.settings import Settings
 from modelog.wire.errors import BrokerError, DecodeError
+
+log = logging.getLogger("modelog.alerts")
 
 EVENT_TYPE = "AlertChanged"
 PAYLOAD_FIELDS = ("alert_id", "state", "model", "deployment", "rule", "severity", "window", "value", "threshold",
@@ -91,9 +94,13 @@ def decode_alert(codec: Codec, msg) -> dict[str, Any] | None:
     """The payload of a consumed record, or None if it is not a decodable AlertChanged."""
     try:
         decoded = codec.decode(msg.value())
-    except DecodeError:
+    except DecodeError as exc:  # the projector dead-letters it with this reason
+        log.warning("%s/%s/%s is not a decodable event, skipped: %s", msg.topic(), msg.partition(), msg.offset(),
+                    exc)
         return None
     if decoded.event_type != EVENT_TYPE:
+        log.warning("%s/%s/%s is a %s, not an %s, skipped", msg.topic(), msg.partition(), msg.offset(),
+                    decoded.event_type, EVENT_TYPE)
         return None
     return alert_payload(decoded.record, msg.topic(), msg.partition(), msg.offset())
 
@@ -169,6 +176,7 @@ def tail(settings: Settings, *, from_beginning: bool = False, model: str | None 
             if msg.error():
                 if msg.error().fatal():
                     raise BrokerError(f"reading {topic}: {msg.error()}")
+                log.warning("reading %s: %s", topic, msg.error())  # librdkafka recovers by itself
                 continue
             if msg.offset() < boundary.get(msg.partition(), math.inf):
                 continue  # history (a fetch carries the high watermark, so the boundary is known here)

@@ -8,6 +8,7 @@ Arrow IPC; when none runs, the file is opened read-only here.
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 import os
@@ -16,6 +17,7 @@ import threading
 import urllib.parse
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,6 +100,14 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     raise AssertionError("unreachable")
 
 
+@atexit.register
+def close_connections() -> None:
+    """Close this thread's kept-alive connections to SQL endpoints (at exit; tests call it between tests,
+    as each test's processor listens on a port of its own)."""
+    for conn in _connections.__dict__.pop("by_netloc", {}).values():
+        conn.close()
+
+
 def _remote(url: str, query: str, as_of: str | None = None, params: list | None = None) -> pyarrow.Table:
     import pyarrow as pa
 
@@ -139,19 +149,42 @@ def _local(path: Path, query: str, as_of: str | None = None, params: list | None
         con.close()
 
 
-_readers: dict[Path, object] = {}
+MAX_READERS = 4  # lakes this process keeps a reader of; the least recently used one beyond is closed
+_readers: OrderedDict[Path, object] = OrderedDict()
+_readers_lock = threading.Lock()
 
 
 def lake_reader(path: Path):
-    """This process's reader of the lake at ``path`` (kept: it refreshes itself when the lake changes)."""
+    """This process's reader of the lake at ``path`` (kept: it refreshes itself when the lake changes).
+
+    At most ``MAX_READERS`` are kept (each holds an in-memory DuckDB connection); the least recently
+    used one is closed when another lake is read. :func:`close_readers` closes them all (at exit).
+    """
     from modelog.processors.lake import LakeReader
 
     if not (path / "instance").exists():
         raise QueryError(f"no lake at {path} yet: start the workers (`modelog process --workers N`) first")
-    reader = _readers.get(path)
-    if reader is None:
-        reader = _readers[path] = LakeReader(path)
+    evicted = []
+    with _readers_lock:
+        reader = _readers.get(path)
+        if reader is None:
+            reader = _readers[path] = LakeReader(path)
+        _readers.move_to_end(path)
+        while len(_readers) > MAX_READERS:
+            evicted.append(_readers.popitem(last=False)[1])
+    for old in evicted:
+        old.close()
     return reader
+
+
+@atexit.register
+def close_readers() -> None:
+    """Close every kept lake reader (registered at exit; tests call it between tests)."""
+    with _readers_lock:
+        readers = list(_readers.values())
+        _readers.clear()
+    for reader in readers:
+        reader.close()
 
 
 def projected_positions(settings: Settings) -> dict[tuple[str, int], int]:

@@ -10,6 +10,7 @@ so they outlive the command that started them. Layout under ``home/broker``:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -25,9 +26,12 @@ from importlib import resources
 from pathlib import Path
 
 from modelog.wire.errors import BrokerError
-from modelog.wire.home import accepts, broker_file, embedded_broker_address, pid_alive
+from modelog.wire.home import accepts, broker_file, embedded_broker_address, free_port, pid_alive
+
+log = logging.getLogger(__name__)
 
 BUCKET = "modelog"
+PORT_ATTEMPTS = 3  # tansu binds the port we name: another process may take it first
 
 
 def tansu_binary() -> Path:
@@ -42,12 +46,6 @@ def tansu_binary() -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tansu binds: TIME_WAIT is no obstacle
@@ -56,6 +54,17 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def _address_in_use(log_path: Path, start: int) -> bool:
+    """Whether tansu's log, from byte ``start`` on (this start's output), says its port was in use."""
+    try:
+        with log_path.open("rb") as fh:
+            fh.seek(start)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return False
+    return "AddrInUse" in text or "Address in use" in text or "address already in use" in text.lower()
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -101,44 +110,71 @@ class EmbeddedBroker:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, port: int | None = None, timeout: float = 30.0) -> str:
-        """Start (idempotent). Returns the bootstrap address ``127.0.0.1:PORT``."""
+        """Start (idempotent). Returns the bootstrap address ``127.0.0.1:PORT``.
+
+        Without ``port``, the previous start's port is used again if it is free (clients that kept the
+        address keep working), else another free one, with a warning. tansu must be told its port on
+        its command line, so the port is picked here and bound by tansu a moment later: if another
+        process takes it in between, tansu exits with "address in use" and the start is retried on
+        another port (``PORT_ATTEMPTS`` in all). A ``port`` given explicitly is used or the start fails.
+        """
         running = self.address()
         if running:
             return running
         old = self._state()
         self._kill(old)  # stale half-started pieces
         self.dir.mkdir(parents=True, exist_ok=True)
+        explicit = port is not None
         if port is None:
-            port = old.get("port") if old.get("port") and _port_free(old["port"]) else free_port()
-        address = f"127.0.0.1:{port}"
+            port = old.get("port") or free_port()
+            if old.get("port") and not _port_free(port):
+                port = free_port()
+                log.warning("the embedded broker's previous port %s is taken: it moves to %s", old["port"], port)
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        state: dict = {"storage": self.storage, "port": port, "address": address, "started_at": time.time()}
+        state: dict = {"storage": self.storage, "port": port, "address": f"127.0.0.1:{port}",
+                       "started_at": time.time()}
         deadline = time.monotonic() + timeout
         if self.storage == "s3":
-            s3_port = free_port()
             data = self.dir / "s3"
             (data / BUCKET).mkdir(parents=True, exist_ok=True)
+            port_file = self.dir / "s3.port"
+            port_file.unlink(missing_ok=True)
             s3 = self._spawn([sys.executable, "-m", "modelog.local.s3server", str(data), "--host", "127.0.0.1",
-                              "--port", str(s3_port)], self.dir / "s3.log", os.environ.copy())
-            state.update(s3_pid=s3.pid, s3_port=s3_port)
+                              "--port", "0", "--port-file", str(port_file)], self.dir / "s3.log", os.environ.copy())
+            state.update(s3_pid=s3.pid)
             self._write_state(state)
-            self._wait_s3(s3_port, s3.pid, deadline)
+            s3_port = self._wait_s3(port_file, s3.pid, deadline)
+            state.update(s3_port=s3_port)
             env.update(AWS_ENDPOINT=f"http://127.0.0.1:{s3_port}", AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="local",
                        AWS_SECRET_ACCESS_KEY="local", AWS_DEFAULT_REGION="us-east-1")
             engine = f"s3://{BUCKET}/"
         else:
             engine = "memory://tansu/"
-        tansu = self._spawn([str(tansu_binary()), "broker", "--listener-url", f"tcp://{address}",
-                             "--advertised-listener-url", f"tcp://{address}", "--storage-engine", engine],
-                            self.dir / "tansu.log", env)
-        state["pid"] = tansu.pid
-        self._write_state(state)
-        try:
-            self._wait_kafka(address, tansu.pid, deadline)
-        except BrokerError:
-            self._kill(state)
-            raise
-        return address
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            address = f"127.0.0.1:{port}"
+            state.update(port=port, address=address)
+            tansu_log = self.dir / "tansu.log"
+            start_of_log = tansu_log.stat().st_size if tansu_log.exists() else 0
+            tansu = self._spawn([str(tansu_binary()), "broker", "--listener-url", f"tcp://{address}",
+                                 "--advertised-listener-url", f"tcp://{address}", "--storage-engine", engine],
+                                tansu_log, env)
+            state["pid"] = tansu.pid
+            self._write_state(state)
+            try:
+                self._wait_kafka(address, tansu.pid, deadline)
+                return address
+            except BrokerError as exc:
+                self._kill({"pid": tansu.pid})
+                in_use = _address_in_use(tansu_log, start_of_log)
+                if explicit or not in_use or attempt == PORT_ATTEMPTS or time.monotonic() >= deadline:
+                    self._kill(state)
+                    if in_use:
+                        raise BrokerError(f"port {port} is in use by another process ({attempt} attempt(s)): "
+                                          f"{exc}") from exc
+                    raise
+                port = free_port()
+                log.warning("tansu could not bind %s (address in use): retrying on port %s", address, port)
+        raise AssertionError("unreachable")
 
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop tansu, then the S3 server. Returns False if nothing was running."""
@@ -176,23 +212,33 @@ class EmbeddedBroker:
                 while pid_alive(pid):
                     time.sleep(0.02)
 
-    def _wait_s3(self, port: int, pid: int, deadline: float) -> None:
+    def _wait_s3(self, port_file: Path, pid: int, deadline: float) -> int:
+        """Wait until the S3 server listens (it binds port 0 and writes the port it got); return the port."""
+        port = None
         while time.monotonic() < deadline:
             if not pid_alive(pid):
                 raise BrokerError(f"the S3 server exited:\n{_tail(self.dir / 's3.log')}")
+            if port is None:
+                try:
+                    port = int(port_file.read_text())
+                except (OSError, ValueError):  # not written yet (it is replaced whole, never half-written)
+                    time.sleep(0.05)
+                    continue
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/{BUCKET}", timeout=1):
-                    return
+                    return port
             except urllib.error.HTTPError as exc:
                 exc.close()
-                return  # it answers HTTP
+                return port  # it answers HTTP
             except (urllib.error.URLError, OSError):
                 time.sleep(0.05)
-        raise BrokerError(f"the S3 server did not answer on port {port}:\n{_tail(self.dir / 's3.log')}")
+        raise BrokerError(f"the S3 server did not answer (port {port}):\n{_tail(self.dir / 's3.log')}")
 
     def _wait_kafka(self, address: str, pid: int, deadline: float) -> None:
+        from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
+        last = "no answer yet"
         port = int(address.rsplit(":", 1)[1])
         while time.monotonic() < deadline and not accepts(port):
             if not pid_alive(pid):
@@ -205,16 +251,18 @@ class EmbeddedBroker:
             try:
                 admin.list_topics(timeout=max(0.5, min(5.0, deadline - time.monotonic())))  # no topic=: it would create it
                 return
-            except Exception:
+            except KafkaException as exc:  # not answering yet: keep the reason for the error below
+                last = f"{type(exc).__name__}: {exc}"
+                log.debug("waiting for tansu on %s: %s", address, last)
                 time.sleep(0.1)
-        raise BrokerError(f"tansu did not answer on {address}:\n{_tail(self.dir / 'tansu.log')}")
+        raise BrokerError(f"tansu did not answer on {address} (last: {last}):\n{_tail(self.dir / 'tansu.log')}")
 
 
 @contextmanager
 def running_broker(home: Path, storage: str = "memory") -> Iterator[str]:
     """Start a broker under ``home`` for the duration of the block; yields its bootstrap address."""
     broker = EmbeddedBroker(home, storage=storage)
-    address = broker.start(port=free_port())
+    address = broker.start()  # a free port, retried if tansu loses it to another process
     try:
         yield address
     finally:

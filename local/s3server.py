@@ -22,7 +22,10 @@
   no consumer could read (issue 10; docs/decisions/0012-emitter-resends.md). Here ``If-Match`` is
   checked, and the check and the write are one step with respect to other conditional writes.
 
-    python -m modelog.local.s3server DATA_ROOT --host 127.0.0.1 --port PORT
+    python -m modelog.local.s3server DATA_ROOT --host 127.0.0.1 --port PORT [--port-file FILE]
+
+``--port 0`` binds a port the OS picks; ``--port-file`` receives the bound port once it listens, so a
+parent process never has to pick a port and hope it is still free when the server binds it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import localbucket
+
+log = logging.getLogger("modelog.s3server")  # not __name__: it runs as __main__
 
 
 _lock = threading.Lock()
@@ -171,7 +176,9 @@ def _writes(method):
             bucket_key = unquote(urlsplit(self.path).path).lstrip("/")
             bucket, _, key = bucket_key.partition("/")
             path = str(self._object_path(bucket, key)) if key else None
-        except Exception:  # noqa: BLE001 -- unparsable: let localbucket answer; drop every cache
+        except Exception as exc:  # noqa: BLE001 -- unparsable: let localbucket answer; drop every cache
+            log.warning("%s %r: cannot map to an object (%s: %s); dropping every listing cache",
+                        self.command, self.path, type(exc).__name__, exc)
             path = None
         _invalidate(path)
         try:
@@ -211,11 +218,34 @@ def patch() -> None:
         setattr(h, verb, _writes(getattr(h, verb)))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """localbucket's command line (DATA_ROOT, --host, --port), plus ``--port-file``."""
+    import argparse
+    from http.server import ThreadingHTTPServer
+
+    parser = argparse.ArgumentParser(prog="python -m modelog.local.s3server", description=__doc__.split("\n")[0])
+    parser.add_argument("data_root", metavar="DATA_ROOT", type=Path, help="directory that holds the buckets")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9000, help="port to listen on; 0: any free one (default: 9000)")
+    parser.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s [%(levelname)s]: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")  # before localbucket's own (INFO) call, which then does nothing
+                        datefmt="%Y-%m-%d %H:%M:%S")
     patch()
-    localbucket.main()
+    data_root = args.data_root.resolve()
+    data_root.mkdir(parents=True, exist_ok=True)
+    localbucket.S3Handler.data_root = data_root
+    server = ThreadingHTTPServer((args.host, args.port), localbucket.S3Handler)
+    if args.port_file is not None:
+        tmp = args.port_file.with_name(args.port_file.name + ".tmp")
+        tmp.write_text(str(server.server_address[1]))
+        os.replace(tmp, args.port_file)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

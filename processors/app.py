@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ import faust
 from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
 from modelog.wire.envelope import Event
-from modelog.wire.home import processor_file
+from modelog.wire.home import free_port, processor_file
 from modelog.wire.topics import ensure_topics
 
 from . import _transport
@@ -83,12 +82,6 @@ def faust_credentials(options: dict[str, str]):
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ProjectorApp(faust.App):
     """faust.App on our transport (see ``_transport``: a short fetch wait)."""
 
@@ -116,7 +109,10 @@ def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
         topic_replication_factor=settings.replication,
         web_enabled=False,
         web_host="127.0.0.1",
-        web_port=_free_port(),
+        # never bound (web_enabled=False): faust only builds the worker's canonical URL from it, which
+        # its partition assignor uses to tell the workers of a group apart -- so a port no other process
+        # on this host held a moment ago, not a reservation
+        web_port=free_port(),
         datadir=str(settings.home / "faust" / app_id),
         store="memory://",
         autodiscover=False,
@@ -200,6 +196,9 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     return app
 
 
+_highwater_errors_seen: set[str] = set()
+
+
 def snapshot_highwaters(app: faust.App) -> None:
     """Record the high watermark of each assigned partition as carried by the consumer's last fetch
     response (right on tansu, unlike ListOffsets) in ``app.modelog_highwaters``, replaced whole so the
@@ -216,7 +215,13 @@ def snapshot_highwaters(app: faust.App) -> None:
                 continue
             if h is not None and h >= 0:
                 hw[(tp.topic, tp.partition)] = int(h)
-    except Exception:  # noqa: BLE001 -- not started / rebalancing: keep the last snapshot
+    except Exception as exc:  # noqa: BLE001 -- not started / rebalancing: keep the last snapshot
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason not in _highwater_errors_seen:  # a timer calls this each second: each reason once
+            _highwater_errors_seen.add(reason)
+            log.warning("high watermarks not sampled (%s); keeping the last ones", reason)
+        else:
+            log.debug("high watermarks not sampled (%s)", reason)
         return
     app.modelog_highwaters = hw  # type: ignore[attr-defined]
 

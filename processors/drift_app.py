@@ -224,8 +224,10 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
                 _current_event.set(weakref.ref(e))
                 try:
                     decoded = codec.decode(e.message.value)
-                except DecodeError:
-                    continue  # the projector dead-letters it
+                except DecodeError as exc:  # the projector dead-letters it (with this reason)
+                    m = e.message
+                    log.warning("%s/%s/%s not decodable, skipped: %s", m.topic, m.partition, m.offset, exc)
+                    continue
                 t, r = decoded.event_type, decoded.record
                 if t == "ReferenceProfileLogged":
                     state.add_reference(r)

@@ -14,10 +14,13 @@ partitions this processor has fetched.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -187,6 +190,7 @@ def collect(query: Callable[[str], Rows], highwaters: Mapping[tuple[str, int], i
     for name, sql in QUERIES.items():
         try:
             results[name] = query(sql)
-        except Exception:  # noqa: BLE001 -- reported as modelog_metrics_query_error
+        except Exception as exc:  # noqa: BLE001 -- reported as modelog_metrics_query_error, and logged
+            log.warning("metrics query %s failed: %s: %s", name, type(exc).__name__, exc)
             errors.append(name)
     return render(results, highwaters, errors)

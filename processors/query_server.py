@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,9 @@ from modelog.wire.errors import QueryError
 from . import metrics
 from .sql_guard import check_query
 from .store import ViewStore
+
+log = logging.getLogger(__name__)
+
 
 def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
     """Raise QueryError unless ``query`` is one read-only statement over the views (see sql_guard)."""
@@ -165,7 +169,8 @@ class QueryServer:
 
             try:
                 highwaters = self.highwaters() if self.highwaters is not None else {}
-            except Exception:  # noqa: BLE001 -- the consumer mid-rebalance: no lag this scrape
+            except Exception as exc:  # noqa: BLE001 -- e.g. the consumer mid-rebalance: no lag this scrape
+                log.warning("metrics: no high watermarks this scrape (%s: %s)", type(exc).__name__, exc)
                 highwaters = {}
             return metrics.collect(query, highwaters)
         finally:

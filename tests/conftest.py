@@ -1,6 +1,29 @@
 """Shared fixtures. Integration fixtures (broker, processor) live in tests/integration/conftest.py."""
 
+import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # factories
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # factories, waiting
+
+
+@pytest.fixture(autouse=True)
+def _process_state_reset():
+    """Undo what a test leaves in this process's globals: the fluent default client (``modelog.configure``
+    or first use), the SIGTERM handler the SDK installs when a run starts, the kept lake readers and SQL-endpoint connections."""
+    from modelog.consumers import query
+    from modelog.sdk import fluent, tracking
+
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    with fluent._default_lock:
+        client, fluent._default = fluent._default, None
+    if handler is not None:  # None: installed outside Python, nothing of ours to undo
+        signal.signal(signal.SIGTERM, handler)
+    tracking._sigterm_installed = False
+    query.close_readers()
+    query.close_connections()
+    if client is not None:
+        client.close()

@@ -47,6 +47,19 @@ def accepts(port: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS's pick for a bind to port 0).
+
+    The one copy of this helper. It is racy by nature -- the port is released before the caller's
+    process binds it, and another may take it meanwhile -- so use it only where a *child* process
+    must be told its port up front (tansu: its advertised address is its command line), and retry
+    on "address in use" there. A server of our own binds port 0 itself and reports what it got.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def read_json(path: Path) -> dict:
     """The JSON object in ``path``, or ``{}`` when it is missing or half-written."""
     try:

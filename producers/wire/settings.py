@@ -218,7 +218,7 @@ def _positive_int(raw: str) -> int:
 def _default_principal() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # no passwd entry (containers)
+    except (KeyError, OSError):  # no passwd entry (containers)
         return f"uid-{os.getuid()}"
 
 

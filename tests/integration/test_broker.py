@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+
 import pytest
 
 import modelog
 from conftest import run_cli
-from modelog import Client, Settings
+from modelog import BrokerError, Client, Settings
 from modelog.local.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.broker
@@ -21,6 +24,46 @@ def test_lifecycle_memory(tmp_path):
     assert st["running"] and st["address"] == address and st["storage"] == "memory"
     assert broker.stop() is True
     assert broker.address() is None
+
+
+def test_a_taken_port_moves_the_broker_or_fails_when_it_was_asked_for(tmp_path, caplog):
+    broker = EmbeddedBroker(tmp_path, storage="memory")
+    first = broker.start()
+    broker.stop()
+    port = int(first.rsplit(":", 1)[1])
+    with socket.socket() as squatter:  # another process takes the port while the broker is down
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with caplog.at_level(logging.WARNING, logger="modelog.local.broker"):
+            moved = broker.start()
+        try:
+            assert moved != first and broker.status()["address"] == moved
+            assert f"previous port {port} is taken: it moves to {moved.rsplit(':', 1)[1]}" in caplog.text
+        finally:
+            broker.stop()
+        with pytest.raises(BrokerError, match=f"port {port} is in use by another process"):
+            broker.start(port=port, timeout=15)  # asked for explicitly: not moved silently
+    assert broker.address() is None
+
+
+def test_a_port_lost_to_another_process_before_tansu_binds_it_is_retried(tmp_path, monkeypatch, caplog):
+    from modelog.local import broker as broker_mod
+    from modelog.wire.home import free_port as real_free_port
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = iter([taken])  # the first pick is lost to the squatter; then the real helper
+        monkeypatch.setattr(broker_mod, "free_port", lambda: next(picks, None) or real_free_port())
+        broker = EmbeddedBroker(tmp_path, storage="memory")
+        with caplog.at_level(logging.WARNING, logger="modelog.local.broker"):
+            address = broker.start()
+        try:
+            assert address != f"127.0.0.1:{taken}" and broker.status()["address"] == address
+            assert f"tansu could not bind 127.0.0.1:{taken} (address in use): retrying on port" in caplog.text
+        finally:
+            broker.stop()
 
 
 def test_stop_and_start_lose_nothing_with_s3_storage(tmp_path):

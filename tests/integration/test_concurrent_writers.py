@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from conftest import SESSION_TIMEOUT_MS, run_cli
 from modelog import Monitor, Settings, configure_monitor, log_reference
-from modelog.local.broker import EmbeddedBroker, free_port, running_broker
+from modelog.local.broker import EmbeddedBroker, running_broker
 from modelog.wire.emitter import KafkaEmitter
 from modelog.wire.envelope import EventFactory
 from modelog.consumers.query import sql_arrow
@@ -265,7 +265,7 @@ def test_broker_start_creates_the_topics(tmp_path):
     """`modelog broker start` returns only once the modelog topics exist (no race on first use)."""
     home = tmp_path / "cli-home"
     env = {"MODELOG_HOME": str(home), "MODELOG_TOPIC_PREFIX": "cli."}
-    out = run_cli(env, "broker", "start", "--storage", "memory", "--port", str(free_port()))
+    out = run_cli(env, "broker", "start", "--storage", "memory")
     try:
         address = out.stdout.strip()
         topics = set(AdminClient({"bootstrap.servers": address}).list_topics(timeout=10).topics)

@@ -18,6 +18,7 @@ import pytest
 
 from modelog import Monitor, configure_monitor, log_reference
 from modelog.consumers.query import sql_arrow
+from waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -71,13 +72,14 @@ def q(settings, query):
 
 
 def wait_for(settings, query, predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = q(settings, query)
-        if predicate(rows):
-            return rows
-        assert time.monotonic() < deadline, f"timed out; last: {rows}"
-        time.sleep(0.1)
+    last: list = []
+
+    def ready():
+        last[:] = q(settings, query)
+        return predicate(last)
+
+    wait_until(ready, timeout, lambda: f"{query!r} satisfies the condition (last rows: {last})", interval=0.1)
+    return list(last)
 
 
 def reference(n=2000, seed=1):
@@ -100,7 +102,8 @@ def test_drift_windows_alerts_and_recovery(env, settings, client, processor, dri
     log_reference("credit-risk", None, reference(), prediction="score", client=client)
     configure_monitor("credit-risk", window_rows=500, raise_after=1, resolve_after=2, client=client)
     client.flush()
-    time.sleep(1.0)  # the drift processor reads references and configuration before predictions
+    # no wait here: the reference, the configuration and the predictions share the key monitor:<model>,
+    # so they are on one partition and the drift processor reads them in the order they were logged
     m = Monitor("credit-risk", "prod-eu", client=client, batch_rows=250)
     serve(m, 1000, 0.0, seed=2)          # windows 0, 1: calm
     serve(m, 1000, 1.0, seed=3)          # windows 2, 3: drift -> RAISED at 2
@@ -156,8 +159,7 @@ def test_two_drift_workers_share_the_models_and_survive_a_kill(env, settings, cl
         for name in names:
             log_reference(name, None, reference(), prediction="score", client=client)
             configure_monitor(name, window_rows=500, raise_after=1, resolve_after=2, client=client)
-        client.flush()
-        time.sleep(1.0)
+        client.flush()  # references, configurations and predictions share a partition per model: no wait
         monitors = [Monitor(name, "prod", client=client, batch_rows=250) for name in names]
         for m in monitors:
             serve(m, 500, 0.0, seed=2)

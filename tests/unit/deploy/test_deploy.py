@@ -947,7 +947,7 @@ def container_port(container: dict, port: int | str) -> int:
 def test_the_container_port_check_can_fail():
     container = {"ports": [{"name": "http", "containerPort": 8765}]}
     assert container_port(container, "http") == 8765 and container_port(container, 8080) == 8080
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not enough values to unpack"):
         container_port(container, "metrics")
 
 

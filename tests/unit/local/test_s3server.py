@@ -10,7 +10,6 @@ import itertools
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlencode
@@ -19,6 +18,8 @@ import localbucket
 import pytest
 
 from modelog.local.s3server import _list_entries
+from modelog.wire.home import free_port
+from waiting import wait_until
 
 KEYS = ["a.txt", "b/1", "b/2", "b/c/3", "b/c/4", "b/cc", "bb/5", "é/6", "records/00000000000000000000.batch",
         "records/00000000000000000004.batch", "records/00000000000000000010.batch", "z"]
@@ -39,24 +40,45 @@ def test_listing_pages_equal_localbuckets_for_every_prefix_delimiter_marker_and_
         assert got == want, (prefix, delimiter, marker, max_keys)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+OURS = ["-m", "modelog.local.s3server"]
+PLAIN = ["-c", "import localbucket; localbucket.main()"]
 
 
-def _serve(args: list[str], root, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, *args, str(root), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError(f"server {args} did not start")
+def _serve(args: list[str], root, timeout: float = 20) -> tuple[subprocess.Popen, int]:
+    """Start a server over ``root``; return it and its port once it accepts connections.
+
+    Ours binds port 0 and writes the port it got (no race). Plain localbucket must be told a port, so
+    one is picked and may be taken before it binds: then it exits, and another port is tried."""
+    for _ in range(3):
+        if args == OURS:
+            port_file = root.parent / f"{root.name}.s3.port"
+            port_file.unlink(missing_ok=True)
+            port, extra = None, ["--port", "0", "--port-file", str(port_file)]
+        else:
+            port = free_port()
+            extra = ["--port", str(port)]
+        proc = subprocess.Popen([sys.executable, *args, str(root), "--host", "127.0.0.1", *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def listening() -> int | None:
+            nonlocal port
+            if proc.poll() is not None:
+                return -1  # exited: its port was taken
+            if port is None:
+                try:
+                    port = int(port_file.read_text())
+                except (OSError, ValueError):
+                    return None
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            except OSError:
+                return None
+            return port if proc.poll() is None else -1
+
+        got = wait_until(listening, timeout, f"server {args} accepts connections")
+        if got != -1:
+            return proc, got
+    raise RuntimeError(f"server {args} exited at start three times (ports taken?)")
 
 
 def _call(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -71,9 +93,8 @@ def _call(port: int, method: str, path: str, body: bytes | None = None) -> tuple
 
 @pytest.fixture
 def servers(tmp_path):
-    ours, plain = _free_port(), _free_port()
-    procs = [_serve(["-m", "modelog.local.s3server"], tmp_path, ours),
-             _serve(["-c", "import localbucket; localbucket.main()"], tmp_path, plain)]
+    (p1, ours), (p2, plain) = _serve(OURS, tmp_path), _serve(PLAIN, tmp_path)
+    procs = [p1, p2]
     yield ours, plain
     for p in procs:
         p.terminate()

@@ -6,7 +6,7 @@ import threading
 import urllib.error
 import urllib.request
 
-from test_s3server import _free_port, _serve
+from test_s3server import OURS, _serve
 
 
 def _put(port: int, key: str, body: bytes, **headers: str) -> tuple[int, str | None]:
@@ -21,8 +21,7 @@ def _put(port: int, key: str, body: bytes, **headers: str) -> tuple[int, str | N
 
 def test_if_match_put_succeeds_only_on_the_current_etag(tmp_path):
     (tmp_path / "bucket").mkdir()
-    port = _free_port()
-    proc = _serve(["-m", "modelog.local.s3server"], tmp_path, port)
+    proc, port = _serve(OURS, tmp_path)
     try:
         status, etag = _put(port, "meta.json", b"v0", **{"If-None-Match": "*"})
         assert status == 200

@@ -112,5 +112,18 @@ def test_prediction_drift_rule_follows_the_prediction_column():
     profile = profile_frame(ref, prediction="pred")
     measured = measure_window(profile, window_columns(cur), MonitorConfig())
     pred = next(c for c in measured["columns"] if c["role"] == "PREDICTION")
+    assert pred["column"] == "pred" and pred["drift"] is True, pred  # the 0.9 shift is detected
     _, changes = step_alerts({}, measured, MonitorConfig(), 0, "m", "prod")
-    assert ("prediction_drift" in {c["rule"] for c in changes}) == pred["drift"]
+    raised = [c for c in changes if c["rule"] == "prediction_drift"]
+    assert [(c["state"], c["alert_id"], c["value"], c["threshold"]) for c in raised] == \
+        [("RAISED", "m/prod/prediction_drift/0", pred["score"], pred["threshold"])]
+
+
+def test_prediction_drift_rule_stays_quiet_without_a_shift():
+    ref, cur = frames(800, 400, 0.0)
+    profile = profile_frame(ref, prediction="pred")
+    measured = measure_window(profile, window_columns(cur), MonitorConfig())
+    pred = next(c for c in measured["columns"] if c["role"] == "PREDICTION")
+    assert pred["drift"] is False, pred
+    _, changes = step_alerts({}, measured, MonitorConfig(), 0, "m", "prod")
+    assert [c for c in changes if c["rule"] == "prediction_drift"] == []

@@ -7,6 +7,7 @@ import pytest
 
 from factories import sample_records
 from modelog.wire.codec import Codec
+from modelog.wire.errors import QueryError
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
 from modelog.processors.store import VIEW_NAMES, ViewStore
@@ -86,7 +87,7 @@ def test_a_failing_batch_leaves_nothing_behind(store, encoded, monkeypatch):
         return real(table, cols)
 
     monkeypatch.setattr(store_mod, "to_arrow", explode)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="^disk full$"):
         store.apply(records(encoded), Projector())
     monkeypatch.setattr(store_mod, "to_arrow", real)
     assert store.reader().execute("SELECT count(*) FROM audit_log").fetchone() == (0,)
@@ -198,7 +199,7 @@ def test_memory_limit_is_applied_and_a_bad_one_is_named(tmp_path):
     s = ViewStore(tmp_path / "a.duckdb", memory_limit="300MB")
     assert s.reader().execute("SELECT current_setting('memory_limit')").fetchone()[0] in ("286.1 MiB", "300.0 MB")
     s.close()
-    with pytest.raises(Exception, match="MODELOG_DUCKDB_MEMORY_LIMIT"):
+    with pytest.raises(QueryError, match=r"^MODELOG_DUCKDB_MEMORY_LIMIT: .*Memory must have a number"):
         ViewStore(tmp_path / "b.duckdb", memory_limit="lots")
 
 

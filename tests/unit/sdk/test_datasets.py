@@ -154,7 +154,9 @@ def test_dataframe_schema(tmp_path):
     assert dataframe_columns(tz) == (("t", "timestamp[ns, tz=UTC]"), ("c", "dictionary<string, ordered>"))
     content = describe(frame(), "my data")
     assert (content.row_count, content.media_type) == (5, "application/x-pandas-dataframe")
-    assert content.uri == "memory://my%20data" and content.size_bytes > 0
+    # the frame's in-memory size, values included (deep), index excluded
+    assert content.uri == "memory://my%20data"
+    assert content.size_bytes == int(frame().memory_usage(deep=True, index=False).sum())
 
 
 def test_csv_schema_and_rows_through_pyarrow(tmp_path):
