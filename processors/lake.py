@@ -202,6 +202,7 @@ class LakeReader:
     """
 
     def __init__(self, root: Path | str) -> None:
+        from . import current
         from .store import views_sql
         from .tables import TABLES, ddl
 
@@ -214,6 +215,7 @@ class LakeReader:
         for table in TABLES:
             self.con.execute(ddl(table).replace(f"TABLE IF NOT EXISTS {table}", f"TABLE IF NOT EXISTS lake_empty.{table}"))
             self.con.execute(f"CREATE VIEW {table} AS SELECT * FROM lake_empty.{table}")
+        self.con.execute(current.views_sql())  # the lake has the facts; current state is computed from them
         self.con.execute(views_sql())
         self.refresh()
 

@@ -41,6 +41,7 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
     ``as_of`` (its first timestamp column: occurred_at, registered_at, decided_at, ...), and every view
     is re-created as a temporary view over those. Connection-local; the file is not touched.
     """
+    from . import current
     from .store import views_sql
     from .tables import AS_OF_SHADOWS, TABLES, TS
 
@@ -58,6 +59,7 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
                     + where.replace("$ts", f"TIMESTAMP '{ts.isoformat(sep=' ')}'"))
     for table, select in AS_OF_SHADOWS.items():
         con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {select}")
+    con.execute(current.views_sql(temp=True))  # the current-state tables, from the shadowed facts
     sql = views_sql().replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
     con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
 

@@ -25,6 +25,7 @@ import duckdb
 
 from modelog.wire.errors import QueryError
 
+from . import current
 from .decider import Decider
 from .lake import Lake, Manifest, base_view_sql, due_for_deletion, file_name, merged_name, plan_merge, shard_id
 from .projection import RawRecord
@@ -89,6 +90,7 @@ class ShardStore(ViewStore):
             con.execute(base_view_sql(self.lake, table, others, f"main.{table}", schema="g"))
         if not self._global:
             con.execute("SET schema = 'g'")
+            con.execute(current.views_sql())  # over g's base tables: every shard's facts
             con.execute(views_sql())
             con.execute("RESET schema")
             self._global = True

@@ -19,6 +19,7 @@ import duckdb
 
 from modelog.wire.errors import QueryError
 
+from . import current
 from .decider import Decider
 from .projection import RawRecord
 from .projector import Prepared, Projector
@@ -85,6 +86,10 @@ class ViewStore:
         for table, (source, select) in DERIVED.items():
             if table not in existing and source in existing:  # a file from before the table existed
                 self.con.execute(f"INSERT INTO {table} BY NAME " + select.format(points=source))
+        for cur in current.CURRENT.values():  # current-state tables (decision 0014)
+            self.con.execute(current.ddl(cur))
+            if cur.name not in existing and existing & {base for base, _ in cur.sources}:  # a file from before the table existed
+                self.con.execute(f"INSERT INTO {cur.name} BY NAME " + current.definition_sql(cur))
         self.con.execute("CREATE TABLE IF NOT EXISTS positions (topic VARCHAR, \"partition\" INTEGER, "
                          "next_offset BIGINT, PRIMARY KEY (topic, \"partition\"))")
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
@@ -163,6 +168,8 @@ class ViewStore:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
             for derived in DERIVED_FROM.get(table, ()):
                 self.con.execute(f"INSERT INTO {derived} BY NAME " + DERIVED[derived][1].format(points="_batch"))
+            for cur in current.CURRENT_FROM.get(table, ()):
+                self.con.execute(current.upsert_sql(cur, f"({current.merged_batch_sql(cur, table)})"))
             self.con.unregister("_batch")
         return n
 

@@ -1,5 +1,8 @@
 -- modelog views: current state derived from the base tables (log_*), which hold facts only.
 -- Every view is a pure function of the log: `modelog rebuild` reproduces it row for row.
+-- runs, params, tags and latest_metrics read the current-state tables (cur_*, processors/current.py),
+-- which the store updates with every batch; where only the facts exist (as_of, the lake) the cur_*
+-- names are views computing the same rows from the base tables.
 -- All times are UTC. Keep docs/views.md in step with this file.
 
 -- experiments: one row per experiment name.
@@ -21,19 +24,14 @@ GROUP BY e.experiment;
 --   environment summary: python_version, platform, hostname, cpu_count, memory_bytes, gpus,
 --   git_commit, git_branch, git_dirty, command (argv), package_count
 CREATE OR REPLACE VIEW runs AS
-WITH s AS (
-    SELECT * FROM log_run_started QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY event_id) = 1
-), e AS (
-    SELECT * FROM log_run_ended QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY event_id) = 1
-)
-SELECT s.run_id, s.experiment, s.name,
-       coalesce(e.status, 'RUNNING') AS status,
-       s.start_time, e.end_time,
-       epoch_us(e.end_time) / 1e6 - epoch_us(s.start_time) / 1e6 AS duration_s,
-       s.actor, e.error,
-       s.python_version, s.platform, s.hostname, s.cpu_count, s.memory_bytes, s.gpus,
-       s.git_commit, s.git_branch, s.git_dirty, s.command, cardinality(s.packages) AS package_count
-FROM s LEFT JOIN e USING (run_id);
+SELECT run_id, experiment, name,
+       coalesce(status, 'RUNNING') AS status,
+       start_time, end_time,
+       epoch_us(end_time) / 1e6 - epoch_us(start_time) / 1e6 AS duration_s,
+       actor, error,
+       python_version, platform, hostname, cpu_count, memory_bytes, gpus,
+       git_commit, git_branch, git_dirty, command, package_count
+FROM cur_runs WHERE started_event_id IS NOT NULL;
 
 -- run_environments: the full environment of each run, packages included (MAP name -> version).
 CREATE OR REPLACE VIEW run_environments AS
@@ -43,32 +41,20 @@ FROM log_run_started QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY eve
 
 -- params: one row per (run, key): the value as text, value_type (str|int|float|bool|none), logged_at.
 CREATE OR REPLACE VIEW params AS
-SELECT run_id, key, value, value_type, logged_at
-FROM log_params QUALIFY row_number() OVER (PARTITION BY run_id, key ORDER BY event_id) = 1;
+SELECT run_id, key, value, value_type, logged_at FROM cur_params;
 
 -- metrics: the full history, one row per logged point: run_id, key, value (NaN/inf kept), step, timestamp.
 CREATE OR REPLACE VIEW metrics AS
 SELECT run_id, key, value, step, "timestamp" FROM log_metrics;
 
 -- latest_metrics: one row per (run, key): the point with the highest step (latest timestamp on ties),
---   plus min/max (NaN ignored) and the number of points. Aggregated from the per-batch summaries the
---   store writes with the points (log_metric_summaries): the same answer as over every point, from
---   far fewer rows.
+--   plus min/max (NaN ignored) and the number of points.
 CREATE OR REPLACE VIEW latest_metrics AS
-SELECT run_id, key,
-       arg_max(value, (step, "timestamp", event_id)) AS value,
-       max(step) AS step,
-       arg_max("timestamp", (step, "timestamp", event_id)) AS "timestamp",
-       min(min_value) AS min_value,
-       max(max_value) AS max_value,
-       CAST(sum(points) AS BIGINT) AS points
-FROM log_metric_summaries
-GROUP BY run_id, key;
+SELECT run_id, key, value, step, "timestamp", min_value, max_value, points FROM cur_latest_metrics;
 
 -- tags: one row per (run, key): the latest value (by event time, then event id), set_at.
 CREATE OR REPLACE VIEW tags AS
-SELECT run_id, key, value, set_at
-FROM log_tags QUALIFY row_number() OVER (PARTITION BY run_id, key ORDER BY set_at DESC, event_id DESC) = 1;
+SELECT run_id, key, value, set_at FROM cur_tags;
 
 -- artifacts: one row per (run, path), the latest record: uri, sha256, size_bytes, media_type, logged_at.
 CREATE OR REPLACE VIEW artifacts AS
