@@ -440,47 +440,82 @@ _SUB = {
               "WHERE m.run_id = r.run_id AND m.key = ?)",
     "tag": "(SELECT t.value FROM tags t WHERE t.run_id = r.run_id AND t.key = ?)",
 }
+# the same values as joins of the runs (what ``runs_query`` uses: one LEFT JOIN per distinct field, not a
+# correlated subquery per mention -- DuckDB plans and runs it faster; (run_id, key) is unique in each view)
+_JOIN = {
+    "param": "(SELECT run_id, value AS v FROM params WHERE key = ?)",
+    "param_number": "(SELECT run_id, nullif(TRY_CAST(value AS DOUBLE), CAST('NaN' AS DOUBLE)) AS v "
+                    "FROM params WHERE key = ?)",
+    "metric": "(SELECT run_id, nullif(value, CAST('NaN' AS DOUBLE)) AS v FROM latest_metrics WHERE key = ?)",
+    "tag": "(SELECT run_id, value AS v FROM tags WHERE key = ?)",
+}
+_SUB_NAME = {sql: name for name, sql in _SUB.items()}
 _COLUMNS = {name: f"r.{name}" for name in ATTRIBUTES}
+
+
+class _Joins:
+    """The per-run values a query reads (a param, metric or tag by key), each one aliased LEFT JOIN."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[tuple[str, str], str] = {}
+
+    def column(self, sub: str, key: str) -> str:
+        alias = self.aliases.get((sub, key))
+        if alias is None:
+            alias = self.aliases[(sub, key)] = f"j{len(self.aliases)}"
+        return f"{alias}.v"
+
+    def sql(self) -> str:
+        return "".join(f" LEFT JOIN {_JOIN[sub]} {alias} ON {alias}.run_id = r.run_id"
+                       for (sub, _), alias in self.aliases.items())
+
+    def params(self) -> list[str]:
+        return [key for _, key in self.aliases]
 _PLACEHOLDER = {"text": "CAST(? AS VARCHAR)", "number": "CAST(? AS DOUBLE)", "time": "CAST(? AS TIMESTAMP)"}
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
-def _operand(field: Field, numeric: bool) -> tuple[str, list[Any], str]:
-    """(SQL, params, value type) of a field; params compare numerically when ``numeric``."""
+def _operand(field: Field, numeric: bool, joins: _Joins | None = None) -> tuple[str, list[Any], str]:
+    """(SQL, params, value type) of a field; params compare numerically when ``numeric``. With ``joins``,
+    a param, metric or tag is a column of a join registered there (no params here)."""
     if field.kind == "param":
-        return (_SUB["param_number"] if numeric else _SUB["param"]), [field.key], "number" if numeric else "text"
-    if field.kind in ("metric", "tag"):
-        return _SUB[field.kind], [field.key], "number" if field.kind == "metric" else "text"
-    return _COLUMNS[field.key], [], field.kind
+        sub, vtype = ("param_number", "number") if numeric else ("param", "text")
+    elif field.kind in ("metric", "tag"):
+        sub, vtype = field.kind, "number" if field.kind == "metric" else "text"
+    else:
+        return _COLUMNS[field.key], [], field.kind
+    if joins is not None:
+        return joins.column(sub, field.key), [], vtype
+    return _SUB[sub], [field.key], vtype
 
 
 def _bind(value: str | float, vtype: str) -> Any:
     return _timestamp(value, "", 0) if vtype == "time" else value
 
 
-def _compile(node: Node, params: list[Any]) -> str:
+def _compile(node: Node, params: list[Any], joins: _Joins | None = None) -> str:
     if isinstance(node, (And, Or)):
         joiner = " AND " if isinstance(node, And) else " OR "
-        return "(" + joiner.join(_compile(n, params) for n in node.operands) + ")"
+        return "(" + joiner.join(_compile(n, params, joins) for n in node.operands) + ")"
     if isinstance(node, Not):
-        return "(NOT " + _compile(node.operand, params) + ")"
+        return "(NOT " + _compile(node.operand, params, joins) + ")"
     if isinstance(node, IsNull):
-        sql, p, _ = _operand(node.field, False)
+        sql, p, _ = _operand(node.field, False, joins)
         params.extend(p)
         return "(" + sql + (" IS NOT NULL)" if node.negated else " IS NULL)")
     if isinstance(node, Compare):
-        sql, p, vtype = _operand(node.field, isinstance(node.value, float))
+        sql, p, vtype = _operand(node.field, isinstance(node.value, float), joins)
         params.extend(p)
         params.append(_bind(node.value, vtype))
         return "(" + sql + " " + _SQL_OPS[node.op] + " " + _PLACEHOLDER[vtype] + ")"
     if isinstance(node, Like):
-        sql, p, _ = _operand(node.field, False)
+        sql, p, _ = _operand(node.field, False, joins)
         params.extend(p)
         params.append(node.pattern)
         op = ("NOT " if node.negated else "") + ("ILIKE" if node.insensitive else "LIKE")
         return "(" + sql + " " + op + " CAST(? AS VARCHAR) ESCAPE '\\')"
     if isinstance(node, In):
-        sql, p, vtype = _operand(node.field, isinstance(node.values[0], float))
+        sql, p, vtype = _operand(node.field, isinstance(node.values[0], float), joins)
         params.extend(p)
         params.extend(_bind(v, vtype) for v in node.values)
         marks = ", ".join(_PLACEHOLDER[vtype] for _ in node.values)
@@ -488,14 +523,15 @@ def _compile(node: Node, params: list[Any]) -> str:
     raise TypeError(f"not a filter node: {node!r}")  # pragma: no cover
 
 
-def compile_filter(text: str | None) -> tuple[str, list[Any]]:
+def compile_filter(text: str | None, joins: _Joins | None = None) -> tuple[str, list[Any]]:
     """A filter as a DuckDB boolean expression over a ``runs`` row aliased ``r``, with ``?`` placeholders
-    and their values. An empty or None filter is ``TRUE``. Raises FilterError."""
+    and their values. An empty or None filter is ``TRUE``. Raises FilterError. With ``joins`` (runs_query),
+    params, metrics and tags are columns of joins registered there instead of subqueries."""
     node = None if text is None else parse_filter(text)
     if node is None:
         return "TRUE", []
     params: list[Any] = []
-    return _compile(node, params), params
+    return _compile(node, params, joins), params
 
 
 # -- order_by -----------------------------------------------------------------------------------
@@ -691,11 +727,15 @@ def runs_query(experiment: str | None, filter: str | None, order_by: str | None,
         raise FilterError("limit", limit, f"{limit!r} is out of range", None, f"limit is an integer 1..{MAX_LIMIT}")
     if experiment is not None and not isinstance(experiment, str):
         raise FilterError("experiment", experiment, "not text", None, "experiment is a name")
-    where, filter_params = compile_filter(filter)
+    joins = _Joins()
     keys = _sort_keys(order_by)
-    params: list[Any] = [p for k in keys for p in k.params]
+    sort_columns = [joins.column(_SUB_NAME[k.sql], k.params[0]) if k.sql in _SUB_NAME else k.sql for k in keys]
+    params: list[Any] = [p for k in keys if k.sql not in _SUB_NAME for p in k.params]
+    where, filter_params = compile_filter(filter, joins)
     sql = ("SELECT * FROM (SELECT " + ", ".join(f"r.{c}" for c in RUN_COLUMNS) + ", "
-           + ", ".join(f"{k.sql} AS {SORT_PREFIX}{i}" for i, k in enumerate(keys)) + " FROM runs r WHERE ")
+           + ", ".join(f"{col} AS {SORT_PREFIX}{i}" for i, col in enumerate(sort_columns))
+           + " FROM runs r" + joins.sql() + " WHERE ")
+    params.extend(joins.params())
     if experiment is not None:
         sql += "r.experiment = CAST(? AS VARCHAR) AND "
         params.append(experiment)

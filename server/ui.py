@@ -36,6 +36,12 @@ AUDIT_PAGE = 100
 P_VALUE_METHODS = ("ks", "chisquare", "z")  # drift when the score is BELOW the threshold (docs/drift.md)
 
 
+# the distinct param, metric and tag keys of an experiment's runs (at most 500 of each, sorted)
+COLUMN_KEYS_SQL = " UNION ALL ".join(
+    f"(SELECT DISTINCT '{kind}' AS kind, key FROM {view} WHERE run_id IN (SELECT run_id FROM runs WHERE experiment = ?) "
+    "ORDER BY key LIMIT 500)" for kind, view in (("params", "params"), ("metrics", "latest_metrics"), ("tags", "tags")))
+
+
 def _safe_next(to: str | None) -> str:
     return to if to and to.startswith("/") and not to.startswith("//") and "\\" not in to else "/"
 
@@ -147,10 +153,11 @@ def install(app: FastAPI) -> None:
         _principal(request)
         views = _views(request)
         row = views.one("SELECT * FROM experiments WHERE experiment = ?", [name])
-        keys = {kind: [r["key"] for r in views.rows(
-            f"SELECT DISTINCT key FROM {view} WHERE run_id IN (SELECT run_id FROM runs WHERE experiment = ?) "
-            "ORDER BY key LIMIT 500", [name])] for kind, view in
-            (("params", "params"), ("metrics", "latest_metrics"), ("tags", "tags"))}
+        keys: dict[str, list[str]] = {"params": [], "metrics": [], "tags": []}
+        for r in views.rows(COLUMN_KEYS_SQL, [name] * 3):  # the column picker's keys, one query
+            keys[r["kind"]].append(r["key"])
+        for listed in keys.values():
+            listed.sort()
         return _render(request, "runs.html", "experiments", experiment=name, info=row, keys=keys,
                        status=404 if row is None else 200)
 

@@ -25,20 +25,24 @@ def experiments(request: Request, principal: Principal = requires("read")) -> di
     return {"experiments": rows}
 
 
+ATTACH_SQL = ("SELECT 'params' AS kind, run_id, key, value AS text, NULL::DOUBLE AS num FROM params "
+              "WHERE list_contains(?, run_id) "
+              "UNION ALL SELECT 'metrics', run_id, key, NULL, value FROM latest_metrics WHERE list_contains(?, run_id) "
+              "UNION ALL SELECT 'tags', run_id, key, value, NULL FROM tags WHERE list_contains(?, run_id)")
+
+
 def _attach(views, runs: list[dict[str, Any]]) -> None:
-    """Add params, latest metrics and tags to each run of a page (three queries per page)."""
+    """Add params, latest metrics and tags to each run of a page (one query per page)."""
     if not runs:
         return
     ids = [r["run_id"] for r in runs]
     by_id = {r["run_id"]: r for r in runs}
     for r in runs:
         r["params"], r["metrics"], r["tags"] = {}, {}, {}
-    for p in views.rows("SELECT run_id, key, value FROM params WHERE list_contains(?, run_id)", [ids]):
-        by_id[p["run_id"]]["params"][p["key"]] = p["value"]
-    for m in views.rows("SELECT run_id, key, value FROM latest_metrics WHERE list_contains(?, run_id)", [ids]):
-        by_id[m["run_id"]]["metrics"][m["key"]] = m["value"]
-    for t in views.rows("SELECT run_id, key, value FROM tags WHERE list_contains(?, run_id)", [ids]):
-        by_id[t["run_id"]]["tags"][t["key"]] = t["value"]
+    table = views.table(ATTACH_SQL, [ids, ids, ids])
+    kinds, run_ids, keys, texts, nums = (table.column(c).to_pylist() for c in ("kind", "run_id", "key", "text", "num"))
+    for kind, run_id, key, text, num in zip(kinds, run_ids, keys, texts, nums):
+        by_id[run_id][kind][key] = num if kind == "metrics" else text
 
 
 @router.get("/runs", summary="Runs: filter language, order, keyset pagination")
