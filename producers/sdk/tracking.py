@@ -12,8 +12,6 @@ from __future__ import annotations
 import atexit
 import contextvars
 import datetime as dt
-import hashlib
-import mimetypes
 import os
 import signal
 import sys
@@ -26,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelog.sdk import datasets
-from modelog.sdk.uploads import Upload
+from modelog.sdk.uploads import files_under as _files_under
+from modelog.sdk.uploads import record_files
 from modelog.wire import rules as _rules
 from modelog.wire.errors import DeliveryError, ModelogError, ValidationError
 from modelog.wire.envelope import now_micros
@@ -263,24 +262,7 @@ class Run:
         return self._log_files([(f, prefix + f.relative_to(src).as_posix()) for f in _files_under(src)], store)
 
     def _log_files(self, files: list[tuple[Path, str]], store: bool) -> list[dict]:
-        for _, name in files:  # every path is checked before anything is published or stored
-            try:
-                _rules.stored_artifact_path(name)
-            except ValueError as exc:
-                raise ValidationError("artifact_path", name, str(exc)) from None
-        uploads = self._client.uploads if store else None  # ConfigError here: no artifact store
-        recorded = []
-        for f, name in files:
-            digest, size = _sha256(f)
-            media = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
-            art = {"path": name, "uri": f.resolve().as_uri(), "sha256": digest, "size_bytes": size, "media_type": media}
-            if uploads is None:
-                self._client.publish("ArtifactLogged", "run", self.id, run_id=self.id, **art, content_address=None)
-                recorded.append({**art, "content_address": None})
-            else:
-                uploads.submit(Upload(self.id, f, **art))
-                recorded.append({**art, "content_address": uploads.store.address(digest)})
-        return recorded
+        return record_files(self._client, self.id, files, store)
 
     def log_dataset(self, name: str, data: Any, role: str = "train", *, description: str | None = None,
                     tags: Mapping[str, Any] | None = None, uri: str | None = None) -> Any:
@@ -387,20 +369,6 @@ class Run:
             self.end("FINISHED")
         else:
             self.end("FAILED", error=f"{exc_type.__name__}: {exc}")
-
-
-def _files_under(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file())
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 # -- the active run of this context, runs still open at exit -------------------------------

@@ -11,7 +11,9 @@ waited for: docs/decisions/0013-artifact-store.md).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import mimetypes
 import queue
 import threading
 import time
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelog.wire.errors import DeliveryError
+from modelog.wire import rules as _rules
+from modelog.wire.errors import DeliveryError, ValidationError
 
 if TYPE_CHECKING:
     from modelog.sdk.client import Client
@@ -108,3 +111,45 @@ class Uploads:
                         del self._pending[up.run_id]
                     self._progress_at = time.monotonic()
                     self._cond.notify_all()
+
+
+def files_under(directory: Path) -> list[Path]:
+    """Every file under ``directory``, sorted."""
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def record_files(client: Client, run_id: str, files: list[tuple[Path, str]], store: bool) -> list[dict]:
+    """Record ``(file, artifact path)`` pairs for run ``run_id``: hashed here; with ``store`` queued for the
+    upload thread (which publishes ``ArtifactLogged`` once stored), else published at once as a reference.
+
+    Every path is checked (:func:`modelog.wire.rules.stored_artifact_path`) before anything is stored or
+    published. Raises ValidationError for a bad path, ConfigError (``store``) when there is no store.
+    """
+    for _, name in files:
+        try:
+            _rules.stored_artifact_path(name)
+        except ValueError as exc:
+            raise ValidationError("artifact_path", name, str(exc)) from None
+    uploads = client.uploads if store else None  # ConfigError here: no artifact store
+    recorded = []
+    for f, name in files:
+        digest, size = _sha256(f)
+        media = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+        art = {"path": name, "uri": f.resolve().as_uri(), "sha256": digest, "size_bytes": size, "media_type": media}
+        if uploads is None:
+            client.publish("ArtifactLogged", "run", run_id, run_id=run_id, **art, content_address=None)
+            recorded.append({**art, "content_address": None})
+        else:
+            uploads.submit(Upload(run_id, f, **art))
+            recorded.append({**art, "content_address": uploads.store.address(digest)})
+    return recorded
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size

@@ -84,6 +84,17 @@ def test_artifacts_are_stored_on_the_embedded_s3_server_and_come_back_checked(st
     escape = run_cli(env, "artifacts", "get", run.id, "%2e%2e/%2e%2e/etc/passwd", "-o", str(out), check=False)
     assert escape.returncode == 2 and "relative path" in escape.stderr
 
+    # the command line logs to an existing run too: stored (waits for it), or --no-store a reference only
+    (tmp_path / "report.html").write_text("<p>ok</p>")
+    logged = run_cli(env, "artifacts", "log", run.id, str(tmp_path / "report.html"), "--artifact-path", "eval/report.html")
+    assert f"s3://modelog-artifacts/sha256/{_sha(b'<p>ok</p>')}" in logged.stdout
+    assert (objects / _sha(b"<p>ok</p>")).read_bytes() == b"<p>ok</p>"
+    ref = run_cli(env, "artifacts", "log", run.id, str(tmp_path / "secret.csv"), "--artifact-path", "pii.csv",
+                  "--no-store")
+    assert "reference only" in ref.stdout and not (objects / _sha(b"pii")).exists()
+    bad_log = run_cli(env, "artifacts", "log", run.id, str(model), "--artifact-path", "../../x.pkl", check=False)
+    assert bad_log.returncode == 2 and "artifact_path" in bad_log.stderr
+
     status = client.registry.set_alias("credit-risk", "champion", mv.version, wait=True, timeout=60)
     assert status.status == "APPROVED", status.reason
     client.wait_projected(60)
