@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from modelog.cli.alerts import alerts
+from modelog.cli.artifacts import artifacts
 from modelog.cli.broker import broker
 from modelog.cli.demo import demo_cmd
 from modelog.cli.lineage import lineage
@@ -32,7 +33,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 
 for _command in (broker, process, sql_cmd, rebuild_cmd, schemas_cmd, demo_cmd, lineage, model, requests, deploy,
-                 access, policy, token, alerts, drift, monitor, serve):
+                 access, policy, token, alerts, drift, monitor, serve, artifacts):
     cli.add_command(_command)
 
 

@@ -69,7 +69,25 @@ _fmt = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"
 
 @click.group()
 def model() -> None:
-    """Model versions: register, list, promote, alias, deprecate, archive, delete, annotate."""
+    """Model versions: register, list, promote, alias, deprecate, archive, delete, annotate, download."""
+
+
+@model.command("download")
+@click.argument("name")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--version", "version", type=int, default=None, help="The version number.")
+@click.option("--alias", default=None, help="The version this alias points at.")
+@click.option("--stage", default=None, help="The latest version in this stage (e.g. production).")
+@click.pass_context
+def model_download(ctx, name, dest, version, alias, stage) -> None:
+    """Download a model version's artifact to DEST, checked against its sha256 (one of --version/--alias/--stage)."""
+    from modelog.sdk.artifacts import download, model_artifact
+
+    if sum(v is not None for v in (version, alias, stage)) != 1:
+        raise click.UsageError("give exactly one of --version, --alias or --stage")
+    mv = model_artifact(name, ctx.obj["settings"], version=version, alias=alias, stage=stage)
+    written = download(mv["run_id"], mv["artifact"], dest, ctx.obj["settings"])
+    click.echo(f"{name} version {mv['version']} ({mv['artifact']} of run {mv['run_id']}) -> {written}")
 
 
 @model.command("register")

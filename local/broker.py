@@ -2,7 +2,8 @@
 
 ``storage="s3"`` (default) runs ``localbucket`` on 127.0.0.1 and tansu's ``s3://``
 engine against it, so the log survives ``stop``/``start``; ``storage="memory"``
-is faster and loses everything on stop (tests). Both processes run detached,
+is faster and loses the log on stop (tests). The S3 server runs in both modes: its
+bucket ``modelog-artifacts`` is the default artifact store. Both processes run detached,
 so they outlive the command that started them. Layout under ``home/broker``:
 ``broker.json`` (pids, ports, address), ``tansu.log``, ``s3.log``, ``s3/`` (data).
 """
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+from modelog.wire.artifact_store import ARTIFACT_BUCKET
 from modelog.wire.errors import BrokerError
 from modelog.wire.home import accepts, broker_file, embedded_broker_address, free_port, pid_alive
 
@@ -134,17 +136,19 @@ class EmbeddedBroker:
         state: dict = {"storage": self.storage, "port": port, "address": f"127.0.0.1:{port}",
                        "started_at": time.time()}
         deadline = time.monotonic() + timeout
+        # The S3 server runs in both modes: it holds the artifact store's bucket too (docs/artifacts.md).
+        data = self.dir / "s3"
+        (data / BUCKET).mkdir(parents=True, exist_ok=True)
+        (data / ARTIFACT_BUCKET).mkdir(parents=True, exist_ok=True)
+        port_file = self.dir / "s3.port"
+        port_file.unlink(missing_ok=True)
+        s3 = self._spawn([sys.executable, "-m", "modelog.local.s3server", str(data), "--host", "127.0.0.1",
+                          "--port", "0", "--port-file", str(port_file)], self.dir / "s3.log", os.environ.copy())
+        state.update(s3_pid=s3.pid)
+        self._write_state(state)
+        s3_port = self._wait_s3(port_file, s3.pid, deadline)
+        state.update(s3_port=s3_port)
         if self.storage == "s3":
-            data = self.dir / "s3"
-            (data / BUCKET).mkdir(parents=True, exist_ok=True)
-            port_file = self.dir / "s3.port"
-            port_file.unlink(missing_ok=True)
-            s3 = self._spawn([sys.executable, "-m", "modelog.local.s3server", str(data), "--host", "127.0.0.1",
-                              "--port", "0", "--port-file", str(port_file)], self.dir / "s3.log", os.environ.copy())
-            state.update(s3_pid=s3.pid)
-            self._write_state(state)
-            s3_port = self._wait_s3(port_file, s3.pid, deadline)
-            state.update(s3_port=s3_port)
             env.update(AWS_ENDPOINT=f"http://127.0.0.1:{s3_port}", AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="local",
                        AWS_SECRET_ACCESS_KEY="local", AWS_DEFAULT_REGION="us-east-1")
             engine = f"s3://{BUCKET}/"

@@ -92,7 +92,8 @@ def _tags_set(r: dict, out: Rows) -> None:
 def _artifact_logged(r: dict, out: Rows) -> None:
     env = r["envelope"]
     _add(out, "log_artifacts", event_id=env["event_id"], run_id=r["run_id"], path=r["path"], uri=r["uri"],
-         sha256=r["sha256"], size_bytes=r["size_bytes"], media_type=r["media_type"], logged_at=env["occurred_at"])
+         sha256=r["sha256"], size_bytes=r["size_bytes"], media_type=r["media_type"], logged_at=env["occurred_at"],
+         content_address=r.get("content_address"))
 
 
 def _run_ended(r: dict, out: Rows) -> None:

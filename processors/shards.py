@@ -126,7 +126,7 @@ class ShardStore(ViewStore):
                 if merge:
                     out = merged_name(merge)
                     listed = ", ".join(f"'{folder / n}'" for n in merge)
-                    self._copy(f"SELECT * FROM read_parquet([{listed}])", folder / out)
+                    self._copy(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)", folder / out)
                     files = [f for f in files if f[0] not in merge] + [(out, (folder / out).stat().st_size)]
                     m.retired.extend((str((folder / n).relative_to(self.lake.root)), now) for n in merge if n != out)
                 m.tables[table] = (total, files)

@@ -25,7 +25,7 @@ from .projection import RawRecord
 from .projector import Prepared, Projector
 from .registry import DECISION_TRIGGERS
 from .rows import new_rows
-from .tables import DERIVED, TABLES, ddl, to_arrow
+from .tables import DERIVED, DUCK_TYPES, TABLES, ddl, to_arrow
 
 from . import access, lineage, monitoring, registry
 
@@ -38,6 +38,17 @@ VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "l
 DERIVED_FROM: dict[str, list[str]] = {}  # source table -> the tables derived from it as it is written
 for _derived, (_source, _) in DERIVED.items():
     DERIVED_FROM.setdefault(_source, []).append(_derived)
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """A file made before a column was added to ``table`` (a schema evolved with a new optional field,
+    e.g. ``log_artifacts.content_address``) gets it, NULL in the rows it already holds."""
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?",
+        [table]).fetchall()}
+    for f in TABLES[table]:
+        if f.name not in have:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{f.name}" {DUCK_TYPES[f.type]}')
 
 
 def views_sql() -> str:
@@ -83,6 +94,8 @@ class ViewStore:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         for table in TABLES:
             self.con.execute(ddl(table))
+            if table in existing:
+                _add_missing_columns(self.con, table)
         for table, (source, select) in DERIVED.items():
             if table not in existing and source in existing:  # a file from before the table existed
                 self.con.execute(f"INSERT INTO {table} BY NAME " + select.format(points=source))

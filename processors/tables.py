@@ -54,6 +54,7 @@ TABLES: dict[str, pa.Schema] = {
     "log_artifacts": pa.schema([
         ("event_id", pa.string()), ("run_id", pa.string()), ("path", pa.string()), ("uri", pa.string()),
         ("sha256", pa.string()), ("size_bytes", pa.int64()), ("media_type", pa.string()), ("logged_at", TS),
+        ("content_address", pa.string()),  # added with the artifact store: last, as ALTER TABLE adds it
     ]),
     "log_run_ended": pa.schema([
         ("event_id", pa.string()), ("run_id", pa.string()), ("status", pa.string()), ("end_time", TS),
@@ -97,7 +98,7 @@ for _family in (registry, lineage, monitoring, access):
     TABLES.update(_family.TABLES)
     PRIMARY_KEYS.update(getattr(_family, "PRIMARY_KEYS", {}))
 
-_DUCK = {
+DUCK_TYPES = {
     pa.map_(pa.string(), pa.float64()): "MAP(VARCHAR, DOUBLE)",
     pa.map_(pa.string(), pa.int64()): "MAP(VARCHAR, BIGINT)",
     pa.list_(pa.float64()): "DOUBLE[]",
@@ -111,7 +112,7 @@ _DUCK = {
 
 def ddl(table: str) -> str:
     schema = TABLES[table]
-    cols = [f'"{f.name}" {_DUCK[f.type]}' for f in schema]
+    cols = [f'"{f.name}" {DUCK_TYPES[f.type]}' for f in schema]
     pk = PRIMARY_KEYS.get(table)
     if pk:
         cols.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk) + ")")

@@ -56,9 +56,11 @@ SELECT run_id, key, value, step, "timestamp", min_value, max_value, points FROM 
 CREATE OR REPLACE VIEW tags AS
 SELECT run_id, key, value, set_at FROM cur_tags;
 
--- artifacts: one row per (run, path), the latest record: uri, sha256, size_bytes, media_type, logged_at.
+-- artifacts: one row per (run, path), the latest record: uri (where it was logged from), sha256, size_bytes,
+--   media_type, logged_at, content_address (the object in the artifact store, <store>/sha256/<hex>; NULL when
+--   only a reference was recorded: store=False, or logged before the artifact store).
 CREATE OR REPLACE VIEW artifacts AS
-SELECT run_id, path, uri, sha256, size_bytes, media_type, logged_at
+SELECT run_id, path, uri, sha256, size_bytes, media_type, logged_at, content_address
 FROM log_artifacts QUALIFY row_number() OVER (PARTITION BY run_id, path ORDER BY event_id DESC) = 1;
 
 -- audit_log: every event ever applied, in log order per partition: who did what, when, where it is in the log.

@@ -21,9 +21,12 @@ from modelog.sdk.fluent import (
     annotate_model,
     approve,
     configure,
+    download_artifact,
     end_run,
     grant_role,
+    load_model_path,
     log_artifact,
+    log_artifacts,
     log_dataset,
     log_metric,
     log_metrics,
@@ -48,6 +51,7 @@ from modelog.sdk.registry import ModelVersion, Registry, RequestStatus
 from modelog.sdk.tracking import Run
 from modelog.wire.emitter import KafkaEmitter, MemoryEmitter
 from modelog.wire.errors import (
+    ArtifactError,
     BrokerError,
     ConfigError,
     DecodeError,
@@ -60,6 +64,7 @@ from modelog.wire.errors import (
 from modelog.wire.settings import Settings
 
 __all__ = [
+    "ArtifactError",
     "BrokerError",
     "Client",
     "ConfigError",
@@ -84,9 +89,12 @@ __all__ = [
     "approve",
     "configure",
     "configure_monitor",
+    "download_artifact",
     "end_run",
     "grant_role",
+    "load_model_path",
     "log_artifact",
+    "log_artifacts",
     "log_dataset",
     "log_metric",
     "log_metrics",

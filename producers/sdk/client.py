@@ -16,6 +16,8 @@ from modelog.sdk import datasets, tracking
 from modelog.sdk.environment import capture as capture_environment
 from modelog.sdk.registry import Registry
 from modelog.sdk.tracking import Run
+from modelog.sdk.uploads import Uploads
+from modelog.wire.artifact_store import ArtifactStore
 from modelog.wire import rules as _rules
 from modelog.wire.emitter import Emitter, KafkaEmitter
 from modelog.wire.envelope import EventFactory, now_micros
@@ -36,6 +38,7 @@ class Client:
         self._lock = threading.Lock()
         self._experiments: set[str] = set()
         self._registry: Registry | None = None
+        self._uploads: Uploads | None = None
 
     @property
     def emitter(self) -> Emitter:
@@ -56,6 +59,15 @@ class Client:
         if self._registry is None:
             self._registry = Registry(self)
         return self._registry
+
+    @property
+    def uploads(self) -> Uploads:
+        """The background uploads of artifacts to the artifact store (raises ConfigError if there is none)."""
+        if self._uploads is None:
+            with self._lock:
+                if self._uploads is None:
+                    self._uploads = Uploads(self, ArtifactStore.from_settings(self.settings))
+        return self._uploads
 
     def publish(self, event_type: str, entity_type: str, key: str, **payload: Any) -> None:
         """Validate one event against its schema's rules, then emit it (non-blocking)."""

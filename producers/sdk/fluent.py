@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+from modelog.sdk import artifacts
 from modelog.sdk.client import Client
 from modelog.sdk.registry import ModelVersion, Registry, RequestStatus
 from modelog.sdk.tracking import Run, active_run
@@ -98,8 +100,48 @@ def set_tags(tags: dict[str, Any]) -> None:
     _require_run().set_tags(tags)
 
 
-def log_artifact(local_path: str, artifact_path: str | None = None) -> list[dict]:
-    return _require_run().log_artifact(local_path, artifact_path)
+def log_artifact(local_path: str, artifact_path: str | None = None, *, store: bool = True) -> list[dict]:
+    """Record and store a file (or a directory's files) of the active run. See :meth:`Run.log_artifact`."""
+    return _require_run().log_artifact(local_path, artifact_path, store=store)
+
+
+def log_artifacts(local_dir: str, artifact_path: str | None = None, *, store: bool = True) -> list[dict]:
+    """Record and store every file under ``local_dir`` for the active run. See :meth:`Run.log_artifacts`."""
+    return _require_run().log_artifacts(local_dir, artifact_path, store=store)
+
+
+# -- reading artifacts back ---------------------------------------------------------------
+
+def download_artifact(run_id: str, path: str, dest: str | None = None) -> Path:
+    """Download a run's artifact (a file, or every file under a directory) from the artifact store.
+
+    Every byte is checked against the logged sha256. ``dest``: a file path or an existing directory
+    (default: the current directory). Returns the file or directory written. Raises ArtifactError
+    (missing, corrupted, not stored: names the run, the path, the expected and actual sha256; nothing is
+    left at ``dest``), ValidationError for a path that could escape (``..``, ``%2e%2e``, absolute, ``file:``).
+
+    Example::
+
+        modelog.download_artifact(run_id, "model.pkl", "/tmp/model.pkl")
+    """
+    return artifacts.download(run_id, path, dest, default_client().settings)
+
+
+def load_model_path(name: str, *, version: int | None = None, alias: str | None = None, stage: str | None = None,
+                    dest: str | None = None) -> Path:
+    """The local path of a registered model's artifact, downloaded (checked) from the artifact store.
+
+    Pick the version with exactly one of ``version``, ``alias`` or ``stage`` (the latest version in it).
+    Default ``dest``: ``$MODELOG_HOME/models/<name>/<version>/`` (kept: not downloaded again).
+    Raises ArtifactError (no such version, nothing stored, missing or corrupted bytes).
+
+    Example::
+
+        path = modelog.load_model_path("credit-risk", alias="champion")
+        model = pickle.loads(path.read_bytes())
+    """
+    return artifacts.load_model_path(name, default_client().settings, version=version, alias=alias, stage=stage,
+                                     dest=dest)
 
 
 # -- datasets and lineage ---------------------------------------------------------------

@@ -12,8 +12,6 @@ from __future__ import annotations
 import atexit
 import contextvars
 import datetime as dt
-import hashlib
-import mimetypes
 import os
 import signal
 import sys
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelog.sdk import datasets
+from modelog.sdk.uploads import files_under as _files_under
+from modelog.sdk.uploads import record_files
 from modelog.wire import rules as _rules
 from modelog.wire.errors import DeliveryError, ModelogError, ValidationError
 from modelog.wire.envelope import now_micros
@@ -215,31 +215,54 @@ class Run:
         if tags:
             self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=tag_texts(tags))
 
-    def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None) -> list[dict]:
-        """Record a file (or every file under a directory) produced by this run.
+    def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None, *,
+                     store: bool = True) -> list[dict]:
+        """Record a file (or every file under a directory, under its name) produced by this run, and store it.
 
-        Records sha256, size, media type and a ``file://`` URI. ``artifact_path`` is its name in
-        the run (default: the file name). Returns the recorded artifacts.
+        Records sha256, size, media type and the ``file://`` URI it was logged from. With ``store=True``
+        (default) the bytes go to the artifact store (``MODELOG_ARTIFACT_URI``, else the embedded broker's
+        S3 server), content-addressed by sha256, from a background thread: the ``ArtifactLogged`` event, with
+        its ``content_address``, is published once they are stored; ``run.flush()`` and ``end_run`` wait for
+        the uploads and raise DeliveryError if one failed. Do not change the file before then (an upload of
+        a file that changed since it was hashed fails). ``store=False`` records the reference only: the
+        bytes stay where they are. ``artifact_path`` is its name in the run (default: the file name).
+        Returns the recorded artifacts (``content_address`` where the bytes will be).
+
+        Raises ValidationError for a missing file or a path that could escape the run (``..``, ``%2e%2e``,
+        absolute, ``file:``), ConfigError when there is no artifact store (nothing is recorded then).
+
+        Example::
+
+            run.log_artifact("model.pkl")                      # stored; end_run waits for the upload
+            run.log_artifact("data/raw.parquet", store=False)  # a reference only
         """
         self._check_open()
         src = Path(local_path)
         if not src.exists():
             raise ValidationError("local_path", str(local_path), "must be an existing file or directory")
-        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
         base = artifact_path or src.name
-        recorded = []
-        for f in files:
-            name = base if src.is_file() else f"{base}/{f.relative_to(src).as_posix()}"
-            try:
-                _rules.artifact_path(name)
-            except ValueError as exc:
-                raise ValidationError("artifact_path", name, str(exc)) from None
-            digest, size = _sha256(f)
-            media = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
-            art = {"path": name, "uri": f.resolve().as_uri(), "sha256": digest, "size_bytes": size, "media_type": media}
-            self._client.publish("ArtifactLogged", "run", self.id, run_id=self.id, **art)
-            recorded.append(art)
-        return recorded
+        if src.is_file():
+            return self._log_files([(src, base)], store)
+        return self._log_files([(f, f"{base}/{f.relative_to(src).as_posix()}") for f in _files_under(src)], store)
+
+    def log_artifacts(self, local_dir: str | os.PathLike, artifact_path: str | None = None, *,
+                      store: bool = True) -> list[dict]:
+        """Record and store every file under the directory ``local_dir``, at ``artifact_path/<relative path>``
+        (default: at the run's top level, as MLflow's ``log_artifacts``). See :meth:`log_artifact`.
+
+        Example::
+
+            run.log_artifacts("outputs/", artifact_path="model")   # model/weights.bin, model/config.json ...
+        """
+        self._check_open()
+        src = Path(local_dir)
+        if not src.is_dir():
+            raise ValidationError("local_dir", str(local_dir), "must be an existing directory")
+        prefix = f"{artifact_path.rstrip('/')}/" if artifact_path else ""
+        return self._log_files([(f, prefix + f.relative_to(src).as_posix()) for f in _files_under(src)], store)
+
+    def _log_files(self, files: list[tuple[Path, str]], store: bool) -> list[dict]:
+        return record_files(self._client, self.id, files, store)
 
     def log_dataset(self, name: str, data: Any, role: str = "train", *, description: str | None = None,
                     tags: Mapping[str, Any] | None = None, uri: str | None = None) -> Any:
@@ -277,15 +300,24 @@ class Run:
                                                     wait=wait, timeout=timeout)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Publish buffered points now and wait until the broker acknowledged everything."""
+        """Publish buffered points now, wait for this run's artifact uploads, and until the broker
+        acknowledged everything. Raises DeliveryError (a failed upload is named)."""
         self._raise_pending()
         self._drain()
+        self._wait_uploads(timeout)
         self._client.emitter.flush(timeout)
 
-    def end(self, status: str = "FINISHED", error: str | None = None, timeout: float | None = None) -> None:
-        """End the run: flush every buffered point, publish RunEnded, wait for delivery (bounded).
+    def _wait_uploads(self, timeout: float | None) -> None:
+        uploads = self._client._uploads
+        if uploads is not None:
+            uploads.wait(self.id, timeout if timeout is not None else self._client.settings.flush_timeout)
 
-        Raises DeliveryError if any event of this run was not acknowledged. Calling it twice is a no-op.
+    def end(self, status: str = "FINISHED", error: str | None = None, timeout: float | None = None) -> None:
+        """End the run: wait for its artifact uploads, flush every buffered point, publish RunEnded, wait for
+        delivery (bounded).
+
+        Raises DeliveryError if any event of this run was not acknowledged, or an artifact of it could not be
+        stored (RunEnded is published all the same). Calling it twice is a no-op.
         """
         if status not in STATUSES:
             raise ValidationError("status", status, f"must be one of {', '.join(STATUSES)}")
@@ -296,6 +328,11 @@ class Run:
         self._stop.set()
         self._wake.set()
         self._flusher.join(timeout=5)
+        upload_error: DeliveryError | None = None
+        try:
+            self._wait_uploads(timeout)
+        except DeliveryError as exc:  # the run still ends; the failure is raised below
+            upload_error = exc
         try:
             self._raise_pending()
             self._drain()
@@ -304,6 +341,8 @@ class Run:
             self._client.emitter.flush(timeout)
         finally:
             self._client._run_ended(self)
+        if upload_error is not None:
+            raise upload_error
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -330,16 +369,6 @@ class Run:
             self.end("FINISHED")
         else:
             self.end("FAILED", error=f"{exc_type.__name__}: {exc}")
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 # -- the active run of this context, runs still open at exit -------------------------------

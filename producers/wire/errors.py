@@ -7,7 +7,8 @@
     ├── DeliveryError            events could not be delivered to the broker in time
     ├── DecodeError              bytes on a topic are not a modelog event (carries the raw record)
     ├── BrokerError              the embedded broker could not be started / stopped / reached
-    └── QueryError               a SQL query failed or no views exist yet
+    ├── QueryError               a SQL query failed or no views exist yet
+    └── ArtifactError            an artifact's stored bytes are missing, corrupted or unreachable
 
 Kafka and DuckDB exceptions are translated at the boundary with ``raise ... from exc``.
 """
@@ -65,3 +66,19 @@ class BrokerError(ModelogError):
 
 class QueryError(ModelogError):
     """A SQL query failed, or there are no views to query yet."""
+
+
+class ArtifactError(ModelogError):
+    """An artifact's stored bytes are missing, do not match their sha256, or the store cannot be reached.
+
+    ``run_id``, ``path``, ``expected`` and ``actual`` (sha256; ``actual`` is None when nothing could be
+    read) say which artifact and what was found. A failed download never leaves a file at its destination.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None, path: str | None = None,
+                 expected: str | None = None, actual: str | None = None) -> None:
+        self.run_id = run_id
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)

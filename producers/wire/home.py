@@ -83,6 +83,15 @@ def embedded_broker_address(home: Path) -> str | None:
     return None
 
 
+def embedded_s3_endpoint(home: Path) -> str | None:
+    """``http://127.0.0.1:PORT`` of the embedded broker's S3 server under ``home`` (it also holds the
+    artifact store's bucket), or None when it is not running."""
+    st = read_json(broker_file(home))
+    if pid_alive(st.get("s3_pid")) and st.get("s3_port") and accepts(st["s3_port"]):
+        return f"http://127.0.0.1:{st['s3_port']}"
+    return None
+
+
 # -- the projector and the drift processor -------------------------------------------------
 
 def processor_file(settings: Settings) -> Path:

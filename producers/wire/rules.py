@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from modelog.wire.tokens import ROLES, TOKEN_ID_RE, TOKEN_ID_RULE
 
@@ -103,6 +104,26 @@ def artifact_path(value: Any) -> str:
         or value.startswith("/") or ".." in value.split("/") or "\\" in value or "\x00" in value
     ):
         raise ValueError(f"must be a relative path of at most {MAX_ARTIFACT_PATH} characters without '..' or '\\'")
+    return value
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:(/|$)|[A-Za-z]:")  # file:/..., s3://..., a drive C:
+STORED_PATH_RULE = ("must be a relative path inside the run: no leading '/', no '..' or '.' segments (also not "
+                    "percent-encoded, e.g. %2e%2e), no empty segments, no '\\', no scheme or drive (file:, C:)")
+
+
+def stored_artifact_path(value: Any) -> str:
+    """The strict rule for an artifact's path where it names bytes to store or fetch (SDK, CLI, API).
+
+    :func:`artifact_path` is the rule events are decoded with (permissive: old events stay readable);
+    this one also refuses what could escape a directory once joined to it, percent-encoded or not.
+    """
+    artifact_path(value)
+    for form in {value, unquote(value)}:
+        segments = form.split("/")
+        if (form.startswith("/") or "\\" in form or "\x00" in form or _SCHEME.match(form)
+                or any(seg in ("", ".", "..") for seg in segments)):
+            raise ValueError(STORED_PATH_RULE)
     return value
 
 

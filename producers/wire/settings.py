@@ -33,6 +33,12 @@ MODELOG_URL                  a modelog server (``modelog serve``), e.g. ``https:
                              publishes through its API (``POST /api/v1/events``) instead of the broker, for jobs
                              that cannot reach Kafka. The actor is the token's principal, not MODELOG_PRINCIPAL
 MODELOG_TOKEN                the API token (``mlg_...``) sent with MODELOG_URL (``modelog token create``)
+MODELOG_ARTIFACT_URI         where ``log_artifact`` stores the bytes, content-addressed by sha256:
+                             ``s3://bucket/prefix`` (any S3-compatible store; endpoint and credentials from the
+                             standard ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+                             ``AWS_SESSION_TOKEN``, ``AWS_REGION``) or ``file:///a/directory``. Unset: the
+                             embedded broker's S3 server under MODELOG_HOME (bucket ``modelog-artifacts``)
+                             (docs/artifacts.md)
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +86,8 @@ class Settings:
     processor_host: str = "127.0.0.1"
     url: str | None = None
     token: str | None = field(default=None, repr=False)
+    artifact_uri: str | None = None
+    artifact_options: Mapping[str, str] = field(default_factory=dict, repr=False)  # AWS_* for the S3 client
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -181,6 +190,9 @@ class Settings:
                 raise ConfigError(f"{name}: unknown setting; known: {known}, MODELOG_KAFKA_<librdkafka option>")
         if passthrough:
             values["kafka_options"] = passthrough
+        aws = {option: env[name] for name, option in _AWS.items() if env.get(name)}
+        if aws:
+            values["artifact_options"] = aws
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("home", Path("~/.modelog").expanduser())
         values["home"] = Path(values["home"]).expanduser().resolve()
@@ -209,6 +221,10 @@ class Settings:
             raise ConfigError(f"MODELOG_URL: must start with http:// or https:// (got {self.url!r})")
         if self.url is not None and not self.token:
             raise ConfigError("MODELOG_TOKEN: required with MODELOG_URL (an API token: modelog token create)")
+        if self.artifact_uri is not None and not re.fullmatch(r"(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?"
+                                                              r"|file:///.*)", self.artifact_uri):
+            raise ConfigError("MODELOG_ARTIFACT_URI: must be s3://bucket[/prefix] or file:///absolute/directory "
+                              f"(got {self.artifact_uri!r})")
 
 
 def _positive_int(raw: str) -> int:
@@ -242,4 +258,16 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_PROCESSOR_HOST": ("processor_host", str),
     "MODELOG_URL": ("url", str),
     "MODELOG_TOKEN": ("token", str),
+    "MODELOG_ARTIFACT_URI": ("artifact_uri", str),
+}
+
+# The standard AWS variables an S3-compatible artifact store is configured with -> obstore's S3 config keys.
+_AWS: dict[str, str] = {
+    "AWS_ENDPOINT_URL": "endpoint",
+    "AWS_ENDPOINT_URL_S3": "endpoint",
+    "AWS_ACCESS_KEY_ID": "access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "secret_access_key",
+    "AWS_SESSION_TOKEN": "session_token",
+    "AWS_DEFAULT_REGION": "region",
+    "AWS_REGION": "region",
 }

@@ -1,15 +1,21 @@
-"""Tracking reads: experiments, runs (filtered, ordered, paged), one run, metric histories (bucketed)."""
+"""Tracking reads: experiments, runs (filtered, ordered, paged), one run, metric histories (bucketed),
+an artifact's stored bytes (checked against its sha256)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 
 from modelog.server.auth import Principal, requires
 from modelog.server.buckets import history_query
 from modelog.server.filters import SORT_PREFIX, next_page_token, runs_query
-from modelog.server.problems import not_found
+from modelog.sdk import artifacts as _artifacts
+from modelog.server.problems import Problem, not_found
+from modelog.wire.errors import ArtifactError
 
 router = APIRouter(tags=["tracking"])
 
@@ -79,6 +85,41 @@ def run(request: Request, run_id: str, principal: Principal = requires("read")) 
         "UNION ALL SELECT dst, relation, role FROM lineage_edges WHERE src = ? AND dst LIKE 'dataset:%'",
         [f"run:{run_id}", f"run:{run_id}"])
     return row
+
+
+@router.get("/runs/{run_id}/artifacts/{path:path}", summary="An artifact's stored bytes, checked against its sha256",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "the bytes; ETag and Repr-Digest carry the sha256"}})
+def artifact(request: Request, run_id: str, path: str, principal: Principal = requires("read")) -> StreamingResponse:
+    """Stream the artifact's bytes from the artifact store. They are hashed as they go out and the last
+    chunk is held back until the sha256 matched: a corrupted object ends the response early (the client
+    sees fewer bytes than Content-Length), never a complete wrong file. 422 for a path that could escape
+    the run (``..``, ``%2e%2e``, absolute, ``file:``), 404 when the run has no such artifact or it was not
+    stored (a reference only), 502 when the stored object is missing or unreadable."""
+    settings = request.app.state.settings
+    try:
+        rows, is_dir = _artifacts.select(run_id, path, settings)
+    except ArtifactError as exc:
+        raise not_found(str(exc)) from exc
+    if is_dir:
+        listed = ", ".join(r["path"] for r in rows[:20])
+        raise not_found(f"path: {path!r} of run {run_id} is a directory of {len(rows)} artifacts ({listed}); "
+                        "get each file")
+    row = rows[0]
+    if not row["content_address"]:
+        raise not_found(f"artifact {path!r} of run {run_id} was not stored (a reference only): its bytes were at "
+                        f"{row['uri']}")
+    try:
+        body = _artifacts.stream(row, settings, hold_last=True)
+    except ArtifactError as exc:
+        raise Problem(502, "Artifact store", str(exc), "artifact-store", expected=exc.expected) from exc
+    name = row["path"].rsplit("/", 1)[-1]
+    digest = base64.b64encode(bytes.fromhex(row["sha256"])).decode()
+    headers = {"Content-Length": str(row["size_bytes"]), "ETag": f'"{row["sha256"]}"',
+               "Repr-Digest": f"sha-256=:{digest}:",
+               "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"}
+    return StreamingResponse(body, media_type=row["media_type"] or "application/octet-stream", headers=headers)
 
 
 def _history(views, run_ids: list[str], key: str, max_points: int, x: str, min_step: int | None,

@@ -69,8 +69,9 @@
     rows(document.querySelector("#packages tbody"), pk, ([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v })));
     rows(document.querySelector("#params tbody"), r.params, p => el("tr", {}, el("th", { scope: "row", text: p.key }), el("td", { text: p.value })));
     rows(document.querySelector("#tags tbody"), r.tags, t => el("tr", {}, el("th", { scope: "row", text: t.key }), el("td", { text: t.value })));
+    const artifactHref = a => `/api/v1/runs/${encodeURIComponent(runId)}/artifacts/` + a.path.split("/").map(encodeURIComponent).join("/");
     rows(document.querySelector("#artifacts tbody"), r.artifacts, a => el("tr", {},
-      el("td", { text: a.path }), el("td", { class: "num", text: bytes(a.size_bytes) }), el("td", { text: a.media_type || "" }),
+      el("td", {}, a.content_address ? el("a", { href: artifactHref(a), download: a.path.split("/").pop(), title: "Download (checked against its SHA-256)", text: a.path }) : el("span", { title: "Not stored: a reference only", text: a.path })), el("td", { class: "num", text: bytes(a.size_bytes) }), el("td", { text: a.media_type || "" }),
       el("td", {}, el("code", { title: a.sha256 || "", text: (a.sha256 || "").slice(0, 12) })), el("td", {}, link(a.uri))));
     rows(document.querySelector("#datasets tbody"), r.datasets, d => el("tr", {},
       el("td", {}, el("a", { href: "/lineage?" + qs({ node: d.dataset }), text: d.dataset.replace(/^dataset:/, "") })),

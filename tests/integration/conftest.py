@@ -64,6 +64,9 @@ def env(bootstrap, tmp_path) -> dict[str, str]:
         "MODELOG_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "MODELOG_LINGER_MS": "20",
         "MODELOG_PRINCIPAL": "tester",
+        # log_artifact stores the bytes: in a directory of the test's own (test_artifacts.py covers the
+        # embedded broker's S3 server, the default)
+        "MODELOG_ARTIFACT_URI": (tmp_path / "artifacts").as_uri(),
     }
 
 

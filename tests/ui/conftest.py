@@ -88,7 +88,8 @@ def stack(tmp_path_factory):
     with running_broker(tmp_path_factory.mktemp("ui-broker"), storage="memory") as bootstrap:
         env = {"MODELOG_HOME": str(home), "MODELOG_KAFKA_BOOTSTRAP": bootstrap,
                "MODELOG_TOPIC_PREFIX": f"ui{uuid.uuid4().hex[:8]}.", "MODELOG_SESSION_TIMEOUT_MS": "2000",
-               "MODELOG_LINGER_MS": "20", "MODELOG_PRINCIPAL": "tester"}
+               "MODELOG_LINGER_MS": "20", "MODELOG_PRINCIPAL": "tester",
+               "MODELOG_ARTIFACT_URI": (home / "artifacts").as_uri()}
         probe = Stack(env, "", "x?token=x")
         probe.cli("process", "--background")
         try:

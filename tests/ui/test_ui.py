@@ -254,3 +254,26 @@ def test_user_values_render_as_text(stack, browser):
         time.sleep(0.5)  # let the scripts render; nothing should ever become an element
         assert not browser.find_elements(By.CSS_SELECTOR, "img"), path
         assert no_alert(browser), path
+
+
+def test_a_stored_artifact_downloads_from_the_run_page(stack, browser, tmp_path):
+    (tmp_path / "model.pkl").write_bytes(b"weights for the browser")
+    (tmp_path / "ref.csv").write_text("a,b")
+    client = stack.client()
+    try:
+        run = log_run(client, "artifacts-ui", "stored", 1, end=False)
+        run.log_artifact(tmp_path / "model.pkl", "models/model.pkl")
+        run.log_artifact(tmp_path / "ref.csv", store=False)
+        run.end()
+        client.wait_projected(timeout=60)
+    finally:
+        client.close()
+    browser.get(f"{stack.base}/runs/{run.id}")
+    link = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#artifacts a[download]")))
+    assert link.text == "models/model.pkl"
+    assert link.get_attribute("href").endswith(f"/api/v1/runs/{run.id}/artifacts/models/model.pkl")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#artifacts a[download]")) == 1  # ref.csv: a reference only
+    body = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then(r => r.text().then(t => done(r.status + ' ' + t)));", link.get_attribute("href"))
+    assert body == "200 weights for the browser"  # with the session cookie, checked by the server

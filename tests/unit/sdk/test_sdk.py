@@ -16,7 +16,8 @@ from modelog.wire.models import validate
 
 @pytest.fixture
 def client(tmp_path):
-    return Client(Settings.load(env={}, home=tmp_path, linger_ms=1), emitter=MemoryEmitter())
+    return Client(Settings.load(env={}, home=tmp_path, linger_ms=1, artifact_uri=(tmp_path / "store").as_uri()),
+                  emitter=MemoryEmitter())
 
 
 def types(client):

@@ -58,6 +58,8 @@ def test_public_api_is_pinned():
         "ModelVersion", "Registry", "RequestStatus", "annotate_model", "approve", "grant_role", "promote",
         "record_deployment", "register_model", "reject", "request_change", "set_alias", "set_policy",
         # monitoring
-        "Monitor", "configure_monitor", "log_reference"])
+        "Monitor", "configure_monitor", "log_reference",
+        # artifact store
+        "ArtifactError", "download_artifact", "load_model_path", "log_artifacts"])
     for name in modelog.__all__:
         assert hasattr(modelog, name)
