@@ -147,3 +147,12 @@ def test_sql_through_the_api_cannot_read_files(app, tokens):
                              headers=bearer(tokens["admin"]))
     assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
     assert "table function read_csv(): not allowed here" in r.json()["detail"]
+
+
+def test_every_response_carries_the_content_security_policy_and_no_sniffing(api, tok):
+    for path, headers in (("/api/v1/experiments", bearer(tok["reader"])), ("/api/v1/experiments", {}),
+                          ("/api/v1/openapi.json", {}), ("/login", {})):
+        r = api.get(path, headers=headers)
+        assert r.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self';"), path
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert (r.headers["x-content-type-options"], r.headers["x-frame-options"]) == ("nosniff", "DENY"), path
