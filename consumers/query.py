@@ -56,12 +56,15 @@ def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | date
     settings = settings or Settings.load()
     stamp = parse_as_of(as_of)
     bound = list(params) if params else None
+    from modelog.processors.query_server import QueryLimits
+
+    limits = QueryLimits.from_settings(settings)  # a processor enforces its own settings' limits
     if settings.lake_path is not None:  # any process may read the lake: no round trip to a processor
-        return lake_reader(settings.lake_path).query(query, stamp, bound)
+        return lake_reader(settings.lake_path).query(query, stamp, bound, limits)
     info = running_processor(settings)
     if info and info.get("sql_url"):
         return _remote(info["sql_url"], query, stamp, bound)
-    return _local(settings.views_path, query, stamp, bound)
+    return _local(settings.views_path, query, stamp, bound, limits, settings.duckdb_memory_limit)
 
 
 def sql(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None) -> pandas.DataFrame:
@@ -130,7 +133,8 @@ def _remote(url: str, query: str, as_of: str | None = None, params: list | None 
     return pa.ipc.open_stream(body).read_all()
 
 
-def _local(path: Path, query: str, as_of: str | None = None, params: list | None = None) -> pyarrow.Table:
+def _local(path: Path, query: str, as_of: str | None = None, params: list | None = None, limits=None,
+           memory_limit: str | None = None) -> pyarrow.Table:
     import duckdb
 
     if not path.exists():
@@ -138,11 +142,12 @@ def _local(path: Path, query: str, as_of: str | None = None, params: list | None
     from modelog.processors.query_server import arrow_result
 
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True,
+                             config={"memory_limit": memory_limit} if memory_limit else {})
     except duckdb.Error as exc:
         raise QueryError(f"cannot open {path} read-only ({exc}); is a processor starting up?") from exc
     try:
-        return arrow_result(con, query, as_of, params)
+        return arrow_result(con, query, as_of, params, limits)
     except duckdb.Error as exc:
         raise QueryError(str(exc)) from exc
     finally:

@@ -33,7 +33,7 @@ from . import _transport
 from .decider import Decider
 from .projection import RawRecord
 from .projector import Projector
-from .query_server import QueryServer
+from .query_server import QueryLimits, QueryServer
 from .lake import Lake, LakeReader
 from .shards import PUBLISH_INTERVAL, ShardSet
 from .store import BatchStats, ViewStore
@@ -255,7 +255,8 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
         queries = LakeReader(settings.lake_path)
     else:
         store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit)
-    server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port)
+    server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port,
+                         limits=QueryLimits.from_settings(settings))
     server.ready = False  # until the consumer has joined (GET /ready)
     server.start()
     info_path = processor_file(settings) if publish_info else None

@@ -238,14 +238,14 @@ class LakeReader:
     def positions(self) -> dict[tuple[str, int], int]:
         return self.lake.positions()
 
-    def query(self, sql: str, as_of: str | None = None, params: list | None = None):
+    def query(self, sql: str, as_of: str | None = None, params: list | None = None, limits=None):
         """Run one read-only statement; an Arrow table. Retries once if a merge removed a file mid-read."""
         from .query_server import arrow_result
 
         for attempt in (0, 1):
             cur = self.reader()
             try:
-                return arrow_result(cur, sql, as_of, params)
+                return arrow_result(cur, sql, as_of, params, limits)
             except duckdb.IOException as exc:
                 if attempt:
                     raise QueryError(str(exc)) from exc

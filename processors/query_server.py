@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
@@ -64,17 +65,56 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
     con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
 
 
+@dataclass(frozen=True)
+class QueryLimits:
+    """Caps on one user statement: wall time (then it is interrupted) and rows in the answer. Memory is
+    the DuckDB instance's ``memory_limit`` (MODELOG_DUCKDB_MEMORY_LIMIT), which a statement cannot change:
+    the sandbox refuses SET."""
+
+    timeout_s: float = 60.0
+    max_rows: int = 5_000_000
+
+    @classmethod
+    def from_settings(cls, settings) -> QueryLimits:
+        return cls(timeout_s=settings.sql_timeout, max_rows=settings.sql_max_rows)
+
+
+BATCH_ROWS = 65_536
+
+
 def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None = None,
-                 params: list | None = None) -> pa.Table:
-    """One read-only statement's answer. ``params`` binds its ``?`` placeholders (values never pasted)."""
+                 params: list | None = None, limits: QueryLimits | None = None) -> pa.Table:
+    """One read-only statement's answer. ``params`` binds its ``?`` placeholders (values never pasted).
+    Raises QueryError when the statement is refused by the sandbox, runs longer than ``limits.timeout_s``
+    (it is interrupted), answers more than ``limits.max_rows`` rows, or runs out of memory."""
+    limits = limits or QueryLimits()
     check_read_only(con, query)
-    if as_of:
-        as_of_views(con, as_of)
-    rel = con.sql(query, params=params) if params else con.sql(query)
-    if rel is None:
-        return pa.table({})
-    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow  # duckdb >= 1.4 / older
-    return fetch()
+    timer = threading.Timer(limits.timeout_s, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        if as_of:
+            as_of_views(con, as_of)
+        rel = con.sql(query, params=params) if params else con.sql(query)
+        if rel is None:
+            return pa.table({})
+        reader = rel.to_arrow_reader(BATCH_ROWS)
+        batches, rows = [], 0
+        for batch in reader:
+            rows += batch.num_rows
+            if rows > limits.max_rows:
+                raise QueryError(f"the answer has more than {limits.max_rows:,} rows (MODELOG_SQL_MAX_ROWS): "
+                                 "add a LIMIT, aggregate, or page with WHERE on a key")
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+    except duckdb.InterruptException as exc:
+        raise QueryError(f"the statement ran longer than {limits.timeout_s:g} s (MODELOG_SQL_TIMEOUT) and was "
+                         "stopped") from exc
+    except duckdb.OutOfMemoryException as exc:
+        raise QueryError(f"the statement needs more memory than the views may use (MODELOG_DUCKDB_MEMORY_LIMIT): "
+                         f"{exc}") from exc
+    finally:
+        timer.cancel()
 
 
 def parse_params(header: str | None) -> list | None:
@@ -104,8 +144,10 @@ class QueryServer:
     """
 
     def __init__(self, store: ViewStore, host: str = "127.0.0.1", port: int = 0,
-                 highwaters: Callable[[], Mapping[tuple[str, int], int]] | None = None) -> None:
+                 highwaters: Callable[[], Mapping[tuple[str, int], int]] | None = None,
+                 limits: QueryLimits | None = None) -> None:
         self.store = store
+        self.limits = limits or QueryLimits()
         self.highwaters = highwaters
         self.ready = True  # the projector sets it False until its consumer has joined
         outer = self
@@ -144,7 +186,7 @@ class QueryServer:
                 cur = outer.store.reader()
                 try:
                     table = arrow_result(cur, query, self.headers.get("X-Modelog-As-Of"),
-                                         parse_params(self.headers.get("X-Modelog-Params")))
+                                         parse_params(self.headers.get("X-Modelog-Params")), outer.limits)
                 except (QueryError, duckdb.Error) as exc:
                     return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
                 finally:

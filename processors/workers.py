@@ -25,7 +25,7 @@ from modelog.wire.topics import ensure_topics
 
 from .app import _write_json, processor_info
 from .lake import Lake, LakeReader
-from .query_server import QueryServer
+from .query_server import QueryLimits, QueryServer
 
 log = logging.getLogger("modelog.processor")
 
@@ -65,7 +65,8 @@ def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> 
             out.close()
 
     procs = [spawn(i) for i in range(workers)]
-    server = QueryServer(LakeReader(settings.lake_path), host=settings.processor_host, port=settings.processor_port)
+    server = QueryServer(LakeReader(settings.lake_path), host=settings.processor_host, port=settings.processor_port,
+                         limits=QueryLimits.from_settings(settings))
     server.ready = False
     server.start()
     info_path = processor_file(settings)

@@ -17,6 +17,8 @@ MODELOG_ACTOR_KIND           USER or SERVICE (default USER)
 MODELOG_DB                   DuckDB file of the views (default ``$MODELOG_HOME/views.duckdb``)
 MODELOG_DUCKDB_MEMORY_LIMIT  memory DuckDB may use for the views, per views file or shard (e.g. ``1GB``; default
                              DuckDB's own: 80% of RAM). Its buffer cache grows with the views up to this
+MODELOG_SQL_TIMEOUT          seconds one SQL statement from a user may run before it is stopped (default 60)
+MODELOG_SQL_MAX_ROWS         rows one SQL answer may hold (default 5,000,000); more is a clear error
 MODELOG_LAKE                 a directory shared by several projector workers: each projects the partitions
                              it is given into shards there and publishes them as Parquet; the views read
                              them all (decision 0009). Unset: one processor, one views file (MODELOG_DB)
@@ -77,6 +79,8 @@ class Settings:
     db_path: Path | None = None
     lake_path: Path | None = None
     duckdb_memory_limit: str | None = None
+    sql_timeout: float = 60.0
+    sql_max_rows: int = 5_000_000
     schema_registry_url: str | None = None
     session_timeout_ms: int = 6000
     linger_ms: int = 50
@@ -208,9 +212,11 @@ class Settings:
         if self.actor_kind not in ("USER", "SERVICE"):
             raise ConfigError(f"MODELOG_ACTOR_KIND: must be USER or SERVICE (got {self.actor_kind!r})")
         for attr, name in (("partitions", "MODELOG_TOPIC_PARTITIONS"), ("replication", "MODELOG_TOPIC_REPLICATION"),
-                           ("session_timeout_ms", "MODELOG_SESSION_TIMEOUT_MS")):
+                           ("session_timeout_ms", "MODELOG_SESSION_TIMEOUT_MS"), ("sql_max_rows", "MODELOG_SQL_MAX_ROWS")):
             if getattr(self, attr) < 1:
                 raise ConfigError(f"{name}: must be >= 1 (got {getattr(self, attr)})")
+        if not self.sql_timeout > 0:
+            raise ConfigError(f"MODELOG_SQL_TIMEOUT: must be > 0 seconds (got {self.sql_timeout})")
         if self.linger_ms < 0 or self.flush_timeout <= 0:
             raise ConfigError("MODELOG_LINGER_MS must be >= 0 and MODELOG_FLUSH_TIMEOUT > 0")
         if not 0 <= self.processor_port <= 65535:
@@ -249,6 +255,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_DB": ("db_path", Path),
     "MODELOG_LAKE": ("lake_path", Path),
     "MODELOG_DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", str),
+    "MODELOG_SQL_TIMEOUT": ("sql_timeout", float),
+    "MODELOG_SQL_MAX_ROWS": ("sql_max_rows", _positive_int),
     "MODELOG_SCHEMA_REGISTRY_URL": ("schema_registry_url", str),
     "MODELOG_SESSION_TIMEOUT_MS": ("session_timeout_ms", int),
     "MODELOG_LINGER_MS": ("linger_ms", int),
