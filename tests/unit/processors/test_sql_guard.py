@@ -73,3 +73,16 @@ def test_every_path_refuses_reading_a_file(views, tmp_path):
     finally:
         server.stop()
         store.close()
+
+
+def test_an_accepted_text_is_remembered_and_a_refused_one_is_checked_every_time(tmp_path):
+    from modelog.processors import sql_guard
+
+    con = duckdb.connect()
+    sql_guard._ACCEPTED.clear()
+    sql_guard.check_query(con, "SELECT 1 AS x")
+    assert "SELECT 1 AS x" in sql_guard._ACCEPTED
+    for _ in range(2):
+        with pytest.raises(QueryError, match="read_csv"):
+            sql_guard.check_query(con, "SELECT * FROM read_csv('/etc/passwd')")
+    assert "SELECT * FROM read_csv('/etc/passwd')" not in sql_guard._ACCEPTED
