@@ -33,6 +33,9 @@ MODELOG_URL                  a modelog server (``modelog serve``), e.g. ``https:
                              publishes through its API (``POST /api/v1/events``) instead of the broker, for jobs
                              that cannot reach Kafka. The actor is the token's principal, not MODELOG_PRINCIPAL
 MODELOG_TOKEN                the API token (``mlg_...``) sent with MODELOG_URL (``modelog token create``)
+MODELOG_SIGNING_KEY          this process's Ed25519 signing key: a path to a PEM file, or the PEM text. Unset: the
+                             key file of MODELOG_PRINCIPAL under ``$MODELOG_HOME/keys/`` if there is one, else
+                             events are published unsigned (``modelog keys create``; decision 0013)
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Settings:
     processor_host: str = "127.0.0.1"
     url: str | None = None
     token: str | None = field(default=None, repr=False)
+    signing_key: str | None = field(default=None, repr=False)
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -242,4 +246,5 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_PROCESSOR_HOST": ("processor_host", str),
     "MODELOG_URL": ("url", str),
     "MODELOG_TOKEN": ("token", str),
+    "MODELOG_SIGNING_KEY": ("signing_key", str),
 }
