@@ -1,4 +1,4 @@
-"""``modelog init`` and ``modelog keys create|list|revoke``: Ed25519 signing keys (decision 0013).
+"""``modelog init`` and ``modelog keys create|list|revoke``: Ed25519 signing keys (decision 0014).
 
 Events published with a key are signed (one signature per record, over its bytes, topic and event id);
 the processor verifies them against the keys registered on the log. Registrations and revocations are
@@ -29,7 +29,7 @@ def init_cmd(ctx) -> None:
 
 @click.group()
 def keys() -> None:
-    """Ed25519 signing keys: what makes an event's actor proven (docs/decisions/0013-signed-events.md)."""
+    """Ed25519 signing keys: what makes an event's actor proven (docs/decisions/0014-signed-events.md)."""
 
 
 @keys.command("create")

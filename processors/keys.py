@@ -5,7 +5,7 @@ Base tables (Arrow schemas) and event -> rows. Pure.
 ``PolicySet`` that sets ``require_signatures`` adds a ``log_signature_policy`` row (projected by the registry
 family, which owns PolicySet). Whether such an event is admitted at all is decided before projection
 (``trust.py``); the views over them are in ``views_keys.sql``. Times that decide what a key may sign are
-the records' log times, joined from ``log_events`` (decision 0013).
+the records' log times, joined from ``log_events`` (decision 0014).
 """
 
 from __future__ import annotations

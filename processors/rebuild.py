@@ -31,7 +31,7 @@ Progress = Callable[[int, int], None]  # (records done, records known so far)
 
 # Records whose Kafka key marks them as the key registry's, the admin grants' or the policies': a rebuild
 # applies them first, so that every other record is judged against the registry as of its log time whatever
-# order the partitions are read in (decision 0013). Applying them again in the full pass changes nothing.
+# order the partitions are read in (decision 0014). Applying them again in the full pass changes nothing.
 TRUST_KEYS = (b"keys", b"access:", b"policy:")
 
 

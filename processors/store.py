@@ -83,7 +83,7 @@ class ViewStore:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         for table in TABLES:
             self.con.execute(ddl(table))
-        for column, kind in (("verified", "BOOLEAN"), ("key_id", "VARCHAR")):  # files from before decision 0013
+        for column, kind in (("verified", "BOOLEAN"), ("key_id", "VARCHAR")):  # files from before decision 0014
             self.con.execute(f'ALTER TABLE log_events ADD COLUMN IF NOT EXISTS "{column}" {kind}')
         for table, (source, select) in DERIVED.items():
             if table not in existing and source in existing:  # a file from before the table existed
@@ -219,7 +219,7 @@ class ViewStore:
 
 
 def load_trust(con: duckdb.DuckDBPyConnection) -> Trust:
-    """The key registry, global admin grants and require-signatures switches the views hold (decision 0013)."""
+    """The key registry, global admin grants and require-signatures switches the views hold (decision 0014)."""
     trust = Trust()
     for key_id, principal, public_key, caps, at, bootstrap in con.execute(
             "SELECT k.key_id, k.principal, k.public_key, k.capabilities, epoch_us(coalesce(e.logged_at, e.occurred_at)), "

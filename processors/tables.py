@@ -17,7 +17,7 @@ TABLES: dict[str, pa.Schema] = {
         ("source_program", pa.string()), ("sdk_version", pa.string()), ("entity_type", pa.string()),
         ("entity_key", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
         ("logged_at", TS), ("writer_schema", pa.string()),
-        # the signature's key when it verified (decision 0013); NULL/false: unsigned
+        # the signature's key when it verified (decision 0014); NULL/false: unsigned
         ("verified", pa.bool_()), ("key_id", pa.string()),
     ]),
     "log_experiments": pa.schema([

@@ -10,7 +10,7 @@ next records of the batch see a new key, revocation, grant or policy.
 Time is the record's log timestamp (Kafka's record timestamp, else the envelope's occurred_at): Kafka
 orders nothing across partitions, so "the registry as it stood at the event's log position" is read as
 "as of the event's log time" -- the same answer live and on rebuild, whatever order partitions are read
-in (decision 0013).
+in (decision 0014).
 
 Refusal reasons (dead-letter codes): ``unknown_key``, ``revoked_key``, ``bad_signature``,
 ``actor_mismatch``, ``unsigned`` (under require-signatures), ``not_admin`` (a governed change by

@@ -1,4 +1,4 @@
--- modelog keys views: signing keys and the require-signatures switch (decision 0013). Pure functions of
+-- modelog keys views: signing keys and the require-signatures switch (decision 0014). Pure functions of
 -- the base tables (log_*); `modelog rebuild` reproduces them. Only events the processor admitted are here:
 -- a registration or revocation by a non-admin, or signed by an unknown key, is a dead letter instead.
 -- Every key event is keyed `keys`, so they are in one partition, in log order.

@@ -32,7 +32,7 @@ class Publisher:
         with self._lock:
             if self._emitter is None:
                 # signed with the server's delegate key ($MODELOG_HOME/keys/modelog-server.key, registered by
-                # modelog init): the processor then shows each token's principal as verified (decision 0013)
+                # modelog init): the processor then shows each token's principal as verified (decision 0014)
                 self._emitter = KafkaEmitter(self.settings, signer=signer_for(self.settings, SERVER_PRINCIPAL))
             return self._emitter
 

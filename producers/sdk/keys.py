@@ -7,7 +7,7 @@ Admin operations, reached through ``modelog keys`` / ``modelog init``; not part 
 Each verb publishes one event keyed ``keys`` (``KeyRegistered``, ``KeyRevoked``), signed with the caller's
 own key, and flushes. The processor admits it only when the caller is an admin at that time (or, for the
 bootstrap, when the log has no admin yet); otherwise it is dead-lettered with the reason
-(docs/decisions/0013-signed-events.md).
+(docs/decisions/0014-signed-events.md).
 """
 
 from __future__ import annotations

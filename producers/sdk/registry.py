@@ -303,7 +303,7 @@ class Registry:
 
     def require_signatures(self, on: bool = True) -> None:
         """Refuse (``on``) or accept again unsigned events logged from now on; the rules stay as they are.
-        Only an admin may, once the log has one (``modelog init``; decision 0013)."""
+        Only an admin may, once the log has one (``modelog init``; decision 0014)."""
         self._publish("PolicySet", "policy:*", entity_type="policy", model=None, rules=[],
                       require_signatures=on, rules_unchanged=True)
         self._client.flush()

@@ -209,7 +209,7 @@ class KafkaEmitter:
         self.settings = settings
         self.topic = topic
         # one Ed25519 signature per record (a batch event of up to 5,000 points), over its exact bytes,
-        # topic and event id, in two headers (modelog.wire.signing; decision 0013)
+        # topic and event id, in two headers (modelog.wire.signing; decision 0014)
         self.signer: Signer | None = signer_for(settings) if signer is _OWN_KEY else signer  # type: ignore[assignment]
         ensure_topics(settings)
         self._codecs: dict[str, Codec] = {}

@@ -35,7 +35,7 @@ MODELOG_URL                  a modelog server (``modelog serve``), e.g. ``https:
 MODELOG_TOKEN                the API token (``mlg_...``) sent with MODELOG_URL (``modelog token create``)
 MODELOG_SIGNING_KEY          this process's Ed25519 signing key: a path to a PEM file, or the PEM text. Unset: the
                              key file of MODELOG_PRINCIPAL under ``$MODELOG_HOME/keys/`` if there is one, else
-                             events are published unsigned (``modelog keys create``; decision 0013)
+                             events are published unsigned (``modelog keys create``; decision 0014)
 """
 
 from __future__ import annotations

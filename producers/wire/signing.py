@@ -12,7 +12,7 @@ it decodes them, with the public key the key registry holds for that key id -- a
 nothing. One signature per record: the SDK's batch events (up to 5,000 points) cost one signature.
 
 Keys: ``$MODELOG_HOME/keys/<principal>.key`` (PEM, PKCS#8, mode 0600), or ``MODELOG_SIGNING_KEY`` (a path
-to such a file, or its PEM text). See docs/decisions/0013-signed-events.md.
+to such a file, or its PEM text). See docs/decisions/0014-signed-events.md.
 """
 
 from __future__ import annotations

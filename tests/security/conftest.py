@@ -1,6 +1,6 @@
 """Real broker, real processor process, real DuckDB files -- as tests/integration/conftest.py -- plus a
 secured deployment: `modelog init` (alice is the bootstrap admin), a key for bob created by alice, and
-``--require-signatures`` on. The attacks in this folder run against it, one test each (decision 0013)."""
+``--require-signatures`` on. The attacks in this folder run against it, one test each (decision 0014)."""
 
 from __future__ import annotations
 

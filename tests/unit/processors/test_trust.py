@@ -1,4 +1,4 @@
-"""The trust rules, without a broker: who signed a record, and whether they may (decision 0013)."""
+"""The trust rules, without a broker: who signed a record, and whether they may (decision 0014)."""
 
 import pytest
 
