@@ -39,14 +39,21 @@ def replay(settings: Settings, store: ViewStore, progress: Progress | None = Non
            idle_timeout: float = 10.0) -> int:
     """Project every record of the projected topics into ``store``. Returns the number of records read.
 
-    Two passes: the trust records first (keys, admin grants, policies: ``TRUST_KEYS``), then everything."""
+    Two passes: the trust records first (keys, admin grants, policies: ``TRUST_KEYS``) in log-time order
+    (they come from several partitions and judge each other: a grant makes the signer of a later key
+    registration an admin), then everything."""
+    trust: list[RawRecord] = []
     _replay(settings, store, None, batch, idle_timeout,
-            only=lambda key: key is not None and key.startswith(TRUST_KEYS))
+            only=lambda key: key is not None and key.startswith(TRUST_KEYS), collect=trust)
+    trust.sort(key=lambda r: (r.timestamp_ms if r.timestamp_ms is not None else -1, r.topic, r.partition, r.offset))
+    projector = Projector()
+    for i in range(0, len(trust), batch):
+        store.apply(trust[i:i + batch], projector)
     return _replay(settings, store, progress, batch, idle_timeout)
 
 
 def _replay(settings: Settings, store: ViewStore, progress: Progress | None, batch: int, idle_timeout: float,
-            only: Callable[[bytes | None], bool] | None = None) -> int:
+            only: Callable[[bytes | None], bool] | None = None, collect: list[RawRecord] | None = None) -> int:
     topics = settings.projected_topics
     consumer = Consumer(settings.librdkafka(**{
         "group.id": f"modelog-rebuild-{uuid.uuid4().hex[:8]}",
@@ -81,7 +88,10 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
                 records.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
                                          m.key(), m.value(), tuple(headers_of(m.headers()).items())))
             if records:
-                store.apply(records, projector)
+                if collect is not None:
+                    collect.extend(records)
+                else:
+                    store.apply(records, projector)
                 done += len(records)
             for t, p in parts:
                 try:

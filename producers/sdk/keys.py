@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelog.wire.envelope import Event
 from modelog.wire.errors import ConfigError
 from modelog.wire.models import validate
 from modelog.wire.signing import DELEGATE, Signer, key_path, load_signer, write_key
@@ -88,7 +89,12 @@ def bootstrap(settings, program: str = "modelog-cli") -> list[tuple[str, str, Pa
     try:
         register_key(client, me, signer, bootstrap=True, description="bootstrap admin (modelog init)")
         out.append((me, signer.key_id, path))
-        client.registry.grant(me, "admin")
+        # the admin grant (the access model's record of who is admin) travels on the keys partition, right
+        # after the registration whose key signs it, so that no processor can read it first
+        grant = client.events.make("AccessChanged", "access", f"access:{me}", principal=me, role="admin",
+                                   model=None, granted=True)
+        validate("AccessChanged", grant.record)
+        client.emitter.emit([Event("AccessChanged", KEYS, grant.record)])
         for principal, caps, what in ((settings.processor_id, (), "the projector's decisions"),
                                       (SERVER_PRINCIPAL, (DELEGATE,), "the HTTP server, for its tokens' principals")):
             p = key_path(settings.home, principal)

@@ -190,8 +190,16 @@ def test_a_revoked_key_is_refused_and_earlier_signatures_still_verify_on_rebuild
         dead = con.execute("SELECT reason FROM dead_letters WHERE \"partition\" = ? AND \"offset\" = ?",
                            [tp2[1], offset2]).fetchall()
         live_keys = con.execute("SELECT key_id, status FROM signing_keys ORDER BY key_id").fetchall()
+        audit = con.execute("SELECT event_id, actor, verified, key_id FROM audit_log ORDER BY event_id").fetchall()
+        refused = con.execute("SELECT \"partition\", \"offset\", reason FROM dead_letters "
+                              "ORDER BY \"partition\", \"offset\"").fetchall()
     finally:
         con.close()
+    # the whole trail equals the live one: every verdict, verified or refused, is a function of the log
+    assert audit == [tuple(r.values()) for r in secured.sql(
+        "SELECT event_id, actor, verified, key_id FROM audit_log ORDER BY event_id")]
+    assert refused == [tuple(r.values()) for r in secured.sql(
+        "SELECT \"partition\", \"offset\", reason FROM dead_letters ORDER BY \"partition\", \"offset\"")]
     assert rows == [("before-revocation", "erin", True, erin.key_id)]
     assert dead == [("revoked_key",)]
     assert live_keys == [(r["key_id"], r["status"]) for r in secured.sql("SELECT key_id, status FROM signing_keys "
