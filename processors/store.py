@@ -99,6 +99,7 @@ class ViewStore:
         else:
             self.instance_id = row[0]
         self.decider = Decider()
+        self._trust: Trust | None = None  # the key registry as of the last committed batch (None: read it)
 
     def apply(self, records: list[RawRecord], projector: Projector,
               publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
@@ -117,7 +118,9 @@ class ViewStore:
             try:
                 # signatures and admin-only changes are judged against the key registry of this file, read
                 # inside the transaction (a rolled-back batch leaves no trace in it either)
-                prepared = projector.prepare(records, load_trust(con))
+                trust = self._trust if self._trust is not None else load_trust(con)
+                self._trust = None  # until this batch commits (prepare updates it with admitted trust events)
+                prepared = projector.prepare(records, trust)
                 known = self._known(prepared.event_ids)
                 dead: list = []
                 for i, segment in enumerate(_segments(prepared)):
@@ -140,6 +143,8 @@ class ViewStore:
                 if decided and publish is not None:
                     publish(decided)
                 con.execute("COMMIT")
+                if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
+                    self._trust = trust
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
