@@ -109,7 +109,7 @@ def signing(settings, args) -> dict:
     n = 200
     sign_us = min(timeit.repeat(lambda: signer.headers("t", "e", value), number=n, repeat=5)) / n * 1e6
     verified = modelog.sql_arrow("SELECT count(*) FILTER (WHERE verified) AS v, count(*) AS n FROM audit_log "
-                                 "WHERE entity_key IN (SELECT run_id FROM runs WHERE experiment LIKE 'bench-w1%')",
+                                 "WHERE entity_key IN (SELECT run_id FROM runs WHERE regexp_matches(experiment, '^bench-w1[0-9]{2}$'))",
                                  settings).to_pylist()[0]
     return {"repetitions": reps, "median": median, "sign_us_per_event": sign_us, "event_bytes": len(value),
             "verified_events": verified["v"], "events": verified["n"]}
