@@ -80,6 +80,11 @@ def test_a_signed_event_shows_its_principal_as_verified(secured):
     (row,) = secured.sql("SELECT actor, verified, key_id FROM audit_log WHERE event_type = 'ExperimentCreated' "
                          "AND entity_key = 'bobs-experiment'")
     assert row == {"actor": "bob", "verified": True, "key_id": secured.keys["bob"]}
+    import json
+
+    listed = json.loads(run_cli(secured.env, "keys", "list", "--format", "json").stdout)
+    assert {(k["principal"], k["key_id"], k["status"]) for k in listed} >= {("bob", secured.keys["bob"], "active")}
+    assert run_cli(secured.env, "keys", "revoke", "not-a-key-id", check=False).returncode == 2  # refused locally
 
 
 def test_forged_actor_through_modelog_principal_is_refused(secured, tmp_path):
