@@ -4,9 +4,13 @@ W = 10 runs x (20 params, 5 tags, 20 metrics x 500 steps) = 100,000 metric point
 
 Reports SDK time per point inside the training loop, points/s until every point
 is visible in SQL, and event-to-query freshness p50/p99 (one point logged, then
-polled with SQL until visible). Prints a table and writes bench/results/backbone.json.
+polled with SQL until visible). Then (unless --signing off) `modelog init` makes the
+benchmark's principal the bootstrap admin and the workload runs again with every event
+signed (Ed25519, one signature per batch event; decision 0014): the signing cost is the
+difference in the loop and end to end. Prints a table and writes bench/results/backbone.json.
 
     python bench/backbone.py [--storage s3|memory] [--runs 10] [--steps 500] [--probes 200] [--repeat 3]
+                             [--signing on|off]
 
 With --repeat N the workload runs N times against the same broker and processor and
 the table reports the median (JSON keeps every repetition).
@@ -73,6 +77,44 @@ def freshness(client, settings, probes: int) -> dict:
             "freshness_p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "freshness_max_ms": lat[-1]}
 
 
+def signing(settings, args) -> dict:
+    """`modelog init`, then the workload again with every event signed; the sign cost of one batch event."""
+    import timeit
+
+    import modelog
+    from modelog import Client
+    from modelog.sdk.keys import bootstrap
+    from modelog.wire.codec import Codec
+    from modelog.wire.signing import signer_for
+
+    bootstrap(settings, program="bench")
+    deadline = time.monotonic() + 60
+    while not modelog.sql_arrow("SELECT 1 FROM signing_keys WHERE bootstrap", settings).num_rows:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bootstrap key was not projected")
+        time.sleep(0.05)
+    client = Client(settings)
+    assert client.emitter.signer is not None, "the benchmark's client has no signing key"
+    reps = [workload(client, args.runs, 20, 5, 20, args.steps, 100 + rep) for rep in range(args.repeat)]
+    client.close()
+    median = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
+    points = [{"key": f"metric_{j % 20:02d}", "value": j * 0.5, "step": j, "timestamp": 1_760_000_000_000_000 + j}
+              for j in range(5000)]
+    value = Codec().encode("MetricsLogged", {
+        "envelope": {"event_id": "0190f5e0-aaaa-7000-8000-000000000001", "event_type": "MetricsLogged",
+                     "occurred_at": 1, "actor": {"principal": "b", "kind": "USER"},
+                     "source": {"host": "h", "pid": 1, "program": "bench", "sdk_version": "0"},
+                     "entity": {"type": "run", "key": "r"}}, "run_id": "r", "points": points})
+    signer = signer_for(settings)
+    n = 200
+    sign_us = min(timeit.repeat(lambda: signer.headers("t", "e", value), number=n, repeat=5)) / n * 1e6
+    verified = modelog.sql_arrow("SELECT count(*) FILTER (WHERE verified) AS v, count(*) AS n FROM audit_log "
+                                 "WHERE entity_key IN (SELECT run_id FROM runs WHERE regexp_matches(experiment, '^bench-w1[0-9]{2}$'))",
+                                 settings).to_pylist()[0]
+    return {"repetitions": reps, "median": median, "sign_us_per_event": sign_us, "event_bytes": len(value),
+            "verified_events": verified["v"], "events": verified["n"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--storage", choices=["s3", "memory"], default="s3")
@@ -80,6 +122,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--probes", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--signing", choices=["on", "off"], default="on",
+                    help="also run the workload with signed events (after modelog init) and report the cost")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "backbone.json")
     args = ap.parse_args()
 
@@ -103,6 +147,7 @@ def main() -> None:
         w["points"] = reps[0]["points"]
         f = freshness(client, settings, args.probes)
         client.close()
+        signed = signing(settings, args) if args.signing == "on" else None
     finally:
         info = running_processor(settings)
         if info:
@@ -111,7 +156,7 @@ def main() -> None:
 
     result = {"workload": f"{args.runs} runs x 20 params x 5 tags x 20 metrics x {args.steps} steps",
               "storage": args.storage, "machine": machine(), "client_connect_s": connect_s, "repeat": args.repeat, **w, **f,
-              "repetitions": reps,
+              "repetitions": reps, "signed": signed,
               "targets": TARGETS}
     spread = (f"{min(r['points_per_s_into_views'] for r in reps):,.0f}-"
               f"{max(r['points_per_s_into_views'] for r in reps):,.0f}")
@@ -124,6 +169,17 @@ def main() -> None:
         ("event -> query freshness p50", f"{f['freshness_p50_ms']:.0f} ms", ""),
         ("event -> query freshness p99", f"{f['freshness_p99_ms']:.0f} ms", "<= 1000 ms"),
     ]
+    if signed:
+        s = signed["median"]
+        rows += [
+            ("signed: SDK time per point in the training loop", f"{s['sdk_us_per_point']:.2f} us", "<= 2 us"),
+            ("signed: points/s until visible in SQL", f"{s['points_per_s_into_views']:,.0f}",
+             f"within 10% of {w['points_per_s_into_views']:,.0f}"),
+            ("  (one Ed25519 signature of a 5,000-point event)", f"{signed['sign_us_per_event']:.1f} us",
+             f"= {signed['sign_us_per_event'] / 5000:.4f} us/point"),
+            ("  (signed events shown verified in audit_log)", f"{signed['verified_events']:,}",
+             f"of {signed['events']:,}"),
+        ]
     print(f"\nmodelog backbone benchmark — {result['workload']} = {w['points']:,} points; "
           f"embedded broker ({args.storage}); {result['machine']['cpus']} CPUs, Python {result['machine']['python']}")
     width = max(len(r[0]) for r in rows)

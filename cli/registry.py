@@ -404,9 +404,22 @@ def policy() -> None:
               help="e.g. PROMOTE:production=approver")
 @click.option("--gate", "gates", multiple=True, metavar="ACTION[:STAGE]=METRIC OP THRESHOLD",
               help="e.g. 'PROMOTE:production=auc >= 0.8'")
+@click.option("--require-signatures/--no-require-signatures", "signatures", default=None,
+              help="Refuse (or accept again) unsigned events logged from now on (global; admins only after "
+                   "modelog init). Alone, it leaves the rules as they are.")
 @click.pass_context
-def policy_set(ctx, model_name, path, approval, gates) -> None:
+def policy_set(ctx, model_name, path, approval, gates, signatures) -> None:
     """Replace the policy (global or of one model). With no rules, clears it."""
+    if signatures is not None and not (path or approval or gates):
+        if model_name:
+            raise click.BadParameter("--require-signatures is global: no --model")
+        c = _client(ctx)
+        try:
+            c.registry.require_signatures(signatures)
+        finally:
+            c.close()
+        click.echo("unsigned events will be " + ("refused" if signatures else "accepted (shown unverified)"))
+        return
     rules = json.loads(path.read_text()) if path else []
 
     def target(spec: str) -> tuple[str, str | None, str]:
@@ -429,7 +442,7 @@ def policy_set(ctx, model_name, path, approval, gates) -> None:
                       "metric": parts[0], "op": parts[1], "threshold": parts[2]})
     c = _client(ctx)
     try:
-        c.registry.set_policy(rules, model_name)
+        c.registry.set_policy(rules, model_name, require_signatures=signatures)
     finally:
         c.close()
     click.echo(f"policy for {model_name or 'every model'}: {len(rules)} rule(s)")

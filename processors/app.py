@@ -27,6 +27,7 @@ from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
 from modelog.wire.envelope import Event
 from modelog.wire.home import free_port, processor_file
+from modelog.wire.signing import headers_of, signer_for
 from modelog.wire.topics import ensure_topics
 
 from . import _transport
@@ -131,7 +132,9 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     projector = Projector()
     store.decider = Decider(settings.processor_id)  # decisions are signed by this processor
-    decisions = KafkaEmitter(settings)  # RequestDecided records go on the log before their batch commits
+    # RequestDecided records go on the log before their batch commits, signed with the processor's key
+    # ($MODELOG_HOME/keys/<processor id>.key, registered by modelog init) when it has one
+    decisions = KafkaEmitter(settings, signer=signer_for(settings, settings.processor_id))
 
     def publish(records: list[dict]) -> None:
         decisions.emit([Event("RequestDecided", r["envelope"]["entity"]["key"], r) for r in records])
@@ -152,7 +155,8 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
                 if owned is not None and e.message.tp not in owned:  # revoked meanwhile: its new owner has it
                     continue
                 ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
-                records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value))
+                records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value,
+                                         tuple(headers_of(m.headers).items())))
             stats, dead = BatchStats(), []
             for chunk in by_size(records, BATCH_BYTES):  # one transaction each: bounded memory
                 st, dl = await loop.run_in_executor(executor, store.apply, chunk, projector, publish)

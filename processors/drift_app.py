@@ -42,6 +42,7 @@ from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
 from modelog.wire.errors import DecodeError
 from modelog.wire.envelope import Event, EventFactory
+from modelog.wire.signing import signer_for
 from modelog.wire.topics import ensure_topics
 
 from .app import _write_json, new_faust_app
@@ -205,7 +206,8 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     codec = Codec()
     factory = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
                            program="modelog-drift")
-    emitter = KafkaEmitter(settings)
+    # signed with the key of the principal its events carry, the processor id (modelog init creates it)
+    emitter = KafkaEmitter(settings, signer=signer_for(settings, settings.processor_id))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-drift")
     totals = {"predictions": 0, "windows": 0, "alerts": 0}
 

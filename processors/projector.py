@@ -13,6 +13,7 @@ from modelog.wire.errors import DecodeError, ValidationError
 from modelog.wire.rulecheck import check
 
 from .projection import DeadLetter, RawRecord, Rows, dead_letter_row, new_rows, project
+from .trust import Refused, Trust
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Prepared:
 
     events: list[tuple[str, str, dict, RawRecord, str]] = field(default_factory=list)  # id, type, record, pos, writer
     dead: list[DeadLetter] = field(default_factory=list)
+    signed_by: dict[str, str] = field(default_factory=dict)  # event id -> key id of a verified signature
 
     @property
     def event_ids(self) -> list[str]:
@@ -33,9 +35,18 @@ class Projector:
     def __init__(self, codec: Codec | None = None) -> None:
         self.codec = codec or Codec()
 
-    def prepare(self, records: list[RawRecord]) -> Prepared:
+    def prepare(self, records: list[RawRecord], trust: Trust | None = None) -> Prepared:
+        """Verify, decode and validate ``records`` in order. ``trust``: the key registry and policy as
+        loaded from the views (None: an empty one -- a fresh install); admitted key, grant and policy
+        events update it, so later records of the batch are judged by them."""
         out = Prepared()
+        trust = trust if trust is not None else Trust()
         for rec in records:
+            try:  # the signature over the raw bytes first: nothing is decoded before it verifies
+                checked = trust.check_bytes(rec)
+            except Refused as exc:
+                out.dead.append(DeadLetter(rec, exc.reason, exc.detail))
+                continue
             try:
                 decoded = self.codec.decode(rec.value)
             except DecodeError as exc:
@@ -49,6 +60,14 @@ class Projector:
             except ValidationError as exc:
                 out.dead.append(DeadLetter(rec, "invalid_event", str(exc)))
                 continue
+            try:
+                trust.admit(checked, decoded.event_type, decoded.record, rec)
+            except Refused as exc:
+                out.dead.append(DeadLetter(rec, exc.reason, exc.detail))
+                continue
+            trust.learn(decoded.event_type, decoded.record, rec)
+            if checked.signed:
+                out.signed_by[decoded.record["envelope"]["event_id"]] = checked.key_id or ""
             out.events.append((decoded.record["envelope"]["event_id"], decoded.event_type, decoded.record, rec,
                                decoded.writer_id))
         return out
@@ -68,6 +87,9 @@ class Projector:
             one = new_rows()
             try:
                 project(event_type, record, rec, writer, one)
+                key_id = prepared.signed_by.get(event_id)
+                one["log_events"]["verified"].append(key_id is not None)
+                one["log_events"]["key_id"].append(key_id)
             except Exception as exc:  # a projection bug must not block the partition
                 dead.append(DeadLetter(rec, "projection_failed", f"{type(exc).__name__}: {exc}"))
                 continue

@@ -20,6 +20,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from modelog.wire.settings import Settings
 from modelog.wire.errors import BrokerError
 
+from modelog.wire.signing import headers_of
+
 from .projection import RawRecord
 from .projector import Projector
 from .store import ViewStore
@@ -27,9 +29,31 @@ from .store import ViewStore
 Progress = Callable[[int, int], None]  # (records done, records known so far)
 
 
+# Records whose Kafka key marks them as the key registry's, the admin grants' or the policies': a rebuild
+# applies them first, so that every other record is judged against the registry as of its log time whatever
+# order the partitions are read in (decision 0015). Applying them again in the full pass changes nothing.
+TRUST_KEYS = (b"keys", b"access:", b"policy:")
+
+
 def replay(settings: Settings, store: ViewStore, progress: Progress | None = None, batch: int = 2000,
            idle_timeout: float = 10.0) -> int:
-    """Project every record of the projected topics into ``store``. Returns the number of records read."""
+    """Project every record of the projected topics into ``store``. Returns the number of records read.
+
+    Two passes: the trust records first (keys, admin grants, policies: ``TRUST_KEYS``) in log-time order
+    (they come from several partitions and judge each other: a grant makes the signer of a later key
+    registration an admin), then everything."""
+    trust: list[RawRecord] = []
+    _replay(settings, store, None, batch, idle_timeout,
+            only=lambda key: key is not None and key.startswith(TRUST_KEYS), collect=trust)
+    trust.sort(key=lambda r: (r.timestamp_ms if r.timestamp_ms is not None else -1, r.topic, r.partition, r.offset))
+    projector = Projector()
+    for i in range(0, len(trust), batch):
+        store.apply(trust[i:i + batch], projector)
+    return _replay(settings, store, progress, batch, idle_timeout)
+
+
+def _replay(settings: Settings, store: ViewStore, progress: Progress | None, batch: int, idle_timeout: float,
+            only: Callable[[bytes | None], bool] | None = None, collect: list[RawRecord] | None = None) -> int:
     topics = settings.projected_topics
     consumer = Consumer(settings.librdkafka(**{
         "group.id": f"modelog-rebuild-{uuid.uuid4().hex[:8]}",
@@ -51,18 +75,24 @@ def replay(settings: Settings, store: ViewStore, progress: Progress | None = Non
         last_data = time.monotonic()
         while True:
             msgs = consumer.consume(batch, timeout=0.2)
+            if msgs:
+                last_data = time.monotonic()
             records = []
             for m in msgs:
                 if m.error():
                     raise BrokerError(f"reading {m.topic()}: {m.error()}")
                 ts_type, ts = m.timestamp()
-                records.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
-                                         m.key(), m.value()))
                 position[(m.topic(), m.partition())] = m.offset() + 1
+                if only is not None and not only(m.key()):
+                    continue
+                records.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
+                                         m.key(), m.value(), tuple(headers_of(m.headers()).items())))
             if records:
-                store.apply(records, projector)
+                if collect is not None:
+                    collect.extend(records)
+                else:
+                    store.apply(records, projector)
                 done += len(records)
-                last_data = time.monotonic()
             for t, p in parts:
                 try:
                     _, hi = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)

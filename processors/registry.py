@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from .keys import signature_policy_rows
 from .rows import Rows, add
 
 TS = pa.timestamp("us")
@@ -149,6 +150,9 @@ def _policy(r: dict, out: Rows) -> None:
     scope = r.get("model") or GLOBAL_SCOPE
     eid = r["envelope"]["event_id"]
     rules = r.get("rules", [])
+    signature_policy_rows(r, out)
+    if r.get("rules_unchanged"):  # only the require-signatures switch changes
+        return
     add(out, "log_policies", event_id=eid, scope=scope, set_at=at, set_by=who, rule_count=len(rules))
     for seq, rule in enumerate(rules):
         add(out, "log_policy_rules", event_id=eid, scope=scope, seq=seq, name=rule["name"], kind=rule["kind"],

@@ -23,6 +23,7 @@ class RawRecord:
     timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()  # Kafka headers (a signature's key id and signature, ...)
 
 
 @dataclass(frozen=True)

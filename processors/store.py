@@ -26,10 +26,11 @@ from .projector import Prepared, Projector
 from .registry import DECISION_TRIGGERS
 from .rows import new_rows
 from .tables import DERIVED, DUCK_TYPES, TABLES, ddl, to_arrow
+from .trust import KeyInfo, Trust
 
-from . import access, lineage, monitoring, registry
+from . import access, keys, lineage, monitoring, registry
 
-FAMILIES = (registry, lineage, monitoring, access)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
+FAMILIES = (registry, lineage, monitoring, access, keys)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
 
 VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
               "artifacts", "audit_log", "dead_letters") + tuple(v for f in FAMILIES for v in f.VIEWS)
@@ -94,7 +95,7 @@ class ViewStore:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         for table in TABLES:
             self.con.execute(ddl(table))
-            if table in existing:
+            if table in existing:  # a file from before a column existed (log_events' verified, key_id, ...)
                 _add_missing_columns(self.con, table)
         for table, (source, select) in DERIVED.items():
             if table not in existing and source in existing:  # a file from before the table existed
@@ -114,6 +115,7 @@ class ViewStore:
         else:
             self.instance_id = row[0]
         self.decider = Decider()
+        self._trust: Trust | None = None  # the key registry as of the last committed batch (None: read it)
 
     def apply(self, records: list[RawRecord], projector: Projector,
               publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
@@ -124,13 +126,17 @@ class ViewStore:
         processor's) must put those RequestDecided records on the log before the transaction commits; a
         failure rolls the batch back so it is redelivered. Rebuilds pass no ``publish``.
         """
-        prepared = projector.prepare(records)
         stats = BatchStats(records=len(records))
         decided: list[dict] = []
         with self._lock:
             con = self.con
             con.execute("BEGIN TRANSACTION")
             try:
+                # signatures and admin-only changes are judged against the key registry of this file, read
+                # inside the transaction (a rolled-back batch leaves no trace in it either)
+                trust = self._trust if self._trust is not None else load_trust(con)
+                self._trust = None  # until this batch commits (prepare updates it with admitted trust events)
+                prepared = projector.prepare(records, trust)
                 known = self._known(prepared.event_ids)
                 dead: list = []
                 for i, segment in enumerate(_segments(prepared)):
@@ -153,6 +159,8 @@ class ViewStore:
                 if decided and publish is not None:
                     publish(decided)
                 con.execute("COMMIT")
+                if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
+                    self._trust = trust
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -233,17 +241,41 @@ class ViewStore:
             self.con.close()
 
 
+def load_trust(con: duckdb.DuckDBPyConnection) -> Trust:
+    """The key registry, global admin grants and require-signatures switches the views hold (decision 0015)."""
+    trust = Trust()
+    for key_id, principal, public_key, caps, at, bootstrap in con.execute(
+            "SELECT k.key_id, k.principal, k.public_key, k.capabilities, epoch_us(coalesce(e.logged_at, e.occurred_at)), "
+            "k.bootstrap FROM log_keys k JOIN log_events e USING (event_id) "
+            "ORDER BY coalesce(e.logged_at, e.occurred_at), e.\"partition\", e.\"offset\"").fetchall():
+        if key_id not in trust.keys:
+            trust.keys[key_id] = KeyInfo(key_id, principal, bytes(public_key), frozenset(caps or ()), at,
+                                         None, bool(bootstrap) and trust.bootstrap_key() is None)
+    for key_id, at in con.execute(
+            "SELECT r.key_id, min(epoch_us(coalesce(e.logged_at, e.occurred_at))) FROM log_key_revocations r "
+            "JOIN log_events e USING (event_id) GROUP BY r.key_id").fetchall():
+        if key_id in trust.keys:
+            trust.keys[key_id].revoked_at = at
+    trust.admin_grants = [(p, at, bool(g)) for p, at, g in con.execute(
+        "SELECT principal, epoch_us(changed_at), coalesce(granted, true) FROM log_access "
+        "WHERE role = 'admin' AND model IS NULL").fetchall()]
+    trust.signature_policy = [(at, bool(req)) for at, req in con.execute(
+        "SELECT epoch_us(coalesce(e.logged_at, e.occurred_at)), p.require_signatures FROM log_signature_policy p "
+        "JOIN log_events e USING (event_id)").fetchall()]
+    return trust
+
+
 def _segments(prepared: Prepared) -> Iterator[Prepared]:
     """Split a batch after every decision trigger, so the decider sees exactly the events before it.
 
     The batch's dead letters travel with the first segment.
     """
-    current = Prepared(dead=list(prepared.dead))
+    current = Prepared(dead=list(prepared.dead), signed_by=prepared.signed_by)
     for event in prepared.events:
         current.events.append(event)
         if event[1] in DECISION_TRIGGERS:
             yield current
-            current = Prepared()
+            current = Prepared(signed_by=prepared.signed_by)
     if current.events or current.dead:
         yield current
 

@@ -17,6 +17,8 @@ TABLES: dict[str, pa.Schema] = {
         ("source_program", pa.string()), ("sdk_version", pa.string()), ("entity_type", pa.string()),
         ("entity_key", pa.string()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
         ("logged_at", TS), ("writer_schema", pa.string()),
+        # the signature's key when it verified (decision 0015); NULL/false: unsigned
+        ("verified", pa.bool_()), ("key_id", pa.string()),
     ]),
     "log_experiments": pa.schema([
         ("event_id", pa.string()), ("experiment", pa.string()), ("description", pa.string()),
@@ -91,9 +93,9 @@ PRIMARY_KEYS = {
 }
 
 # Further event families declare their base tables in their own module.
-from . import access, lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import access, keys, lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage, monitoring, access):
+for _family in (registry, lineage, monitoring, access, keys):
     assert not TABLES.keys() & _family.TABLES.keys(), "a base table is declared twice"
     TABLES.update(_family.TABLES)
     PRIMARY_KEYS.update(getattr(_family, "PRIMARY_KEYS", {}))

@@ -64,9 +64,13 @@ SELECT run_id, path, uri, sha256, size_bytes, media_type, logged_at, content_add
 FROM log_artifacts QUALIFY row_number() OVER (PARTITION BY run_id, path ORDER BY event_id DESC) = 1;
 
 -- audit_log: every event ever applied, in log order per partition: who did what, when, where it is in the log.
+--   verified: the record carried a signature that verified with key_id, a key registered to the actor (or a
+--   delegate key, the HTTP server's, vouching for the actor) and not revoked at the record's log time; false:
+--   unsigned, the actor is what the client claimed (decision 0015).
 CREATE OR REPLACE VIEW audit_log AS
 SELECT occurred_at, event_type, actor, actor_kind, entity_type, entity_key, event_id,
-       topic, "partition", "offset", logged_at, source_host, source_pid, source_program, sdk_version, writer_schema
+       topic, "partition", "offset", logged_at, source_host, source_pid, source_program, sdk_version, writer_schema,
+       coalesce(verified, false) AS verified, key_id
 FROM log_events;
 
 -- dead_letters: records the projector could not apply: where they are, why (reason code + detail).

@@ -64,6 +64,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
         **monitoring_records(),
         **lineage_records(),
         **token_records(),
+        **key_records(),
     }
 
 
@@ -97,7 +98,8 @@ def registry_records() -> dict[str, dict[str, Any]]:
             {"name": "needs-approval", "kind": "APPROVAL", "action": "PROMOTE", "stage": "production",
              "role": "approver", "metric": None, "op": None, "threshold": None},
             {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
-             "role": None, "metric": "auc", "op": ">=", "threshold": 0.8}]},
+             "role": None, "metric": "auc", "op": ">=", "threshold": 0.8}],
+                      "require_signatures": None, "rules_unchanged": False},
     }
 
 
@@ -198,4 +200,22 @@ def token_records() -> dict[str, dict[str, Any]]:
                         "roles": ["writer", "reader"], "token_hash": TOKEN_HASH,
                         "expires_at": 1_762_592_000_000_000, "description": "CI runner"},
         "TokenRevoked": {"envelope": env("TokenRevoked"), "token_id": TOKEN_ID, "reason": "rotated"},
+    }
+
+
+_IDS.update({t: f"01890f5e-0000-7000-8005-{i:012d}" for i, t in enumerate(["KeyRegistered", "KeyRevoked"], 1)})
+PUBLIC_KEY = bytes(range(32))  # a made-up Ed25519 public key; KEY_ID is its id (modelog.wire.signing.key_id_of)
+KEY_ID = "ed25519:630dcd2966c4336691125448bbb25b4f"
+
+
+def key_records() -> dict[str, dict[str, Any]]:
+    """One valid record per key event type: a key registered for bob, then revoked."""
+    def env(t: str) -> dict[str, Any]:
+        return envelope(t, "keys", entity_type="key")
+
+    return {
+        "KeyRegistered": {"envelope": env("KeyRegistered"), "key_id": KEY_ID, "principal": "bob",
+                          "public_key": PUBLIC_KEY, "algorithm": "ed25519", "capabilities": [],
+                          "bootstrap": False, "description": "bob's laptop"},
+        "KeyRevoked": {"envelope": env("KeyRevoked"), "key_id": KEY_ID, "reason": "laptop lost"},
     }

@@ -301,8 +301,17 @@ class Registry:
     def revoke(self, principal: str, role: str, model: str | None = None) -> None:
         self.grant(principal, role, model, granted=False)
 
-    def set_policy(self, rules: Iterable[Mapping[str, Any]], model: str | None = None) -> None:
-        """Replace the policy of ``model`` (None: the global policy) with ``rules``.
+    def require_signatures(self, on: bool = True) -> None:
+        """Refuse (``on``) or accept again unsigned events logged from now on; the rules stay as they are.
+        Only an admin may, once the log has one (``modelog init``; decision 0015)."""
+        self._publish("PolicySet", "policy:*", entity_type="policy", model=None, rules=[],
+                      require_signatures=on, rules_unchanged=True)
+        self._client.flush()
+
+    def set_policy(self, rules: Iterable[Mapping[str, Any]], model: str | None = None, *,
+                   require_signatures: bool | None = None) -> None:
+        """Replace the policy of ``model`` (None: the global policy) with ``rules``; ``require_signatures``
+        (global policy only): also switch the refusal of unsigned events on or off (None: unchanged).
 
         Each rule: ``name``, ``kind`` (APPROVAL | METRIC_GATE), ``action`` (e.g. PROMOTE), optional
         ``stage``; APPROVAL takes ``role``; METRIC_GATE takes ``metric``, ``op`` (>=, >, <=, <, ==)
@@ -341,5 +350,8 @@ class Registry:
                 raise ValidationError(f"{where}.role", r.get("role"), "is required for APPROVAL")
             out.append({k: r.get(k) for k in ("name", "kind", "action", "stage", "role", "metric", "op",
                                               "threshold")})
-        self._publish("PolicySet", f"policy:{model or '*'}", entity_type="policy", model=model, rules=out)
+        if require_signatures is not None and model is not None:
+            raise ValidationError("require_signatures", require_signatures, "is a global switch: no model")
+        self._publish("PolicySet", f"policy:{model or '*'}", entity_type="policy", model=model, rules=out,
+                      require_signatures=require_signatures)
         self._client.flush()

@@ -351,7 +351,18 @@ def roles(value: Any) -> list[str]:
     return value
 
 
+KEY_ID_RE = r"ed25519:[0-9a-f]{32}"
+
+
+def key_id(value: Any) -> str:
+    """A signing key's id (``modelog.wire.signing.key_id_of``): ed25519: and 32 lowercase hex digits."""
+    if not isinstance(value, str) or not re.fullmatch(KEY_ID_RE, value):
+        raise ValueError("must be ed25519:<32 lowercase hex digits> (modelog keys list shows the ids)")
+    return value
+
+
 RULES.update({
+    "key_id": key_id,
     "token_id": token_id,
     "roles": roles,
     "node": node,

@@ -41,6 +41,9 @@ MODELOG_ARTIFACT_URI         where ``log_artifact`` stores the bytes, content-ad
                              ``AWS_SESSION_TOKEN``, ``AWS_REGION``) or ``file:///a/directory``. Unset: the
                              embedded broker's S3 server under MODELOG_HOME (bucket ``modelog-artifacts``)
                              (docs/artifacts.md)
+MODELOG_SIGNING_KEY          this process's Ed25519 signing key: a path to a PEM file, or the PEM text. Unset: the
+                             key file of MODELOG_PRINCIPAL under ``$MODELOG_HOME/keys/`` if there is one, else
+                             events are published unsigned (``modelog keys create``; decision 0015)
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class Settings:
     token: str | None = field(default=None, repr=False)
     artifact_uri: str | None = None
     artifact_options: Mapping[str, str] = field(default_factory=dict, repr=False)  # AWS_* for the S3 client
+    signing_key: str | None = field(default=None, repr=False)
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -267,6 +271,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_URL": ("url", str),
     "MODELOG_TOKEN": ("token", str),
     "MODELOG_ARTIFACT_URI": ("artifact_uri", str),
+    "MODELOG_SIGNING_KEY": ("signing_key", str),
 }
 
 # The standard AWS variables an S3-compatible artifact store is configured with -> obstore's S3 config keys.

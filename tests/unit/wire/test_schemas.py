@@ -74,6 +74,8 @@ SAMPLE_FILES = sorted(SAMPLES.glob("*.bin"))
 def _from_json(v):
     if v in ("NaN", "Infinity", "-Infinity"):
         return float(v.replace("Infinity", "inf"))
+    if isinstance(v, dict) and set(v) == {"$bytes_hex"}:
+        return bytes.fromhex(v["$bytes_hex"])
     if isinstance(v, dict):
         return {k: _from_json(x) for k, x in v.items()}
     if isinstance(v, list):
