@@ -402,13 +402,15 @@ def policy() -> None:
               help="JSON file with a list of rules.")
 @click.option("--require-approval", "approval", multiple=True, metavar="ACTION[:STAGE]=ROLE",
               help="e.g. PROMOTE:production=approver")
+@click.option("--approvals", "approvals", type=click.IntRange(1, 100), default=None,
+              help="Distinct approvers each --require-approval needs (default 1; never the requester).")
 @click.option("--gate", "gates", multiple=True, metavar="ACTION[:STAGE]=METRIC OP THRESHOLD",
               help="e.g. 'PROMOTE:production=auc >= 0.8'")
 @click.option("--require-signatures/--no-require-signatures", "signatures", default=None,
               help="Refuse (or accept again) unsigned events logged from now on (global; admins only after "
                    "modelog init). Alone, it leaves the rules as they are.")
 @click.pass_context
-def policy_set(ctx, model_name, path, approval, gates, signatures) -> None:
+def policy_set(ctx, model_name, path, approval, gates, signatures, approvals) -> None:
     """Replace the policy (global or of one model). With no rules, clears it."""
     if signatures is not None and not (path or approval or gates):
         if model_name:
@@ -420,6 +422,8 @@ def policy_set(ctx, model_name, path, approval, gates, signatures) -> None:
             c.close()
         click.echo("unsigned events will be " + ("refused" if signatures else "accepted (shown unverified)"))
         return
+    if approvals is not None and not approval:
+        raise click.BadParameter("--approvals counts the approvers of --require-approval rules: give one")
     rules = json.loads(path.read_text()) if path else []
 
     def target(spec: str) -> tuple[str, str | None, str]:
@@ -432,7 +436,7 @@ def policy_set(ctx, model_name, path, approval, gates, signatures) -> None:
     for spec in approval:
         action, stage, role = target(spec)
         rules.append({"name": f"approval-{action.lower()}{'-' + stage if stage else ''}", "kind": "APPROVAL",
-                      "action": action, "stage": stage, "role": role})
+                      "action": action, "stage": stage, "role": role, "approvals": approvals})
     for spec in gates:
         action, stage, cond = target(spec)
         parts = cond.split()

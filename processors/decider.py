@@ -70,7 +70,7 @@ class Decider:
             s.runs[version] = run_id
         s.aliases = dict(con.execute("SELECT alias, version FROM model_aliases WHERE model = ?", [req.model]).fetchall())
         s.rules = [Rule(*row) for row in con.execute(
-            "SELECT name, kind, action, stage, role, metric, op, threshold FROM policies "
+            "SELECT name, kind, action, stage, role, metric, op, threshold, approvals FROM policies "
             "WHERE scope IN (?, ?) ORDER BY scope = '*', seq", [req.model, GLOBAL_SCOPE]).fetchall()]
         approvals = con.execute(
             "SELECT approver, verdict, comment FROM log_approvals WHERE request_id = ? ORDER BY given_at, event_id",

@@ -14,8 +14,9 @@ Built-in invariants (always applied, before any policy rule):
 
 Policy rules (data, from PolicySet events), for the request's action (and, for PROMOTE, stage):
   * METRIC_GATE: the version's run's latest ``metric`` must satisfy ``op threshold``;
-  * APPROVAL: an APPROVE from a principal holding ``role`` (for every model or this one) who is not
-    the requester; a REJECT from such a principal rejects the request.
+  * APPROVAL: APPROVEs from ``approvals`` (default 1) distinct principals holding ``role`` (for every
+    model or this one), none of them the requester -- admins included; a REJECT from such a principal
+    rejects the request.
 
 Effects of an approval (what the views apply):
   * PROMOTE v -> S: STAGE(v, S); to production also moves the previous production version(s) to
@@ -58,6 +59,7 @@ class Rule:
     metric: str | None = None
     op: str | None = None
     threshold: float | None = None
+    approvals: int | None = None  # APPROVAL: distinct approvers required (None: 1)
 
     def applies_to(self, req: Request) -> bool:
         return self.action == req.action and (self.stage is None or self.stage == req.stage)
@@ -220,11 +222,12 @@ def decide(req: Request, s: State) -> Decision | None:
                 evidence.append((f"{rule.name}.rejected_by", a.approver))
                 return _reject(f"rule {rule.name!r}: rejected by {a.approver}"
                                + (f": {a.comment}" if a.comment else ""), names, evidence)
-            approvals = [a for a in valid if a.verdict == "APPROVE"]
-            if not approvals:
+            approvers = list(dict.fromkeys(a.approver for a in valid if a.verdict == "APPROVE"))  # distinct, in order
+            needed = max(1, rule.approvals or 1)
+            if len(approvers) < needed:
                 waiting.append(rule.name)
                 continue
-            evidence.append((f"{rule.name}.approved_by", approvals[0].approver))
+            evidence.append((f"{rule.name}.approved_by", ", ".join(approvers[:needed])))
         else:
             return _reject(f"rule {rule.name!r} has unknown kind {rule.kind!r}", names, evidence)
     if waiting:

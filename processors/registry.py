@@ -66,6 +66,7 @@ TABLES: dict[str, pa.Schema] = {
         ("event_id", pa.string()), ("scope", pa.string()), ("seq", pa.int32()), ("name", pa.string()),
         ("kind", pa.string()), ("action", pa.string()), ("stage", pa.string()), ("role", pa.string()),
         ("metric", pa.string()), ("op", pa.string()), ("threshold", pa.float64()), ("set_at", TS),
+        ("approvals", pa.int32()),
     ]),
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {}
@@ -157,7 +158,7 @@ def _policy(r: dict, out: Rows) -> None:
     for seq, rule in enumerate(rules):
         add(out, "log_policy_rules", event_id=eid, scope=scope, seq=seq, name=rule["name"], kind=rule["kind"],
             action=rule["action"], stage=rule.get("stage"), role=rule.get("role"), metric=rule.get("metric"),
-            op=rule.get("op"), threshold=rule.get("threshold"), set_at=at)
+            op=rule.get("op"), threshold=rule.get("threshold"), set_at=at, approvals=rule.get("approvals"))
 
 
 PROJECTIONS = {

@@ -160,13 +160,15 @@ FROM log_access
 QUALIFY row_number() OVER (PARTITION BY principal, role, coalesce(model, '*') ORDER BY changed_at DESC, event_id DESC) = 1
     AND granted;
 
--- policies: the rules in force: scope ('*' = every model, else a model name), the rule, who set it, when.
+-- policies: the rules in force: scope ('*' = every model, else a model name), the rule, who set it, when,
+--   approvals (APPROVAL rules: distinct approvers required, 1 unless set).
 CREATE OR REPLACE VIEW policies AS
 WITH cur AS (
     SELECT scope, event_id, set_at, set_by FROM log_policies
     QUALIFY row_number() OVER (PARTITION BY scope ORDER BY set_at DESC, event_id DESC) = 1
 )
-SELECT c.scope, r.seq, r.name, r.kind, r.action, r.stage, r.role, r.metric, r.op, r.threshold, c.set_at, c.set_by
+SELECT c.scope, r.seq, r.name, r.kind, r.action, r.stage, r.role, r.metric, r.op, r.threshold, c.set_at, c.set_by,
+       coalesce(r.approvals, CASE WHEN r.kind = 'APPROVAL' THEN 1 END) AS approvals
 FROM cur c JOIN log_policy_rules r USING (event_id);
 
 -- model_lineage_edges: lineage the registry implies: run --produced--> model version,

@@ -96,9 +96,9 @@ def registry_records() -> dict[str, dict[str, Any]]:
                           "model": None, "granted": True},
         "PolicySet": {"envelope": env("PolicySet", "policy:*"), "model": None, "rules": [
             {"name": "needs-approval", "kind": "APPROVAL", "action": "PROMOTE", "stage": "production",
-             "role": "approver", "metric": None, "op": None, "threshold": None},
+             "role": "approver", "metric": None, "op": None, "threshold": None, "approvals": 2},
             {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
-             "role": None, "metric": "auc", "op": ">=", "threshold": 0.8}],
+             "role": None, "metric": "auc", "op": ">=", "threshold": 0.8, "approvals": None}],
                       "require_signatures": None, "rules_unchanged": False},
     }
 

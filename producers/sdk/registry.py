@@ -314,12 +314,13 @@ class Registry:
         (global policy only): also switch the refusal of unsigned events on or off (None: unchanged).
 
         Each rule: ``name``, ``kind`` (APPROVAL | METRIC_GATE), ``action`` (e.g. PROMOTE), optional
-        ``stage``; APPROVAL takes ``role``; METRIC_GATE takes ``metric``, ``op`` (>=, >, <=, <, ==)
-        and ``threshold``. Example::
+        ``stage``; APPROVAL takes ``role`` and optional ``approvals`` (distinct approvers required,
+        default 1; the requester never counts, admins included); METRIC_GATE takes ``metric``, ``op``
+        (>=, >, <=, <, ==) and ``threshold``. Example::
 
             registry.set_policy([
                 {"name": "needs-approval", "kind": "APPROVAL", "action": "PROMOTE", "stage": "production",
-                 "role": "approver"},
+                 "role": "approver", "approvals": 2},
                 {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
                  "metric": "auc", "op": ">=", "threshold": 0.8},
             ])
@@ -328,7 +329,7 @@ class Registry:
         for i, r in enumerate(rules):
             r = dict(r)
             where = f"rules.{i}"
-            unknown = set(r) - {"name", "kind", "action", "stage", "role", "metric", "op", "threshold"}
+            unknown = set(r) - {"name", "kind", "action", "stage", "role", "metric", "op", "threshold", "approvals"}
             if unknown:
                 raise ValidationError(f"{where}", sorted(unknown), "has unknown keys")
             if r.get("kind") not in RULE_KINDS:
@@ -348,8 +349,14 @@ class Registry:
                     raise ValidationError(f"{where}.threshold", r.get("threshold"), "must be a number") from None
             if r["kind"] == "APPROVAL" and not r.get("role"):
                 raise ValidationError(f"{where}.role", r.get("role"), "is required for APPROVAL")
+            if r.get("approvals") is not None:
+                n = r["approvals"]
+                if r["kind"] != "APPROVAL":
+                    raise ValidationError(f"{where}.approvals", n, "applies to APPROVAL rules only")
+                if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100:
+                    raise ValidationError(f"{where}.approvals", n, "must be an integer 1..100")
             out.append({k: r.get(k) for k in ("name", "kind", "action", "stage", "role", "metric", "op",
-                                              "threshold")})
+                                              "threshold", "approvals")})
         if require_signatures is not None and model is not None:
             raise ValidationError("require_signatures", require_signatures, "is a global switch: no model")
         self._publish("PolicySet", f"policy:{model or '*'}", entity_type="policy", model=model, rules=out,

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from conftest import run_cli
+from waiting import wait_until
 from modelog import ValidationError
 from modelog.consumers.query import sql_arrow
 from modelog.processors.store import VIEW_NAMES
@@ -118,6 +119,35 @@ def test_governed_promotion_through_the_cli(env, settings, processor, client):
     wait_recorded(settings)
     audit = q(settings, "SELECT actor, actor_kind FROM audit_log WHERE event_type = 'RequestDecided'")
     assert len(audit) == 3 and {a for a in audit} == {("modelog-projector", "SERVICE")}
+
+
+def test_approvals_two_needs_two_distinct_approvers_and_an_admin_requester_never_counts(env, settings, processor,
+                                                                                        client):
+    with client.start_run(experiment="gov2", name="r") as run:
+        run.log_metric("auc", 0.9)
+    run.register_model("fraud", semver="1.0.0")
+    run_cli(env, "policy", "set", "--model", "fraud", "--require-approval", "PROMOTE:production=approver",
+            "--approvals", "2")
+    rules = q(settings, "SELECT name, approvals FROM policies WHERE scope = 'fraud'")
+    assert rules == [("approval-promote-production", 2)]
+    for who, role in (("tester", "admin"), ("tester", "approver"), ("bob", "approver"), ("carol", "approver")):
+        run_cli(env, "access", "grant", who, role)
+    out = run_cli(env, "model", "promote", "fraud", "1", "--to", "production")
+    request_id = out.stdout.split("request ")[1].split()[0]
+    run_cli(env, "requests", "approve", request_id)  # the requester, an admin and approver: does not count
+    run_cli(env | {"MODELOG_PRINCIPAL": "bob"}, "requests", "approve", request_id)
+    run_cli(env | {"MODELOG_PRINCIPAL": "bob"}, "requests", "approve", request_id)  # bob again: still one
+    # every approval is projected (and the decider ran after each, in its batch) ...
+    wait_until(lambda: q(settings, f"SELECT count(*) FROM approvals WHERE request_id = '{request_id}'") == [(3,)],
+               30, "the three approvals projected")
+    assert client.registry.status(request_id).status == "PENDING"  # ... but two distinct approvers are not there
+    run_cli(env | {"MODELOG_PRINCIPAL": "carol"}, "requests", "approve", request_id)
+    status = client.registry.wait_decision(request_id, timeout=30)
+    assert status.approved
+    evidence = q(settings, f"SELECT evidence FROM decisions WHERE request_id = '{request_id}'")
+    assert dict(evidence[0][0])["approval-promote-production.approved_by"] == "bob, carol"
+    out = run_cli(env, "policy", "set", "--approvals", "2", check=False)
+    assert out.returncode == 2 and "--approvals" in out.stderr
 
 
 def test_time_travel_and_rebuild_with_decisions(env, settings, processor, client, tmp_path):

@@ -102,3 +102,22 @@ def test_deletion_and_archival_remove_aliases():
     assert [e.kind for e in d.effects] == ["ALIAS", "DELETED", "ALIAS", "DELETED"]
     d = decide(req("ARCHIVE", version=2, stage=None), s)
     assert d.effects == (Effect("ALIAS", None, None, "staging"), Effect("STAGE", 2, "archived"))
+
+
+def test_approvals_n_needs_n_distinct_approvers_never_the_requester_even_an_admin():
+    two = Rule("two-approvers", "APPROVAL", "PROMOTE", stage="production", role="approver", approvals=2)
+    s = state(rules=[two])
+    roles = frozenset({"approver", "admin"})
+    s.approvals = [Approval("alice", "APPROVE", roles)]  # the requester, an admin: does not count
+    assert decide(req(by="alice"), s) is None
+    s.approvals.append(Approval("bob", "APPROVE", roles))
+    s.approvals.append(Approval("bob", "APPROVE", roles))  # bob twice is one approver
+    assert decide(req(by="alice"), s) is None
+    s.approvals.append(Approval("carol", "APPROVE", frozenset({"approver"})))
+    d = decide(req(by="alice"), s)
+    assert d.outcome == "APPROVED" and ("two-approvers.approved_by", "bob, carol") in d.evidence
+
+
+def test_one_approval_is_the_default_of_an_approval_rule():
+    s = state(rules=[APPROVAL], approvals=[Approval("bob", "APPROVE", frozenset({"approver"}))])
+    assert APPROVAL.approvals is None and decide(req(), s).outcome == "APPROVED"

@@ -84,8 +84,13 @@ def _from_json(v):
 
 
 def _contains(decoded, original) -> bool:
+    """Every field the old writer wrote reads back the same (fields added since, nested ones included, may
+    be there too, with their defaults)."""
     if isinstance(original, dict):
-        return all(k in decoded and _contains(decoded[k], v) for k, v in original.items())
+        return isinstance(decoded, dict) and all(k in decoded and _contains(decoded[k], v) for k, v in original.items())
+    if isinstance(original, list) and original and isinstance(original[0], dict):
+        return isinstance(decoded, list) and len(decoded) == len(original) and all(
+            _contains(d, o) for d, o in zip(decoded, original))
     return same(decoded, original)
 
 
