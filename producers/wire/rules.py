@@ -351,7 +351,28 @@ def roles(value: Any) -> list[str]:
     return value
 
 
+MAX_FACETS = 256 * 1024
+
+
+def facets_json(value: Any) -> Any:
+    """Null, or a JSON object as text (metadata facets, e.g. OpenLineage's) of at most MAX_FACETS characters."""
+    if value is None:
+        return value
+    import json
+
+    if not isinstance(value, str) or len(value) > MAX_FACETS:
+        raise ValueError(f"must be a JSON object as text of at most {MAX_FACETS} characters")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"must be a JSON object as text of at most {MAX_FACETS} characters")
+    return value
+
+
 RULES.update({
+    "facets_json": facets_json,
     "token_id": token_id,
     "roles": roles,
     "node": node,

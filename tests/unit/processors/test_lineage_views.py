@@ -130,7 +130,29 @@ def test_lineage_edges_columns_are_pinned(store):
                        "WHERE table_name = 'lineage_edges' ORDER BY ordinal_position")
     assert cols == [("src", "VARCHAR"), ("relation", "VARCHAR"), ("dst", "VARCHAR"), ("role", "VARCHAR"),
                     ("transform", "VARCHAR"), ("code_ref", "VARCHAR"), ("recorded_at", "TIMESTAMP"),
-                    ("recorded_by", "VARCHAR"), ("event_id", "VARCHAR")]
+                    ("recorded_by", "VARCHAR"), ("event_id", "VARCHAR"), ("facets", "VARCHAR")]
+
+
+def test_facets_are_kept_the_latest_that_had_any(store):
+    """OpenLineage's facets (JSON text): the views show those of the latest event that carried some."""
+    assert rows(store, "SELECT count(*) FROM lineage_edges WHERE facets IS NOT NULL") == [(0,)]
+    log = Log()
+    log.values = list(graph().values)
+    start = len(log.values)
+    log.add("DatasetVersionLogged", "dataset:raw", "dataset", dataset="raw", version=RAW, uri="file:///raw.csv",
+            size_bytes=1, media_type="text/csv", facets='{"facets": {"schema": {"fields": []}}}')
+    log.add("LineageRecorded", R1, "run", src=N_CLEAN, relation="consumed", dst=R1, role="train",
+            facets='{"eventType": "START"}')
+    log.add("LineageRecorded", R1, "run", src=N_CLEAN, relation="consumed", dst=R1, role="train",
+            facets='{"eventType": "COMPLETE"}')
+    log.add("DatasetVersionLogged", "dataset:raw", "dataset", dataset="raw", version=RAW, uri="file:///raw.csv",
+            size_bytes=1, media_type="text/csv")  # no facets: the earlier ones stay
+    _, dead = store.apply(log.records()[start:], Projector(), )
+    assert dead == []
+    assert rows(store, f"SELECT facets, times_logged FROM dataset_versions WHERE node = '{N_RAW}'") == [
+        ('{"facets": {"schema": {"fields": []}}}', 3)]
+    assert rows(store, f"SELECT facets, recorded_by FROM lineage_edges WHERE src = '{N_CLEAN}' AND dst = '{R1}'") == [
+        ('{"eventType": "COMPLETE"}', "alice")]
 
 
 def test_lineage_edges_from_events_derivations_and_artifacts(store):
