@@ -247,3 +247,16 @@ def test_macros_live_in_the_file_for_read_only_readers(tmp_path):
         assert con.execute(f"SELECT count(*) FROM lineage_upstream('{DEP}', 100)").fetchone() == (5,)
     finally:
         con.close()
+
+
+def test_facets_that_are_not_a_json_object_are_dead_lettered(tmp_path):
+    log = Log()
+    log.add("LineageRecorded", R1, "run", src=N_CLEAN, relation="consumed", dst=R1, facets="[1, 2]")
+    log.add("LineageRecorded", R2, "run", src=N_CLEAN, relation="consumed", dst=R2, facets='{"eventType": "START"}')
+    s = ViewStore(tmp_path / "views.duckdb")
+    try:
+        _, dead = s.apply(log.records(), Projector())
+        assert len(dead) == 1 and "facets" in str(dead[0])
+        assert rows(s, "SELECT dst, facets FROM lineage_edges") == [(R2, '{"eventType": "START"}')]
+    finally:
+        s.close()
