@@ -335,22 +335,6 @@ def optional_text(value: Any) -> Any:
     return value
 
 
-def token_id(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(TOKEN_ID_RE, value):
-        raise ValueError(TOKEN_ID_RULE)
-    return value
-
-
-def roles(value: Any) -> list[str]:
-    """API token roles (``modelog.wire.tokens.ROLES``): at least one, each a known role."""
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must hold at least one role ({', '.join(ROLES)})")
-    for role in value:
-        if role not in ROLES:
-            raise ValueError(f"must hold only roles among {', '.join(ROLES)} (got {role!r})")
-    return value
-
-
 MAX_FACETS = 256 * 1024
 
 
@@ -371,8 +355,23 @@ def facets_json(value: Any) -> Any:
     return value
 
 
+def token_id(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(TOKEN_ID_RE, value):
+        raise ValueError(TOKEN_ID_RULE)
+    return value
+
+
+def roles(value: Any) -> list[str]:
+    """API token roles (``modelog.wire.tokens.ROLES``): at least one, each a known role."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must hold at least one role ({', '.join(ROLES)})")
+    for role in value:
+        if role not in ROLES:
+            raise ValueError(f"must hold only roles among {', '.join(ROLES)} (got {role!r})")
+    return value
+
+
 RULES.update({
-    "facets_json": facets_json,
     "token_id": token_id,
     "roles": roles,
     "node": node,
@@ -382,4 +381,5 @@ RULES.update({
     "code_ref": code_ref,
     "column_text": column_text,
     "optional_text": optional_text,
+    "facets_json": facets_json,
 })
