@@ -7,7 +7,9 @@
 --   name, version, node (dataset:<name>@<version>), then from the first time it was logged: uri, columns
 --   (list of {name, type}), row_count (NULL if unknown), size_bytes, media_type, first_logged_at, first_logged_by;
 --   over every time it was logged: last_logged_at, times_logged, description (latest non-null),
---   tags (of the latest logging that had any), derived_from (sorted node ids of its derived-from sources).
+--   tags (of the latest logging that had any), derived_from (sorted node ids of its derived-from sources),
+--   facets (JSON text, of the latest logging that had any: an OpenLineage dataset's namespace, name, version and
+--   facets such as schema, dataSource, columnLineage; NULL for SDK loggings; see docs/openlineage.md).
 CREATE OR REPLACE VIEW dataset_versions AS
 WITH firsts AS (
     SELECT * FROM log_dataset_versions
@@ -15,7 +17,8 @@ WITH firsts AS (
 ), agg AS (
     SELECT dataset, version, count(*) AS times_logged, max(logged_at) AS last_logged_at,
            arg_max(description, event_id) FILTER (WHERE description IS NOT NULL) AS description,
-           arg_max(tags, event_id) FILTER (WHERE cardinality(tags) > 0) AS tags
+           arg_max(tags, event_id) FILTER (WHERE cardinality(tags) > 0) AS tags,
+           arg_max(facets, event_id) FILTER (WHERE facets IS NOT NULL) AS facets
     FROM log_dataset_versions
     GROUP BY dataset, version
 ), derived AS (
@@ -27,7 +30,7 @@ SELECT f.dataset AS name, f.version, 'dataset:' || f.dataset || '@' || f.version
        f.uri, f.columns, f.row_count, f.size_bytes, f.media_type,
        f.logged_at AS first_logged_at, f.actor AS first_logged_by, a.last_logged_at, a.times_logged,
        a.description, coalesce(a.tags, MAP {}::MAP(VARCHAR, VARCHAR)) AS tags,
-       coalesce(d.derived_from, []::VARCHAR[]) AS derived_from
+       coalesce(d.derived_from, []::VARCHAR[]) AS derived_from, a.facets
 FROM firsts f
 JOIN agg a USING (dataset, version)
 LEFT JOIN derived d ON d.dst = 'dataset:' || f.dataset || '@' || f.version;
@@ -58,23 +61,29 @@ GROUP BY v.name, l.version, l.node, l.uri;
 --   relation: consumed (data -> run), produced (run -> artifact/model/data), derived (data -> data),
 --   deployed (model -> deployment); role: how dst used src (train, validation, test, ...) or NULL;
 --   transform, code_ref: how a derived version was made; recorded_at, recorded_by, event_id: the first
---   event that recorded the edge (later duplicates are dropped, with their transform/code_ref).
+--   event that recorded the edge (later duplicates are dropped, with their transform/code_ref);
+--   facets: JSON text of the latest event of the edge that had any (an OpenLineage job run's eventType, eventTime,
+--   job {namespace, name, facets: sql, sourceCode, ...}, run {runId, facets}, the dataset's input/output facets),
+--   else NULL.
 --   Sources: LineageRecorded events, DatasetVersionLogged.derived_from, every logged artifact
 --   (run:<run_id> --produced--> artifact:<run_id>/<path>, derived here; no event of its own), and the
 --   registry's model_lineage_edges (registrations with a run, deployments).
 CREATE OR REPLACE VIEW lineage_edges AS
 WITH recorded AS (
-    SELECT src, relation, dst, role, transform, code_ref, recorded_at, actor AS recorded_by, event_id
+    SELECT src, relation, dst, role, transform, code_ref, recorded_at, actor AS recorded_by, event_id, facets
     FROM log_lineage
     UNION ALL
     SELECT 'run:' || a.run_id, 'produced', 'artifact:' || a.run_id || '/' || a.path, NULL::VARCHAR, NULL::VARCHAR,
-           NULL::VARCHAR, a.logged_at, e.actor, a.event_id
+           NULL::VARCHAR, a.logged_at, e.actor, a.event_id, NULL::VARCHAR
     FROM log_artifacts a JOIN log_events e USING (event_id)
     UNION ALL  -- the registry's: run --produced--> model version, model version --deployed--> deployment
-    SELECT src, relation, dst, role, transform, code_ref, recorded_at, recorded_by, event_id FROM model_lineage_edges
-    -- further edge sources: one `UNION ALL SELECT <the nine columns above> FROM <view>` branch each, here.
+    SELECT src, relation, dst, role, transform, code_ref, recorded_at, recorded_by, event_id, NULL::VARCHAR
+    FROM model_lineage_edges
+    -- further edge sources: one `UNION ALL SELECT <the ten columns above> FROM <view>` branch each, here.
 )
-SELECT src, relation, dst, role, transform, code_ref, recorded_at, recorded_by, event_id
+SELECT src, relation, dst, role, transform, code_ref, recorded_at, recorded_by, event_id,
+       last_value(facets IGNORE NULLS) OVER (PARTITION BY src, relation, dst, role ORDER BY event_id
+                                             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS facets
 FROM recorded
 QUALIFY row_number() OVER (PARTITION BY src, relation, dst, role ORDER BY event_id) = 1;
 

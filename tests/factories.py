@@ -177,11 +177,13 @@ def lineage_records() -> dict[str, dict[str, Any]]:
             "row_count": 1000, "size_bytes": 20_480, "media_type": "text/csv", "description": "deduplicated",
             "tags": {"source": "crm"},
             "derived_from": [{"dataset": "applications-raw", "version": RAW_VERSION, "transform": "dedupe",
-                              "code_ref": "git:abc123:etl/dedupe.py"}]},
+                              "code_ref": "git:abc123:etl/dedupe.py"}],
+            "facets": '{"schema": {"fields": [{"name": "income", "type": "double"}]}}'},
         "LineageRecorded": {
             "envelope": envelope("LineageRecorded", f"run:{RUN}"),
             "src": f"dataset:applications@{DATASET_VERSION}", "relation": "consumed", "dst": f"run:{RUN}",
-            "role": "train", "transform": None, "code_ref": None},
+            "role": "train", "transform": None, "code_ref": None,
+            "facets": '{"job": {"namespace": "etl", "name": "dedupe"}}'},
     }
 
 

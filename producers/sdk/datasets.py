@@ -458,8 +458,10 @@ def dataset_event(client: Client, name: str, data: Any, *, description: str | No
 
 
 def lineage_event(client: Client, src: Any, relation: str, dst: Any, *, role: str | None = None,
-                  transform: str | None = None, code_ref: str | None = None) -> Event:
-    """Validate one edge (node syntax, which kinds the relation joins) and build its LineageRecorded event."""
+                  transform: str | None = None, code_ref: str | None = None, facets: str | None = None) -> Event:
+    """Validate one edge (node syntax, which kinds the relation joins) and build its LineageRecorded event.
+
+    ``facets``: metadata of the edge as a JSON object in text (the server's OpenLineage ingest sets it)."""
     src_node, src_kind = as_node(src, "src")
     dst_node, dst_kind = as_node(dst, "dst")
     if relation not in EDGE_KINDS:
@@ -474,8 +476,9 @@ def lineage_event(client: Client, src: Any, relation: str, dst: Any, *, role: st
     _check("role", role, _rules.optional_name)
     _check("transform", transform, _rules.optional_name)
     _check("code_ref", code_ref, _rules.code_ref)
+    _check("facets", facets, _rules.facets_json)
     return client.events.make("LineageRecorded", dst_kind, dst_node, src=src_node, relation=relation, dst=dst_node,
-                              role=role, transform=transform, code_ref=code_ref)
+                              role=role, transform=transform, code_ref=code_ref, facets=facets)
 
 
 # -- the verbs (Run.log_dataset, Client.register_dataset, Client.record_lineage call these) --

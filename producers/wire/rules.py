@@ -335,6 +335,26 @@ def optional_text(value: Any) -> Any:
     return value
 
 
+MAX_FACETS = 256 * 1024
+
+
+def facets_json(value: Any) -> Any:
+    """Null, or a JSON object as text (metadata facets, e.g. OpenLineage's) of at most MAX_FACETS characters."""
+    if value is None:
+        return value
+    import json
+
+    if not isinstance(value, str) or len(value) > MAX_FACETS:
+        raise ValueError(f"must be a JSON object as text of at most {MAX_FACETS} characters")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"must be a JSON object as text of at most {MAX_FACETS} characters")
+    return value
+
+
 def token_id(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(TOKEN_ID_RE, value):
         raise ValueError(TOKEN_ID_RULE)
@@ -372,4 +392,5 @@ RULES.update({
     "code_ref": code_ref,
     "column_text": column_text,
     "optional_text": optional_text,
+    "facets_json": facets_json,
 })

@@ -4,14 +4,22 @@ Walks the views' ``lineage_upstream`` / ``lineage_downstream`` table macros (cyc
 ``modelog lineage``. The entity is a node id: ``run:<id>``, ``dataset:<name>@<version>`` (a unique
 prefix of >= 8 hex digits will do), ``model:<name>/<version>``, ``deployment:<model>/<env>``,
 ``artifact:<run_id>/<path>``.
+
+``POST /lineage`` takes OpenLineage events (RunEvent, DatasetEvent, JobEvent; spec 2-0-x) and publishes
+them as dataset versions and lineage edges (see :mod:`modelog.server.openlineage`, docs/openlineage.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+import json
 
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from modelog.server import openlineage as _ol
+from modelog.server.api.ingest import _publish
 from modelog.server.auth import Principal, requires
 from modelog.server.problems import Problem, not_found
 from modelog.wire import rules as _rules
@@ -20,6 +28,7 @@ from modelog.wire.errors import ValidationError
 router = APIRouter(tags=["lineage"])
 
 MAX_DEPTH = 20
+MAX_OPENLINEAGE_BYTES = 8 * 1024 * 1024
 
 
 def resolve(views, entity: str) -> tuple[str, str]:
@@ -60,3 +69,23 @@ def lineage(request: Request, entity: str, direction: str = Query("upstream", pa
             edges[key] = {"src": src, "relation": r["relation"], "dst": dst, "role": r["role"]}
     return {"entity": node, "direction": direction, "depth": depth, "nodes": list(nodes.values()),
             "edges": list(edges.values())}
+
+
+@router.post("/lineage", summary="Record an OpenLineage event (RunEvent, DatasetEvent, JobEvent; spec 2-0-x)")
+async def post_openlineage(request: Request, principal: Principal = requires("write")) -> dict[str, Any]:
+    """Validates the event, publishes its dataset versions and lineage edges as the token's principal, and
+    answers once the broker acknowledged them all. Nothing is published if any part is invalid (422)."""
+    raw = await request.body()
+    if len(raw) > MAX_OPENLINEAGE_BYTES:
+        raise Problem(413, "Request too large", f"body: at most {MAX_OPENLINEAGE_BYTES} bytes per event",
+                      "too-large", field="body", rule=f"at most {MAX_OPENLINEAGE_BYTES} bytes",
+                      limit=MAX_OPENLINEAGE_BYTES)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValidationError("body", raw[:80].decode(errors="replace"), "must be JSON") from None
+    event = _ol.parse(data)
+    client = request.app.state.publisher.client(principal.name)
+    events, summary = _ol.events_for(client, event)
+    out = await run_in_threadpool(_publish, request, events)
+    return {**out, **summary}

@@ -130,7 +130,29 @@ def test_lineage_edges_columns_are_pinned(store):
                        "WHERE table_name = 'lineage_edges' ORDER BY ordinal_position")
     assert cols == [("src", "VARCHAR"), ("relation", "VARCHAR"), ("dst", "VARCHAR"), ("role", "VARCHAR"),
                     ("transform", "VARCHAR"), ("code_ref", "VARCHAR"), ("recorded_at", "TIMESTAMP"),
-                    ("recorded_by", "VARCHAR"), ("event_id", "VARCHAR")]
+                    ("recorded_by", "VARCHAR"), ("event_id", "VARCHAR"), ("facets", "VARCHAR")]
+
+
+def test_facets_are_kept_the_latest_that_had_any(store):
+    """OpenLineage's facets (JSON text): the views show those of the latest event that carried some."""
+    assert rows(store, "SELECT count(*) FROM lineage_edges WHERE facets IS NOT NULL") == [(0,)]
+    log = Log()
+    log.values = list(graph().values)
+    start = len(log.values)
+    log.add("DatasetVersionLogged", "dataset:raw", "dataset", dataset="raw", version=RAW, uri="file:///raw.csv",
+            size_bytes=1, media_type="text/csv", facets='{"facets": {"schema": {"fields": []}}}')
+    log.add("LineageRecorded", R1, "run", src=N_CLEAN, relation="consumed", dst=R1, role="train",
+            facets='{"eventType": "START"}')
+    log.add("LineageRecorded", R1, "run", src=N_CLEAN, relation="consumed", dst=R1, role="train",
+            facets='{"eventType": "COMPLETE"}')
+    log.add("DatasetVersionLogged", "dataset:raw", "dataset", dataset="raw", version=RAW, uri="file:///raw.csv",
+            size_bytes=1, media_type="text/csv")  # no facets: the earlier ones stay
+    _, dead = store.apply(log.records()[start:], Projector(), )
+    assert dead == []
+    assert rows(store, f"SELECT facets, times_logged FROM dataset_versions WHERE node = '{N_RAW}'") == [
+        ('{"facets": {"schema": {"fields": []}}}', 3)]
+    assert rows(store, f"SELECT facets, recorded_by FROM lineage_edges WHERE src = '{N_CLEAN}' AND dst = '{R1}'") == [
+        ('{"eventType": "COMPLETE"}', "alice")]
 
 
 def test_lineage_edges_from_events_derivations_and_artifacts(store):
@@ -225,3 +247,16 @@ def test_macros_live_in_the_file_for_read_only_readers(tmp_path):
         assert con.execute(f"SELECT count(*) FROM lineage_upstream('{DEP}', 100)").fetchone() == (5,)
     finally:
         con.close()
+
+
+def test_facets_that_are_not_a_json_object_are_dead_lettered(tmp_path):
+    log = Log()
+    log.add("LineageRecorded", R1, "run", src=N_CLEAN, relation="consumed", dst=R1, facets="[1, 2]")
+    log.add("LineageRecorded", R2, "run", src=N_CLEAN, relation="consumed", dst=R2, facets='{"eventType": "START"}')
+    s = ViewStore(tmp_path / "views.duckdb")
+    try:
+        _, dead = s.apply(log.records(), Projector())
+        assert len(dead) == 1 and "facets" in str(dead[0])
+        assert rows(s, "SELECT dst, facets FROM lineage_edges") == [(R2, '{"eventType": "START"}')]
+    finally:
+        s.close()
