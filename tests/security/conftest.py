@@ -4,10 +4,6 @@ secured deployment: `modelog init` (alice is the bootstrap admin), a key for bob
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +12,9 @@ import pytest
 
 import modelog
 from modelog import Settings
+from harness import SESSION_TIMEOUT_MS, Processor, run_cli  # noqa: F401  (the tests import them from here)
 from waiting import wait_until
 
-SESSION_TIMEOUT_MS = 2000  # fast consumer-group joins on tansu (see shared BROKER.md)
 
 
 @pytest.fixture(scope="session")
@@ -39,57 +35,6 @@ def deployment_env(bootstrap: str, home: Path, principal: str) -> dict[str, str]
         "MODELOG_LINGER_MS": "20",
         "MODELOG_PRINCIPAL": principal,
     }
-
-
-class Processor:
-    """``modelog process`` as a real child process."""
-
-    def __init__(self, env: dict[str, str], settings: Settings) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
-        self.env.update(env)
-        self.settings = settings
-        self.proc: subprocess.Popen | None = None
-        self.log = Path(env["MODELOG_HOME"]) / "processor-test.log"
-
-    def start(self, timeout: float = 60) -> Processor:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        info_file = self.settings.home / "processor.json"
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", "info"],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"processor exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                info = json.loads(info_file.read_text())
-            except (OSError, ValueError):
-                return False
-            return info.get("pid") == self.proc.pid and info.get("ready")
-
-        wait_until(ready, timeout, lambda: f"the processor is ready:\n{self.log.read_text()[-3000:]}")
-        return self
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.terminate()
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-
-def run_cli(env: dict[str, str], *args: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
-    full.update(env)
-    full.update(extra)
-    out = subprocess.run([sys.executable, "-m", "modelog", *args], env=full, capture_output=True, text=True,
-                         timeout=120)
-    if check and out.returncode != 0:
-        raise AssertionError(f"modelog {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
-    return out
 
 
 @dataclass
