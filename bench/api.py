@@ -253,6 +253,7 @@ def modelog_side(args, ds: Dataset, workdir: Path) -> dict:
                                                 "(every point, Arrow)", **r, "rows": r.pop("result").num_rows}
         body = json.dumps({"query": q}).encode()
         conn = api.conn
+        conn.close()  # idle through the sql_arrow loop: uvicorn dropped it after its keep-alive timeout
 
         def via_http_sql():
             conn.request("POST", "/api/v1/sql", body=body,
