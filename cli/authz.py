@@ -15,8 +15,8 @@ for the HTTP routes):
 * ``approver`` -- approves or rejects a request: the processor's decider counts only principals holding
   the policy rule's role, never the requester (admins included), ``approvals`` distinct ones.
 * ``admin``  -- grants, policies, signing keys and tokens: after ``modelog init`` the processor refuses
-  key registrations and revocations, policy changes and grants of ``admin`` by non-admins (dead letter
-  ``not_admin``); other grants and tokens are published as any write (see docs/security.md).
+  every key registration and revocation, policy change, grant or revocation of a role and API token
+  by a non-admin (dead letter ``not_admin``; docs/security.md).
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ from modelog.wire.signing import (DELEGATE, EVENT_ID_HEADER, KEY_ID_HEADER, SIG_
 
 from .rows import RawRecord
 
-# Changes only an admin may make once the log has a bootstrap admin (modelog init).
-GOVERNED = frozenset({"KeyRegistered", "KeyRevoked", "PolicySet"})
+# Changes only an admin may make once the log has a bootstrap admin (modelog init): signing keys, policies,
+# every grant or revocation of a role, and API tokens (each one is a way in).
+GOVERNED = frozenset({"KeyRegistered", "KeyRevoked", "PolicySet", "AccessChanged", "TokenIssued", "TokenRevoked"})
 ADMIN = "admin"
 
 
@@ -171,9 +172,7 @@ class Trust:
 
     @staticmethod
     def _is_governed(event_type: str, record: dict) -> bool:
-        if event_type in GOVERNED:
-            return True
-        return event_type == "AccessChanged" and record.get("role") == ADMIN and record.get("model") is None
+        return event_type in GOVERNED
 
     # -- learning from admitted events -----------------------------------------------------------------
     def learn(self, event_type: str, record: dict, rec: RawRecord) -> None:

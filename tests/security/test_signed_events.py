@@ -211,7 +211,7 @@ def test_a_revoked_key_is_refused_and_earlier_signatures_still_verify_on_rebuild
                                                                           "ORDER BY key_id")]
 
 
-def test_key_registration_policy_change_and_admin_grant_by_a_non_admin_are_refused(secured, tmp_path):
+def test_key_registration_policy_change_grants_and_tokens_by_a_non_admin_are_refused(secured, tmp_path):
     before = secured.snapshot()
     bob = secured.as_("bob")  # bob's key file is under the shared home: his events are signed, as bob
     run_cli({**bob, "MODELOG_HOME": str(tmp_path / "bob-home")}, "keys", "create", "--principal", "frank",
@@ -223,6 +223,12 @@ def test_key_registration_policy_change_and_admin_grant_by_a_non_admin_are_refus
     secured.dead_letter("not_admin", "AccessChanged by 'bob'")
     run_cli(bob, "keys", "revoke", secured.keys["alice"])
     secured.dead_letter("not_admin", "KeyRevoked by 'bob'")
+    run_cli(bob, "access", "grant", "bob", "approver", "--model", "credit-risk")  # any role, any scope
+    wait_until(lambda: len([d for d in secured.sql("SELECT detail FROM dead_letters WHERE reason = 'not_admin'")
+                            if "AccessChanged by 'bob'" in d["detail"]]) == 2, 30, "bob's second grant refused")
+    run_cli(bob, "token", "create", "bob", "--role", "admin")  # a token is a way in: admins only
+    secured.dead_letter("not_admin", "TokenIssued by 'bob'")
+    assert secured.sql("SELECT count(*) AS n FROM api_tokens WHERE principal = 'bob'") == [{"n": 0}]
     assert secured.snapshot() == before
     assert secured.sql("SELECT require_signatures FROM signature_policy") == [{"require_signatures": True}]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from factories import envelope
+from factories import envelope, token_records
 from modelog.wire.codec import Codec
 from modelog.wire.signing import Signer
 from modelog.processors.projection import RawRecord
@@ -128,6 +128,20 @@ def test_key_and_policy_changes_are_admin_only_after_the_bootstrap():
                 raw("KeyRevoked", record("KeyRevoked", "bob", _key="keys", key_id=ADMIN.key_id), BOB, 3004)], trust)
     assert reasons(p) == ["not_admin"] * 5 and not p.events
     assert carol.key_id not in trust.keys and not trust.signature_policy
+
+
+def test_every_grant_and_token_is_admin_only_after_the_bootstrap():
+    trust = bootstrapped()
+    scoped = record("AccessChanged", "bob", _key="access:bob", principal="bob", role="approver", model="m",
+                    granted=True)
+    sample = token_records()["TokenIssued"]
+    token = record("TokenIssued", "bob", _key=f"token:{sample['token_id']}", token_id=sample["token_id"],
+                   principal="bob", roles=["admin"], token_hash=sample["token_hash"], expires_at=None, description=None)
+    by_admin = record("AccessChanged", "alice", _key="access:bob", principal="bob", role="approver", model="m",
+                      granted=True)
+    p, _ = run([raw("AccessChanged", scoped, BOB, 3000), raw("TokenIssued", token, BOB, 3001),
+                raw("AccessChanged", by_admin, ADMIN, 3002)], trust)
+    assert reasons(p) == ["not_admin", "not_admin"] and len(p.events) == 1
 
 
 def test_a_second_bootstrap_is_refused():
