@@ -166,8 +166,8 @@ async def search(request: Request, principal: Principal = requires("read", basic
     return {"models": models[: int(data.get("max_results") or 100)]}
 
 
-_COND = re.compile(r"\s*(?:attributes\.)?(name|model_id|source_run_id|status)\s*(=|!=)\s*('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")\s*",
-                   re.I)
+_COND = re.compile(r"\s*(?:attributes\.)?(name|model_id|source_run_id|status)\s*(=|!=)\s*"
+                   r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")\s*", re.I)
 
 
 @router.delete("/logged-models/{model_id}")

@@ -18,7 +18,6 @@ from modelog.server.mlflow import search
 from modelog.server.mlflow.common import (DEFAULT_EXPERIMENT, MlflowError, MlflowJSON, client, experiment_id,
                                           experiment_name, invalid, json_body, missing, ms, param, projected,
                                           refused, views)
-from modelog.wire.envelope import now_micros
 
 router = APIRouter(default_response_class=MlflowJSON, include_in_schema=False)
 
@@ -327,5 +326,20 @@ async def log_outputs(request: Request, principal: Principal = requires("write",
     return {}
 
 
-def now_ms() -> int:
-    return now_micros() // 1000
+@router.get("/artifacts/list")
+def list_artifacts(request: Request, principal: Principal = requires("read", basic=True)):
+    from modelog.server.mlflow.artifacts import listing
+
+    row = _run_row(request, param(request, {}, "run_id", False) or param(request, {}, "run_uuid"))
+    path = (request.query_params.get("path") or "").strip("/")
+    files = [{**f, "path": f"{path}/{f['path']}" if path else f["path"]} for f in listing(request, row["run_id"], path)]
+    return {"root_uri": _info(row)["artifact_uri"], "files": files}
+
+
+@router.post("/runs/log-model")
+@router.get("/metrics/get-history-bulk-interval")
+@router.post("/artifacts/presigned-upload-url")
+@router.post("/artifacts/presigned-download-url")
+def unmapped(request: Request, principal: Principal = requires("read", basic=True)):
+    raise refused(request.url.path.split("/mlflow/", 1)[-1], "MLflow 3's client does not need it: models are "
+                  "logged models, histories come from metrics/get-history, artifacts go through the proxy")

@@ -28,7 +28,8 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 def test_errors_are_mlflow_json_with_mlflow_codes(api, tok):
     r = api.get(f"{M}/experiments/get-by-name", params={"experiment_name": "x"})
-    assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED" and "no credentials" in r.json()["message"]
+    assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
+    assert "no credentials" in r.json()["message"]
     r = api.post(f"{M}/runs/create", json={"experiment_id": "0"}, headers=auth(tok["reader"]))
     assert r.status_code == 403 and r.json() == {
         "error_code": "PERMISSION_DENIED",
@@ -78,6 +79,8 @@ def test_a_run_through_the_gateway_is_modelog_events_by_the_token_principal(api,
     assert [(m["step"], m["value"]) for m in history["metrics"]] == [(0, "NaN"), (1, 0.5)]  # protobuf JSON's NaN
     r = api.post(f"{M}/runs/update", json={"run_id": rid, "status": "FINISHED", "end_time": 1}, headers=w)
     assert r.status_code == 200 and r.json()["run_info"]["status"] == "FINISHED"
+    listed = api.get(f"{M}/artifacts/list", params={"run_id": rid}, headers=w).json()
+    assert listed == {"root_uri": f"mlflow-artifacts:/{eid}/{rid}/artifacts", "files": []}
     actors = live.sql("SELECT DISTINCT actor FROM audit_log WHERE entity_key = ?", [rid])
     assert actors == [{"actor": "writer-user"}]
     # params are immutable: a different value is refused, nothing published
@@ -94,7 +97,8 @@ def test_experiment_ids_are_derived_from_names_and_default_is_zero():
 
 @pytest.mark.parametrize("mlflow_filter, modelog_filter", [
     ("metrics.acc > 0.9 and params.lr = '0.01'", "metrics.`acc` > 0.9 AND params.`lr` = '0.01'"),
-    ("tags.`mlflow.user` = \"bob\" AND attributes.status != 'FAILED'", "tags.`mlflow.user` = 'bob' AND status != 'FAILED'"),
+    ("tags.`mlflow.user` = \"bob\" AND attributes.status != 'FAILED'",
+     "tags.`mlflow.user` = 'bob' AND status != 'FAILED'"),
     ("attributes.run_name LIKE 'base%'", "name LIKE 'base%'"),
     ("attribute.run_id IN ('a', 'b')", "run_id IN ( 'a' , 'b' )"),
     ("attributes.user_id = 'ml-team'", "actor = 'ml-team'"),
