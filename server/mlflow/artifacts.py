@@ -105,7 +105,7 @@ async def upload(request: Request, path: str, principal: Principal = requires("w
         _rules.stored_artifact_path(rel)
     except ValueError as exc:
         raise ValidationError("path", rel, str(exc)) from None
-    _run(request, run_id)
+    await run_in_threadpool(_run, request, run_id)
     media = (request.headers.get("content-type") or "").split(";")[0].strip() or \
         mimetypes.guess_type(rel)[0] or "application/octet-stream"
     fd, name = tempfile.mkstemp(prefix="modelog-mlflow-")

@@ -148,6 +148,10 @@ def body_of(data: Any) -> dict[str, Any]:
 
 
 async def json_body(request: Request) -> dict[str, Any]:
+    """The JSON body of a POST / PATCH / DELETE as a dict ({} when empty or a GET): a route dependency, so that
+    the route itself is a plain function FastAPI runs in its threadpool (publishing and waiting block)."""
+    if request.method in ("GET", "HEAD"):
+        return {}
     raw = await request.body()
     if not raw.strip():
         return {}

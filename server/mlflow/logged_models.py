@@ -20,7 +20,7 @@ import re
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from modelog.server.api import writes
 from modelog.server.auth import Principal, requires
@@ -72,8 +72,8 @@ def _save(request: Request, principal: Principal, run_id: str, model_id: str, re
 
 
 @router.post("/logged-models")
-async def create(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def create(request: Request, principal: Principal = requires("write", basic=True),
+           data: dict = Depends(json_body)):
     run_id = data.get("source_run_id")
     if not run_id:
         raise refused("a logged model without a source run", "modelog keeps a model's files as artifacts of "
@@ -101,8 +101,8 @@ def get(request: Request, model_id: str, principal: Principal = requires("read",
 
 
 @router.patch("/logged-models/{model_id}")
-async def finalize(request: Request, model_id: str, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def finalize(request: Request, model_id: str, principal: Principal = requires("write", basic=True),
+             data: dict = Depends(json_body)):
     rec, row = _record(request, model_id)
     status = data.get("status") or "LOGGED_MODEL_READY"
     if status not in ("LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED", "LOGGED_MODEL_PENDING"):
@@ -113,8 +113,8 @@ async def finalize(request: Request, model_id: str, principal: Principal = requi
 
 
 @router.patch("/logged-models/{model_id}/tags")
-async def set_tags(request: Request, model_id: str, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def set_tags(request: Request, model_id: str, principal: Principal = requires("write", basic=True),
+             data: dict = Depends(json_body)):
     rec, row = _record(request, model_id)
     tags = {**(rec.get("tags") or {}), **{t["key"]: t.get("value", "") for t in data.get("tags") or []}}
     _save(request, principal, row["run_id"], model_id, {**rec, "tags": tags})
@@ -122,7 +122,7 @@ async def set_tags(request: Request, model_id: str, principal: Principal = requi
 
 
 @router.delete("/logged-models/{model_id}/tags/{tag_key:path}")
-async def delete_tag(request: Request, model_id: str, tag_key: str,
+def delete_tag(request: Request, model_id: str, tag_key: str,
                      principal: Principal = requires("write", basic=True)):
     rec, row = _record(request, model_id)
     tags = {k: v for k, v in (rec.get("tags") or {}).items() if k != tag_key}
@@ -132,8 +132,8 @@ async def delete_tag(request: Request, model_id: str, tag_key: str,
 
 
 @router.post("/logged-models/{model_id}/params")
-async def log_params(request: Request, model_id: str, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def log_params(request: Request, model_id: str, principal: Principal = requires("write", basic=True),
+               data: dict = Depends(json_body)):
     rec, row = _record(request, model_id)
     params = {**(rec.get("params") or {}), **{p["key"]: p.get("value", "") for p in data.get("params") or []}}
     _save(request, principal, row["run_id"], model_id, {**rec, "params": params})
@@ -148,8 +148,8 @@ def artifacts(request: Request, model_id: str, principal: Principal = requires("
 
 
 @router.post("/logged-models/search")
-async def search(request: Request, principal: Principal = requires("read", basic=True)):
-    data = await json_body(request)
+def search(request: Request, principal: Principal = requires("read", basic=True),
+           data: dict = Depends(json_body)):
     conds = []
     for part in re.split(r"\s+and\s+", (data.get("filter") or "").strip(), flags=re.I) if data.get("filter") else []:
         m = _COND.fullmatch(part)

@@ -17,16 +17,19 @@ production / archived (modelog's ``deprecated`` shows as ``Archived``).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from modelog.server.api.registry import RegisterVersion, register_version
 from modelog.server.auth import Principal, requires
 from modelog.server.mlflow import logged_models
 from modelog.server.mlflow.common import (MlflowError, MlflowJSON, client, invalid, json_body, missing, ms, param,
                                           projected, refused, views)
 from modelog.server.mlflow.search import offset, offset_token
+from modelog.wire import rules as _rules
 from modelog.wire.errors import QueryError, ValidationError
 
 router = APIRouter(default_response_class=MlflowJSON, include_in_schema=False)
@@ -98,8 +101,8 @@ def _name(request: Request, data: dict[str, Any]) -> str:
 # -- registered models -------------------------------------------------------------------------------------
 
 @router.post("/registered-models/create")
-async def create_registered_model(request: Request, principal: Principal = requires("registry", basic=True)):
-    data = await json_body(request)
+def create_registered_model(request: Request, principal: Principal = requires("registry", basic=True),
+                            data: dict = Depends(json_body)):
     name = _name(request, data)
     if views(request).one("SELECT 1 AS x FROM registered_versions WHERE model = ? LIMIT 1", [name]) is not None:
         raise MlflowError("RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.", 400)
@@ -109,8 +112,6 @@ async def create_registered_model(request: Request, principal: Principal = requi
         client(request, principal).registry.annotate(name, description=description, tags=tags)
         projected(request, principal)
     else:
-        from modelog.wire import rules as _rules
-
         try:
             _rules.name(name)
         except ValueError as exc:
@@ -146,8 +147,8 @@ def search_registered_models(request: Request, principal: Principal = requires("
 
 
 @router.post("/registered-models/get-latest-versions")
-async def get_latest_versions(request: Request, principal: Principal = requires("read", basic=True)):
-    data = await json_body(request)
+def get_latest_versions(request: Request, principal: Principal = requires("read", basic=True),
+                        data: dict = Depends(json_body)):
     model = _registered(request, _name(request, data))
     stages = {s.lower() for s in data.get("stages") or []}
     return {"model_versions": [v for v in model["latest_versions"]
@@ -169,17 +170,13 @@ def _source(request: Request, source: str, run_id: str | None, model_id: str | N
 
 
 @router.post("/model-versions/create")
-async def create_model_version(request: Request, principal: Principal = requires("registry", basic=True)):
-    from modelog.server.api.registry import RegisterVersion, register_version
-
-    data = await json_body(request)
+def create_model_version(request: Request, principal: Principal = requires("registry", basic=True),
+                         data: dict = Depends(json_body)):
     name = _name(request, data)
     where = _source(request, str(data.get("source") or ""), data.get("run_id"), data.get("model_id"))
     tags = {t["key"]: t.get("value", "") for t in data.get("tags") or []}
     resp = register_version(request, name, RegisterVersion(**where, description=data.get("description") or None,
                                                            tags=tags), principal)
-    import json
-
     version = json.loads(resp.body)["version"]
     return {"model_version": _version(_one_version(request, name, version), tags)}
 
@@ -249,8 +246,8 @@ def _decided(request: Request, principal: Principal, name: str, action: str, **k
 
 
 @router.post("/model-versions/transition-stage")
-async def transition_stage(request: Request, principal: Principal = requires("registry", basic=True)):
-    data = await json_body(request)
+def transition_stage(request: Request, principal: Principal = requires("registry", basic=True),
+                     data: dict = Depends(json_body)):
     name = _name(request, data)
     row = _one_version(request, name, param(request, data, "version"))
     stage = str(param(request, data, "stage"))
@@ -265,8 +262,8 @@ async def transition_stage(request: Request, principal: Principal = requires("re
 
 
 @router.post("/registered-models/alias")
-async def set_alias(request: Request, principal: Principal = requires("registry", basic=True)):
-    data = await json_body(request)
+def set_alias(request: Request, principal: Principal = requires("registry", basic=True),
+              data: dict = Depends(json_body)):
     name = _name(request, data)
     row = _one_version(request, name, param(request, data, "version"))
     _decided(request, principal, name, "SET_ALIAS", version=row["version"], alias=param(request, data, "alias"))
@@ -274,8 +271,8 @@ async def set_alias(request: Request, principal: Principal = requires("registry"
 
 
 @router.delete("/registered-models/alias")
-async def delete_alias(request: Request, principal: Principal = requires("registry", basic=True)):
-    data = await json_body(request)
+def delete_alias(request: Request, principal: Principal = requires("registry", basic=True),
+                 data: dict = Depends(json_body)):
     name = _name(request, data)
     _decided(request, principal, name, "REMOVE_ALIAS", alias=param(request, data, "alias"))
     return {}

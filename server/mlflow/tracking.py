@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from modelog.server.api import writes
 from modelog.server.auth import Principal, requires
@@ -44,8 +44,8 @@ def _experiment_row(request: Request, name: str) -> dict[str, Any] | None:
 
 
 @router.post("/experiments/create")
-async def create_experiment(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def create_experiment(request: Request, principal: Principal = requires("write", basic=True),
+                      data: dict = Depends(json_body)):
     name = param(request, data, "name")
     if data.get("artifact_location"):
         raise refused("artifact_location", "every artifact is stored in modelog's artifact store "
@@ -82,8 +82,8 @@ def get_experiment_by_name(request: Request, principal: Principal = requires("re
 
 
 @router.api_route("/experiments/search", methods=["GET", "POST"])
-async def search_experiments(request: Request, principal: Principal = requires("read", basic=True)):
-    data = await json_body(request) if request.method == "POST" else {}
+def search_experiments(request: Request, principal: Principal = requires("read", basic=True),
+                       data: dict = Depends(json_body)):
     view_type = str(param(request, data, "view_type", False) or "ACTIVE_ONLY")
     rows = [] if view_type in ("DELETED_ONLY", "2") else views(request).rows(
         "SELECT experiment, description, created_at, run_count, last_run_at FROM experiments")
@@ -158,8 +158,8 @@ def _runs(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @router.post("/runs/create")
-async def create_run(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def create_run(request: Request, principal: Principal = requires("write", basic=True),
+               data: dict = Depends(json_body)):
     exp_id = data.get("experiment_id") or "0"
     name = experiment_name(request, exp_id) if str(exp_id) != "0" else DEFAULT_EXPERIMENT
     tags = {t["key"]: t.get("value", "") for t in data.get("tags") or [] if isinstance(t, dict) and "key" in t}
@@ -178,8 +178,8 @@ def get_run(request: Request, principal: Principal = requires("read", basic=True
 
 
 @router.post("/runs/update")
-async def update_run(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def update_run(request: Request, principal: Principal = requires("write", basic=True),
+               data: dict = Depends(json_body)):
     row = _run_row(request, data.get("run_id") or data.get("run_uuid"))
     if data.get("run_name") and data["run_name"] != row["name"]:
         raise refused("renaming a run", "a modelog run's name is part of its RunStarted event; set a tag instead")
@@ -233,8 +233,8 @@ def _log(request: Request, principal: Principal, run_id: Any, metrics: list, par
 
 
 @router.post("/runs/log-metric")
-async def log_metric(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def log_metric(request: Request, principal: Principal = requires("write", basic=True),
+               data: dict = Depends(json_body)):
     for field in ("key", "value", "timestamp"):
         param(request, data, field)
     _log(request, principal, data.get("run_id") or data.get("run_uuid"), [data], [], [])
@@ -242,24 +242,24 @@ async def log_metric(request: Request, principal: Principal = requires("write", 
 
 
 @router.post("/runs/log-parameter")
-async def log_param(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def log_param(request: Request, principal: Principal = requires("write", basic=True),
+              data: dict = Depends(json_body)):
     param(request, data, "key")
     _log(request, principal, data.get("run_id") or data.get("run_uuid"), [], [data], [])
     return {}
 
 
 @router.post("/runs/set-tag")
-async def set_tag(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def set_tag(request: Request, principal: Principal = requires("write", basic=True),
+            data: dict = Depends(json_body)):
     param(request, data, "key")
     _log(request, principal, data.get("run_id") or data.get("run_uuid"), [], [], [data])
     return {}
 
 
 @router.post("/runs/log-batch")
-async def log_batch(request: Request, principal: Principal = requires("write", basic=True)):
-    data = await json_body(request)
+def log_batch(request: Request, principal: Principal = requires("write", basic=True),
+              data: dict = Depends(json_body)):
     for field in ("metrics", "params", "tags"):
         if not isinstance(data.get(field) or [], list) or not all(
                 isinstance(x, dict) and x.get("key") for x in data.get(field) or []):
@@ -270,8 +270,8 @@ async def log_batch(request: Request, principal: Principal = requires("write", b
 
 
 @router.post("/runs/search")
-async def search_runs(request: Request, principal: Principal = requires("read", basic=True)):
-    data = await json_body(request)
+def search_runs(request: Request, principal: Principal = requires("read", basic=True),
+                data: dict = Depends(json_body)):
     names = [experiment_name(request, e) for e in data.get("experiment_ids") or []]
     if not names:
         raise invalid("search_runs needs at least one experiment id")
@@ -312,16 +312,16 @@ def get_metric_history(request: Request, principal: Principal = requires("read",
 
 
 @router.post("/runs/log-inputs")
-async def log_inputs(request: Request, principal: Principal = requires("write", basic=True)):
+def log_inputs(request: Request, principal: Principal = requires("write", basic=True)):
     raise refused("log_inputs (MLflow datasets)", "use modelog's run.log_dataset: dataset versions are "
                   "content-hashed lineage nodes there, MLflow's dataset digests cannot be mapped onto them")
 
 
 @router.post("/runs/outputs")
-async def log_outputs(request: Request, principal: Principal = requires("write", basic=True)):
+def log_outputs(request: Request, principal: Principal = requires("write", basic=True),
+                data: dict = Depends(json_body)):
     """MLflow 3 links a run to the logged models it produced; in modelog a logged model IS an artifact
     directory of its run (see logged_models), so the link is already there."""
-    data = await json_body(request)
     _run_row(request, data.get("run_id"))
     return {}
 

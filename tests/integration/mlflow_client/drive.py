@@ -122,7 +122,7 @@ def main() -> None:
     # autologging: scikit-learn
     from sklearn.linear_model import LogisticRegression
 
-    mlflow.sklearn.autolog(log_datasets=False)
+    mlflow.sklearn.autolog()
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] + 0.1 * rng.normal(size=60) > 0).astype(int)
