@@ -129,21 +129,39 @@ def get_registered_model(request: Request, principal: Principal = requires("read
 def search_registered_models(request: Request, principal: Principal = requires("read", basic=True)):
     text = request.query_params.get("filter") or ""
     names = [r["model"] for r in views(request).rows("SELECT model FROM models ORDER BY model")]
-    if text.strip():
-        m = re.fullmatch(r"\s*name\s*(=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*", text, re.I)
-        if m is None:
-            raise invalid(f"Invalid filter '{text}': modelog's gateway filters registered models by name "
-                          "(=, LIKE, ILIKE)")
-        op, value = m.group(1).upper(), m.group(2).replace("''", "'")
-        rx = re.compile("^" + re.escape(value).replace("%", ".*").replace("_", ".") + "$",
-                        re.I if op == "ILIKE" else 0)
-        names = [n for n in names if (n == value if op == "=" else rx.match(n))]
+    for part in re.split(r"\s+and\s+", text.strip(), flags=re.I) if text.strip() else []:
+        names = _filter_models(request, names, part)
     start = offset(request.query_params.get("page_token"))
     size = int(request.query_params.get("max_results") or 100)
     out: dict[str, Any] = {"registered_models": [_registered(request, n) for n in names[start:start + size]]}
     if start + size < len(names):
         out["next_page_token"] = offset_token(start + size)
     return out
+
+
+_RM_COND = re.compile(r"\s*(name|tags?\.(?:`(?:[^`]|``)+`|[\w.]+))\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*", re.I)
+
+
+def _filter_models(request: Request, names: list[str], condition: str) -> list[str]:
+    """The names that meet one condition: ``name`` (= != LIKE ILIKE) or a model tag (= !=; a missing tag is
+    unequal to every value, so the client's own ``tag.`mlflow.prompt.is_prompt` != 'true'`` keeps them all)."""
+    m = _RM_COND.fullmatch(condition)
+    if m is None:
+        raise invalid(f"Invalid filter '{condition}': modelog's gateway filters registered models by name "
+                      "(= != LIKE ILIKE) and tags (= !=)")
+    field, op, value = m.group(1), m.group(2).upper(), m.group(3).replace("''", "'")
+    if field.lower() == "name":
+        have = {n: n for n in names}
+    else:
+        key = field.split(".", 1)[1].strip("`").replace("``", "`")
+        if op not in ("=", "!="):
+            raise invalid(f"Invalid filter '{condition}': tags compare with = or !=")
+        have = {n: _tags(request, n, None).get(key) for n in names}
+    rx = re.compile("^" + re.escape(value).replace("%", ".*").replace("_", ".") + "$", re.I if op == "ILIKE" else 0)
+    keep = {"=": lambda v: v == value, "!=": lambda v: v != value,
+            "LIKE": lambda v: v is not None and bool(rx.match(v))}
+    keep["ILIKE"] = keep["LIKE"]
+    return [n for n in names if keep[op](have[n])]
 
 
 @router.post("/registered-models/get-latest-versions")

@@ -160,6 +160,10 @@ def main() -> None:
     assert [(v.name, v.version, v.current_stage) for v in found] == [("credit-gw", "1", "Staging")], found
     found = client.search_model_versions(f"run_id = '{rid}'")
     assert [(v.name, v.version) for v in found] == [("notes-gw", "1")], found
+    rm = client.get_registered_model("credit-gw")
+    assert rm.aliases == {"champion": "1"} and [v.current_stage for v in rm.latest_versions] == ["Staging"], rm
+    assert [m.name for m in client.search_registered_models(filter_string="name LIKE 'credit%'")] == ["credit-gw"]
+    expect_error("RESOURCE_DOES_NOT_EXIST", client.get_model_version, "credit-gw", "7")
     got = mlflow.sklearn.load_model("models:/credit-gw@champion")
     assert (got.predict(X) == loaded.predict(X)).all()
     out["model_id"] = model_id

@@ -166,3 +166,27 @@ def test_a_governed_alias_left_pending_is_an_aborted_error_naming_the_request(ap
     assert pending[0]["request_id"] in r.json()["message"]
     r = api.get(f"{M}/registered-models/alias", params={"name": "credit", "alias": "champion"}, headers=m)
     assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_registered_models_filter_by_name_and_tags_as_the_client_sends_them(api, tok, live):
+    c = live.client("trainer")
+    run = c.start_run(experiment="credit", name="gbt", environment=False)
+    run.end()
+    c.registry.register_model("credit", run_id=run.id, artifact="model.pkl", tags={"team": "risk"}, wait=False)
+    c.registry.register_model("other", run_id=run.id, artifact="model.pkl", wait=False)
+    c.registry.annotate("other", tags={"team": "ops"})
+    c.flush()
+    live.project()
+    r = auth(tok["reader"])
+
+    def names(flt: str) -> list[str]:
+        got = api.get(f"{M}/registered-models/search", params={"filter": flt}, headers=r)
+        assert got.status_code == 200, got.text
+        return [m["name"] for m in got.json()["registered_models"]]
+
+    # the client appends the prompt clause itself: a model without the tag is kept
+    assert names("name LIKE 'cred%' AND tag.`mlflow.prompt.is_prompt` != 'true'") == ["credit"]
+    assert names("tags.team = 'ops'") == ["other"]
+    assert names("") == ["credit", "other"]
+    bad = api.get(f"{M}/registered-models/search", params={"filter": "version > 2"}, headers=r)
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
