@@ -1,5 +1,6 @@
-"""The HTTP server: one ASGI app serving the REST API (``/api/v1``), the web UI (``/``) and the
-OpenAPI document (``/api/v1/openapi.json``). Reads come from the views, writes go to the log.
+"""The HTTP server: one ASGI app serving the REST API (``/api/v1``), the web UI (``/``), the OpenAPI
+document (``/api/v1/openapi.json``) and, for the stock ``mlflow`` client, MLflow's REST API and artifact
+proxy (``modelog.server.mlflow``, docs/mlflow.md). Reads come from the views, writes go to the log.
 
 Build it with :func:`create_app`; ``modelog serve`` runs it under uvicorn.
 """
@@ -26,6 +27,7 @@ def create_app(settings: Settings, *, views: Views | None = None, publisher: Pub
                authority: TokenAuthority | None = None, ui: bool = True) -> FastAPI:
     """The server's app over ``settings``' views and log."""
     from modelog.server.api import ROUTERS
+    from modelog.server.mlflow import install as install_mlflow
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +48,7 @@ def create_app(settings: Settings, *, views: Views | None = None, publisher: Pub
     install_security_headers(app)
     for router in ROUTERS:
         app.include_router(router, prefix=API)
+    install_mlflow(app)  # MLflow's REST API and artifact proxy (docs/mlflow.md)
     if ui:
         from modelog.server.ui import install as install_ui
 

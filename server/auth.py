@@ -20,6 +20,8 @@ reader     read
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import secrets
 import threading
@@ -154,14 +156,22 @@ def _epoch(value) -> float:
     return float(value) / 1e6  # microseconds
 
 
-def caller(request: Request) -> Principal:
-    """The authenticated caller: a bearer token, else the UI's session cookie (with CSRF on writes)."""
+def caller(request: Request, basic: bool = False) -> Principal:
+    """The authenticated caller: a bearer token, else the UI's session cookie (with CSRF on writes).
+
+    With ``basic`` (the MLflow gateway: ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``), HTTP Basic
+    credentials are accepted too: the password is the token, the username is not used (the actor is
+    always the token's principal).
+    """
     authority: TokenAuthority = request.app.state.authority
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
+        if basic and scheme.lower() == "basic":
+            return authority.authenticate(_basic_password(token.strip()))
         if scheme.lower() != "bearer" or not token.strip():
-            raise unauthorized("Authorization: expected 'Bearer <token>'")
+            raise unauthorized("Authorization: expected 'Bearer <token>'"
+                               + (" or Basic with the token as the password" if basic else ""))
         return authority.authenticate(token.strip())
     session = authority.session(request.cookies.get(SESSION_COOKIE))
     if session is None:
@@ -173,16 +183,28 @@ def caller(request: Request) -> Principal:
     return authority.authenticate(session.token)  # revoked or expired since login: 401
 
 
-def requires(permission: str):
+def _basic_password(credentials: str) -> str:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise unauthorized("Authorization: Basic credentials must be base64 of username:password") from None
+    _, sep, password = decoded.partition(":")
+    if not sep or not password:
+        raise unauthorized("Authorization: Basic credentials need the token as the password")
+    return password
+
+
+def requires(permission: str, *, basic: bool = False):
     """A route dependency: the caller, who must hold ``permission`` (read, write, registry, approve, admin).
 
-    Every data route declares one; ``tests/unit/server`` fails on a route without it.
+    Every data route declares one; ``tests/unit/server`` fails on a route without it. ``basic`` also
+    accepts HTTP Basic credentials with the token as the password (the MLflow gateway's routes).
     """
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
     def dependency(request: Request) -> Principal:
-        principal = caller(request)
+        principal = caller(request, basic)
         if not principal.can(permission):
             raise forbidden(f"{principal.name} lacks the {permission!r} permission "
                             f"(roles: {', '.join(principal.roles) or 'none'})")

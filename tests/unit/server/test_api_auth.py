@@ -52,15 +52,40 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_every_api_route_declares_its_permission(app):
-    unguarded = []
+# every route under these is a data route: the REST API and the MLflow gateway (its REST API, its artifact proxy)
+GUARDED = (API, "/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+
+
+def api_routes(app) -> list[tuple[str, APIRoute]]:
+    """(full path, route) of every APIRoute of ``app``, also those of included routers (FastAPI keeps an
+    included router as one entry of ``app.routes`` with its prefix)."""
+    out = []
     for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.path.startswith(API):
+        if isinstance(route, APIRoute):
+            out.append((route.path, route))
+        elif hasattr(route, "original_router") and hasattr(route, "include_context"):
+            prefix = route.include_context.prefix
+            out.extend((prefix + r.path, r) for r in route.original_router.routes if isinstance(r, APIRoute))
+    return out
+
+
+def test_every_api_route_declares_its_permission(app):
+    unguarded, seen = [], set()
+    for path, route in api_routes(app):
+        if not path.startswith(GUARDED):
             continue
+        seen.add(next(p for p in GUARDED if path.startswith(p)))
         perms = [d.call.permission for d in route.dependant.dependencies if hasattr(d.call, "permission")]
         if len(perms) != 1:
-            unguarded.append(f"{sorted(route.methods)} {route.path}")
+            unguarded.append(f"{sorted(route.methods)} {path}")
     assert not unguarded, f"API routes without an authorization rule (use requires(...)): {unguarded}"
+    assert seen == set(GUARDED), f"no routes found under {set(GUARDED) - seen}: the walk missed them"
+
+
+def test_the_rule_check_sees_included_routers_and_the_mlflow_gateway(app):
+    paths = {p for p, _ in api_routes(app)}
+    assert {f"{API}/runs", f"{API}/models/{{name}}", "/api/2.0/mlflow/runs/log-batch",
+            "/ajax-api/2.0/mlflow/registered-models/alias", "/api/2.0/mlflow-artifacts/artifacts/{path:path}"} <= paths
 
 
 def test_the_rule_check_fails_on_an_unguarded_route(app):
