@@ -14,6 +14,7 @@ into DuckDB views you query with SQL.
 
 from modelog._version import __version__
 from modelog.consumers.query import sql, sql_arrow
+from modelog.integrations import autolog
 from modelog.sdk.client import Client
 from modelog.sdk.datasets import DatasetVersion
 from modelog.sdk.fluent import (
@@ -87,6 +88,7 @@ __all__ = [
     "active_run",
     "annotate_model",
     "approve",
+    "autolog",
     "configure",
     "configure_monitor",
     "download_artifact",

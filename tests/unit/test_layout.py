@@ -35,7 +35,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "server": {"wire", "drift", "consumers", "sdk"},
     "integrations": {"wire", "consumers", "sdk"},
     "cli": {"wire", "drift", "local", "consumers", "sdk", "server", "integrations", "processors"},
-    "root": {"wire", "consumers", "sdk", "cli"},
+    "root": {"wire", "consumers", "sdk", "cli", "integrations"},  # integrations: modelog.autolog
 }
 # rooms that only the body of a command may reach (a lazy import), never a module's top level
 LAZY_ONLY: dict[str, set[str]] = {"cli": {"processors"}}
