@@ -69,6 +69,7 @@ def disable() -> None:
     for cls, original in _patched.items():
         cls.fit = original
     _patched.clear()
+    _config.clear()  # drop the client reference
 
 
 def enabled() -> bool:
