@@ -11,6 +11,7 @@ from modelog.cli.alerts import alerts
 from modelog.cli.artifacts import artifacts
 from modelog.cli.broker import broker
 from modelog.cli.demo import demo_cmd
+from modelog.cli.importers import import_cmd
 from modelog.cli.keys import init_cmd, keys
 from modelog.cli.lineage import lineage
 from modelog.cli.monitor import drift, monitor
@@ -34,7 +35,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 
 for _command in (broker, process, sql_cmd, rebuild_cmd, schemas_cmd, demo_cmd, lineage, model, requests, deploy,
-                 access, policy, token, alerts, drift, monitor, serve, artifacts, init_cmd, keys):
+                 access, policy, token, alerts, drift, monitor, serve, artifacts, init_cmd, keys, import_cmd):
     cli.add_command(_command)
 
 
