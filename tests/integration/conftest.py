@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from typing import NamedTuple
 
 import pytest
 
 from harness import SESSION_TIMEOUT_MS, Processor, run_cli  # noqa: F401  (the tests import them from here)
 from modelog import Client, Settings
+from modelog.wire.home import free_port
 
 
 def _docker_available() -> bool:
@@ -80,3 +82,19 @@ def processor(env, settings):
     p = Processor(env, settings).start()
     yield p
     p.stop()
+
+
+class Served(NamedTuple):
+    url: str    # http://127.0.0.1:<port>
+    token: str  # the local admin token the server made on its first start
+
+
+@pytest.fixture
+def server(env, settings, processor) -> Served:
+    """``modelog serve --background`` on a free port of 127.0.0.1 for the test's home (stopped after)."""
+    port = free_port()
+    run_cli(env, "serve", "--background", "--port", str(port), "--timeout", "120")
+    try:
+        yield Served(f"http://127.0.0.1:{port}", (settings.home / "server" / "admin.token").read_text().strip())
+    finally:
+        run_cli(env, "serve", "--stop", check=False)

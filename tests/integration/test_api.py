@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,30 +18,14 @@ import httpx2 as httpx
 import pytest
 
 from conftest import run_cli
+from modelog.wire.home import free_port
 from modelog.consumers.query import sql_arrow
 
 pytestmark = pytest.mark.broker
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def q(settings, query, params=None):
     return sql_arrow(query, settings, params=params).to_pylist()
-
-
-@pytest.fixture
-def server(env, settings, processor):
-    port = free_port()
-    run_cli(env, "serve", "--background", "--port", str(port), "--timeout", "120")
-    token = (settings.home / "server" / "admin.token").read_text().strip()
-    try:
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        run_cli(env, "serve", "--stop", check=False)
 
 
 def token_for(env, principal: str, *roles: str) -> str:

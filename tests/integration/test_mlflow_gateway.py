@@ -20,7 +20,7 @@ import pytest
 
 from conftest import run_cli
 from modelog.consumers.query import sql_arrow
-from test_api import free_port, token_for
+from test_api import token_for
 
 pytestmark = pytest.mark.broker
 
@@ -64,16 +64,6 @@ def mlflow_python() -> Path:
     return python
 
 
-@pytest.fixture
-def server(env, settings, processor):
-    port = free_port()
-    run_cli(env, "serve", "--background", "--port", str(port), "--timeout", "120")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        run_cli(env, "serve", "--stop", check=False)
-
-
 def q(settings, query, params=None):
     return sql_arrow(query, settings, params=params).to_pylist()
 
@@ -91,7 +81,7 @@ def drive(python: Path, url: str, auth: dict[str, str], out: Path, phase: str, t
 def test_the_stock_mlflow_client_tracks_stores_autologs_and_registers_through_modelog(
         mlflow_python, env, settings, server, tmp_path):
     writer = token_for(env, "ml-team", "maintainer")
-    out = drive(mlflow_python, server, {"MLFLOW_TRACKING_TOKEN": writer}, tmp_path / "main.json", "main", tmp_path)
+    out = drive(mlflow_python, server.url, {"MLFLOW_TRACKING_TOKEN": writer}, tmp_path / "main.json", "main", tmp_path)
     rid, rid3 = out["run_id"], out["run_id3"]
 
     # the same views as the SDK's, with the token's principal as the actor
@@ -133,7 +123,7 @@ def test_the_stock_mlflow_client_tracks_stores_autologs_and_registers_through_mo
     # Basic auth (MLFLOW_TRACKING_USERNAME / PASSWORD): the password is the token.
     run_cli(env, "policy", "set", "--gate", "PROMOTE:production=training_accuracy_score >= 2")
     (tmp_path / "refused.json").write_text(json.dumps(out))
-    refused = drive(mlflow_python, server, {"MLFLOW_TRACKING_USERNAME": "anyone", "MLFLOW_TRACKING_PASSWORD": writer},
+    refused = drive(mlflow_python, server.url, {"MLFLOW_TRACKING_USERNAME": "anyone", "MLFLOW_TRACKING_PASSWORD": writer},
                     tmp_path / "refused.json", "refused", tmp_path)
     assert "training_accuracy_score" in refused["refused"]
     assert "not supported by modelog's MLflow gateway" in refused["unmapped"]

@@ -5,7 +5,6 @@ through the modelog run that read the OpenLineage job's output, through the job'
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import pytest
@@ -28,22 +27,6 @@ from waiting import wait_until
 pytestmark = pytest.mark.broker
 
 WAREHOUSE = "postgres://warehouse:5432"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(env, settings, processor):
-    port = free_port()
-    run_cli(env, "serve", "--background", "--port", str(port), "--timeout", "120")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        run_cli(env, "serve", "--stop", check=False)
 
 
 def q(settings, query, params=None):
@@ -86,7 +69,7 @@ def build_features(run_id: str, state: RunState, output_name: str = "public.feat
 def test_openlineage_job_output_feeds_a_model_and_the_upstream_walk_reaches_its_tables(env, settings, client,
                                                                                         server, tmp_path):
     token = run_cli(env, "token", "create", "etl-bot", "--role", "writer").stdout.strip()
-    ol = ol_client(server, token)
+    ol = ol_client(server.url, token)
     ol_run = str(uuid.uuid4())
 
     # a bad event (a dataset name modelog cannot hold) is refused with a problem; nothing is published
@@ -96,7 +79,7 @@ def test_openlineage_job_output_feeds_a_model_and_the_upstream_walk_reaches_its_
     assert refused.value.response.status_code == 422 and problem["field"] == "outputs[0].name"
     # no token: 401
     with pytest.raises(requests.HTTPError) as anonymous:
-        ol_client(server, "mlg_000000000000_nope").emit(build_features(ol_run, RunState.START))
+        ol_client(server.url, "mlg_000000000000_nope").emit(build_features(ol_run, RunState.START))
     assert anonymous.value.response.status_code == 401
 
     ol.emit(build_features(ol_run, RunState.START))
