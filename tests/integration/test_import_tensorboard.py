@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli
+from waiting import wait_until
 from modelog.consumers.query import sql_arrow
 
 pytestmark = pytest.mark.broker
 
 
-def test_import_tensorboard_twice_imports_once(env, settings, processor, client, tmp_path):
+def test_import_tensorboard_twice_imports_once(env, settings, processor, tmp_path):
     from tensorboardX import SummaryWriter
 
     logdir = tmp_path / "tb"
@@ -22,7 +23,10 @@ def test_import_tensorboard_twice_imports_once(env, settings, processor, client,
         w.close()
     out = run_cli(env, "import", "tensorboard", str(logdir), "--experiment", "from-tb")
     assert "imported 2 run(s), 100 metric point(s); skipped 0 run(s)" in out.stdout
-    client.wait_projected(timeout=60)
+    # the import was another process: wait until the views hold what it published
+    wait_until(lambda: sql_arrow("SELECT count(*) AS n FROM metrics", settings).to_pylist() == [{"n": 100}]
+               and sql_arrow("SELECT count(*) AS n FROM runs WHERE status = 'FINISHED'", settings).to_pylist()
+               == [{"n": 2}], 60, "the imported runs and points projected")
     runs = sql_arrow("SELECT run_id, name, experiment, status FROM runs ORDER BY name", settings).to_pylist()
     assert [(r["name"], r["experiment"], r["status"]) for r in runs] == [("lr-0.01", "from-tb", "FINISHED"),
                                                                           ("lr-0.1", "from-tb", "FINISHED")]
@@ -36,7 +40,6 @@ def test_import_tensorboard_twice_imports_once(env, settings, processor, client,
 
     again = run_cli(env, "import", "tensorboard", str(logdir), "--experiment", "from-tb")
     assert "imported 0 run(s), 0 metric point(s); skipped 2 run(s)" in again.stdout and "already imported" in again.stdout
-    client.wait_projected(timeout=60)
     n = sql_arrow("SELECT count(*) AS n FROM metrics", settings).to_pylist()
     assert n == [{"n": 100}]
 
