@@ -60,6 +60,8 @@ def test_public_api_is_pinned():
         # monitoring
         "Monitor", "configure_monitor", "log_reference",
         # artifact store
-        "ArtifactError", "download_artifact", "load_model_path", "log_artifacts"])
+        "ArtifactError", "download_artifact", "load_model_path", "log_artifacts",
+        # integrations
+        "autolog"])
     for name in modelog.__all__:
         assert hasattr(modelog, name)
