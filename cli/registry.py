@@ -353,42 +353,50 @@ def deploy_list(ctx, everything, fmt) -> None:
 
 @click.group()
 def access() -> None:
-    """Roles held by principals (approver, ...), for every model or one."""
+    """Roles held by principals (admin, maintainer, approver, writer, reader): everywhere, per model or per experiment."""
+
+
+def _scope_text(model_name: str | None, experiment: str | None) -> str:
+    return f" for model {model_name}" if model_name else f" for experiment {experiment}" if experiment else " everywhere"
 
 
 @access.command("grant")
 @click.argument("principal")
 @click.argument("role")
-@click.option("--model", "model_name", default=None, help="Only for this model (default: every model).")
+@click.option("--model", "model_name", default=None, help="Only for this model.")
+@click.option("--experiment", default=None, help="Only for this experiment (its runs and everything logged in them).")
 @click.pass_context
-def access_grant(ctx, principal, role, model_name) -> None:
+def access_grant(ctx, principal, role, model_name, experiment) -> None:
+    """Give PRINCIPAL the ROLE (everywhere unless --model or --experiment). Admin only once the log has one."""
     c = _client(ctx)
     try:
-        c.registry.grant(principal, role, model_name)
+        c.registry.grant(principal, role, model_name, experiment=experiment)
     finally:
         c.close()
-    click.echo(f"granted {role} to {principal}" + (f" for {model_name}" if model_name else ""))
+    click.echo(f"granted {role} to {principal}{_scope_text(model_name, experiment)}")
 
 
 @access.command("revoke")
 @click.argument("principal")
 @click.argument("role")
-@click.option("--model", "model_name", default=None)
+@click.option("--model", "model_name", default=None, help="The model the role was granted for.")
+@click.option("--experiment", default=None, help="The experiment the role was granted for.")
 @click.pass_context
-def access_revoke(ctx, principal, role, model_name) -> None:
+def access_revoke(ctx, principal, role, model_name, experiment) -> None:
+    """Take the ROLE from PRINCIPAL, in the scope it was granted in."""
     c = _client(ctx)
     try:
-        c.registry.revoke(principal, role, model_name)
+        c.registry.revoke(principal, role, model_name, experiment=experiment)
     finally:
         c.close()
-    click.echo(f"revoked {role} from {principal}" + (f" for {model_name}" if model_name else ""))
+    click.echo(f"revoked {role} from {principal}{_scope_text(model_name, experiment)}")
 
 
 @access.command("list")
 @_fmt
 @click.pass_context
 def access_list(ctx, fmt) -> None:
-    _show(ctx, "SELECT * FROM role_assignments ORDER BY principal, role", fmt)
+    _show(ctx, "SELECT * FROM role_assignments ORDER BY principal, role, model, experiment", fmt)
 
 
 @click.group()

@@ -77,7 +77,8 @@ class Decider:
             [req.request_id]).fetchall()
         for approver, verdict, comment in approvals:
             roles = frozenset(r for (r,) in con.execute(
-                "SELECT role FROM role_assignments WHERE principal = ? AND (model IS NULL OR model = ?)",
+                "SELECT role FROM role_assignments "
+                "WHERE principal = ? AND (model = ? OR (model IS NULL AND experiment IS NULL))",
                 [approver, req.model]).fetchall())
             s.approvals.append(Approval(approver, verdict, roles, comment))
         gates = {r.metric for r in s.rules if r.kind == "METRIC_GATE" and r.metric and r.applies_to(req)}

@@ -56,7 +56,7 @@ TABLES: dict[str, pa.Schema] = {
     ]),
     "log_access": pa.schema([
         ("event_id", pa.string()), ("principal", pa.string()), ("role", pa.string()), ("model", pa.string()),
-        ("granted", pa.bool_()), ("changed_at", TS), ("changed_by", pa.string()),
+        ("granted", pa.bool_()), ("changed_at", TS), ("changed_by", pa.string()), ("experiment", pa.string()),
     ]),
     "log_policies": pa.schema([
         ("event_id", pa.string()), ("scope", pa.string()), ("set_at", TS), ("set_by", pa.string()),
@@ -143,7 +143,8 @@ def _deployed(r: dict, out: Rows) -> None:
 def _access(r: dict, out: Rows) -> None:
     who, at = _who(r)
     add(out, "log_access", event_id=r["envelope"]["event_id"], principal=r["principal"], role=r["role"],
-        model=r.get("model"), granted=r.get("granted", True), changed_at=at, changed_by=who)
+        model=r.get("model"), granted=r.get("granted", True), changed_at=at, changed_by=who,
+        experiment=r.get("experiment"))
 
 
 def _policy(r: dict, out: Rows) -> None:

@@ -153,11 +153,13 @@ CREATE OR REPLACE VIEW current_deployments AS
 SELECT model, version, environment, endpoint, deployed_at, deployed_by, rollback_of FROM deployments
 WHERE replaced_at IS NULL;
 
--- role_assignments: roles held now: principal, role, model (NULL: every model), granted_at, granted_by.
+-- role_assignments: roles held now: principal, role, model (NULL: not one model), granted_at, granted_by,
+--   experiment (NULL: not one experiment). Both NULL: the role holds everywhere (global).
 CREATE OR REPLACE VIEW role_assignments AS
-SELECT principal, role, model, changed_at AS granted_at, changed_by AS granted_by
+SELECT principal, role, model, changed_at AS granted_at, changed_by AS granted_by, experiment
 FROM log_access
-QUALIFY row_number() OVER (PARTITION BY principal, role, coalesce(model, '*') ORDER BY changed_at DESC, event_id DESC) = 1
+QUALIFY row_number() OVER (PARTITION BY principal, role, coalesce(model, '*'), coalesce(experiment, '*')
+                           ORDER BY changed_at DESC, event_id DESC) = 1
     AND granted;
 
 -- policies: the rules in force: scope ('*' = every model, else a model name), the rule, who set it, when,

@@ -93,7 +93,7 @@ def registry_records() -> dict[str, dict[str, Any]]:
                                "environment": "prod", "endpoint": "https://models.example.invalid/credit-risk",
                                "deployed_at": 1_760_000_000_700_000, "rollback_of": None, "comment": None},
         "AccessChanged": {"envelope": env("AccessChanged", "access:bob"), "principal": "bob", "role": "approver",
-                          "model": None, "granted": True},
+                          "model": None, "granted": True, "experiment": "churn"},
         "PolicySet": {"envelope": env("PolicySet", "policy:*"), "model": None, "rules": [
             {"name": "needs-approval", "kind": "APPROVAL", "action": "PROMOTE", "stage": "production",
              "role": "approver", "metric": None, "op": None, "threshold": None, "approvals": 2},

@@ -23,6 +23,7 @@ from modelog.wire import rules as _rules
 from modelog.wire.errors import QueryError, ValidationError
 from modelog.wire.envelope import now_micros
 from modelog.wire.models import tag_texts
+from modelog.wire.tokens import check_roles
 
 if TYPE_CHECKING:
     from modelog.sdk.client import Client
@@ -291,15 +292,21 @@ class Registry:
 
     # -- access and policy -----------------------------------------------------------
 
-    def grant(self, principal: str, role: str, model: str | None = None, *, granted: bool = True) -> None:
-        """Give ``principal`` the ``role`` for ``model`` (None: every model)."""
+    def grant(self, principal: str, role: str, model: str | None = None, *, experiment: str | None = None,
+              granted: bool = True) -> None:
+        """Give ``principal`` the ``role`` for ``model``, or for ``experiment``, or (neither) everywhere.
+        The roles and what each may do: ``modelog.wire.tokens.ROLES`` and docs/security.md."""
         _check_name("principal", principal)
+        check_roles([role], "role")
+        if model is not None and experiment is not None:
+            raise ValidationError("experiment", experiment, "must not be given together with model "
+                                                            "(a role is scoped to one model or one experiment)")
         self._publish("AccessChanged", f"access:{principal}", entity_type="access", principal=principal,
-                      role=role, model=model, granted=granted)
+                      role=role, model=model, granted=granted, experiment=experiment)
         self._client.flush()
 
-    def revoke(self, principal: str, role: str, model: str | None = None) -> None:
-        self.grant(principal, role, model, granted=False)
+    def revoke(self, principal: str, role: str, model: str | None = None, *, experiment: str | None = None) -> None:
+        self.grant(principal, role, model, experiment=experiment, granted=False)
 
     def require_signatures(self, on: bool = True) -> None:
         """Refuse (``on``) or accept again unsigned events logged from now on; the rules stay as they are.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from modelog import Client, MemoryEmitter, Settings
+from modelog.wire.errors import ValidationError
 from modelog.wire.codec import Codec
 from modelog.processors.decider import decision_event_id
 from modelog.processors.projection import RawRecord
@@ -223,6 +224,28 @@ def test_annotations_and_roles(log):
     assert log.q("SELECT version, kind, key, value FROM model_annotations ORDER BY kind, key") == [
         (None, "annotation", "owner", "risk-team"), (1, "tag", "reviewed", "yes")]
     assert log.q("SELECT principal, role FROM role_assignments") == [("bob", "approver")]
+
+
+def test_roles_scoped_to_an_experiment_are_kept_apart_and_do_not_approve_models(log):
+    a, dan = log.client("alice"), log.client("dan")
+    register(a)
+    a.registry.grant("dan", "approver", experiment="churn")
+    a.registry.grant("dan", "writer", experiment="churn")
+    a.registry.grant("dan", "writer", experiment="fraud")
+    a.registry.revoke("dan", "writer", experiment="fraud")
+    a.registry.set_policy([{"name": "needs-approval", "kind": "APPROVAL", "action": "PROMOTE",
+                            "stage": "production", "role": "approver"}])
+    st = a.registry.promote("credit-risk", 1, "production", precheck=False)
+    log.pump()
+    assert log.q("SELECT role, model, experiment FROM role_assignments ORDER BY role") == [
+        ("approver", None, "churn"), ("writer", None, "churn")]
+    dan.registry.approve("credit-risk", st.request_id)  # an approver of an experiment, not of this model
+    log.pump()
+    assert log.q("SELECT status FROM requests") == [("PENDING",)]
+    with pytest.raises(ValidationError, match="experiment"):
+        a.registry.grant("dan", "writer", "credit-risk", experiment="churn")
+    with pytest.raises(ValidationError, match="role"):
+        a.registry.grant("dan", "superuser")
 
 
 def test_decisions_replay_identically(log, tmp_path):
