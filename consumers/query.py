@@ -52,7 +52,21 @@ def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | date
     ``as_of`` (ISO 8601 text or datetime; naive = UTC) answers with every view as it was at that
     instant, e.g. which model version was in production then. ``params`` are bound to the query's
     ``?`` placeholders (strings, numbers, booleans, None), never pasted into its text.
+
+    Once the log is governed (``modelog init``), a running processor answers only what this principal may
+    read (docs/security.md): the request is signed with its key (MODELOG_SIGNING_KEY or its key file), else
+    carries MODELOG_TOKEN.
     """
+    return query_arrow(query, settings, as_of=as_of, params=params)
+
+
+def query_arrow(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None,
+                params: list | tuple | None = None, on_behalf_of: str | None = None,
+                signer_principal: str | None = None) -> pyarrow.Table:
+    """:func:`sql_arrow` for a process that reads for others (the HTTP server): ``on_behalf_of`` scopes the
+    answer to that principal, whom this process authenticated; a processor accepts it from a request signed
+    with ``signer_principal``'s key when that key has the ``delegate`` capability. Without a processor (the
+    views file or the lake read in this process) the scope is applied here."""
     settings = settings or Settings.load()
     stamp = parse_as_of(as_of)
     bound = list(params) if params else None
@@ -60,11 +74,38 @@ def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | date
 
     limits = QueryLimits.from_settings(settings)  # a processor enforces its own settings' limits
     if settings.lake_path is not None:  # any process may read the lake: no round trip to a processor
-        return lake_reader(settings.lake_path).query(query, stamp, bound, limits)
+        return lake_reader(settings.lake_path).query(query, stamp, bound, limits, on_behalf_of)
     info = running_processor(settings)
     if info and info.get("sql_url"):
-        return _remote(info["sql_url"], query, stamp, bound)
-    return _local(settings.views_path, query, stamp, bound, limits, settings.duckdb_memory_limit)
+        return _remote(info["sql_url"], query, stamp, bound,
+                       identity=lambda body, headers: _identity(settings, body, headers, on_behalf_of,
+                                                                signer_principal))
+    return _local(settings.views_path, query, stamp, bound, limits, settings.duckdb_memory_limit, on_behalf_of)
+
+
+_signers: dict[tuple, object] = {}
+
+
+def _identity(settings: Settings, body: bytes, headers: dict[str, str], on_behalf_of: str | None,
+              signer_principal: str | None) -> dict[str, str]:
+    """The headers saying who sends a SQL request (modelog.wire.sqlauth): signed with the key of
+    ``signer_principal`` (default: this process's principal), else its API token, else none."""
+    from modelog.wire.signing import signer_for
+    from modelog.wire.sqlauth import sign_request
+
+    principal = signer_principal or settings.principal
+    key = (settings.signing_key if principal == settings.principal else None, str(settings.home), principal)
+    signer = _signers.get(key)
+    if signer is None:
+        signer = signer_for(settings, principal)
+        if signer is not None:
+            _signers[key] = signer
+    if signer is not None:
+        return sign_request(signer, body, as_of=headers.get("X-Modelog-As-Of"),
+                            params=headers.get("X-Modelog-Params"), on_behalf=on_behalf_of)
+    if settings.token and not on_behalf_of:
+        return {"Authorization": f"Bearer {settings.token}"}
+    return {}
 
 
 def sql(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None) -> pandas.DataFrame:
@@ -111,7 +152,8 @@ def close_connections() -> None:
         conn.close()
 
 
-def _remote(url: str, query: str, as_of: str | None = None, params: list | None = None) -> pyarrow.Table:
+def _remote(url: str, query: str, as_of: str | None = None, params: list | None = None,
+            identity=None) -> pyarrow.Table:
     import pyarrow as pa
 
     headers = {"Content-Type": "text/plain"}
@@ -119,8 +161,11 @@ def _remote(url: str, query: str, as_of: str | None = None, params: list | None 
         headers["X-Modelog-As-Of"] = as_of
     if params:
         headers["X-Modelog-Params"] = json.dumps(params)
+    payload = query.encode()
+    if identity is not None:
+        headers.update(identity(payload, headers))
     try:
-        status, body = _post(url, query.encode(), headers)
+        status, body = _post(url, payload, headers)
     except OSError as exc:
         raise QueryError(f"processor SQL endpoint {url} unreachable: {exc}") from exc
     if status != 200:
@@ -134,12 +179,13 @@ def _remote(url: str, query: str, as_of: str | None = None, params: list | None 
 
 
 def _local(path: Path, query: str, as_of: str | None = None, params: list | None = None, limits=None,
-           memory_limit: str | None = None) -> pyarrow.Table:
+           memory_limit: str | None = None, on_behalf_of: str | None = None) -> pyarrow.Table:
     import duckdb
 
     if not path.exists():
         raise QueryError(f"no views at {path} yet: start the processor (`modelog process`) or run `modelog rebuild`")
     from modelog.processors.query_server import arrow_result
+    from modelog.processors.scope import read_scope
 
     try:
         con = duckdb.connect(str(path), read_only=True,
@@ -147,7 +193,8 @@ def _local(path: Path, query: str, as_of: str | None = None, params: list | None
     except duckdb.Error as exc:
         raise QueryError(f"cannot open {path} read-only ({exc}); is a processor starting up?") from exc
     try:
-        return arrow_result(con, query, as_of, params, limits)
+        scope = read_scope(con, on_behalf_of) if on_behalf_of is not None else None
+        return arrow_result(con, query, as_of, params, limits, scope)
     except duckdb.Error as exc:
         raise QueryError(str(exc)) from exc
     finally:

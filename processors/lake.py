@@ -238,14 +238,18 @@ class LakeReader:
     def positions(self) -> dict[tuple[str, int], int]:
         return self.lake.positions()
 
-    def query(self, sql: str, as_of: str | None = None, params: list | None = None, limits=None):
-        """Run one read-only statement; an Arrow table. Retries once if a merge removed a file mid-read."""
+    def query(self, sql: str, as_of: str | None = None, params: list | None = None, limits=None,
+              on_behalf_of: str | None = None):
+        """Run one read-only statement; an Arrow table. Retries once if a merge removed a file mid-read.
+        ``on_behalf_of``: answer with what that principal may read (processors/scope.py)."""
         from .query_server import arrow_result
+        from .scope import read_scope
 
         for attempt in (0, 1):
             cur = self.reader()
             try:
-                return arrow_result(cur, sql, as_of, params, limits)
+                scope = read_scope(cur, on_behalf_of) if on_behalf_of is not None else None
+                return arrow_result(cur, sql, as_of, params, limits, scope)
             except duckdb.IOException as exc:
                 if attempt:
                     raise QueryError(str(exc)) from exc

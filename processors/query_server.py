@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,18 +23,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import duckdb
 import pyarrow as pa
 
-from modelog.wire.errors import QueryError
+from modelog.wire import sqlauth
+from modelog.wire.errors import QueryError, ValidationError
+from modelog.wire.sqlauth import AuthError
+from modelog.wire.tokens import parse_token
 
 from . import metrics
+from .scope import Scope, governance_version, read_scope
 from .sql_guard import check_query
 from .store import ViewStore
 
 log = logging.getLogger(__name__)
 
 
-def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str, scoped: bool = False) -> None:
     """Raise QueryError unless ``query`` is one read-only statement over the views (see sql_guard)."""
-    check_query(con, query)
+    check_query(con, query, scoped)
 
 
 def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
@@ -42,24 +48,61 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
     ``as_of`` (its first timestamp column: occurred_at, registered_at, decided_at, ...), and every view
     is re-created as a temporary view over those. Connection-local; the file is not touched.
     """
+    shadow_views(con, as_of=as_of)
+
+
+def scoped_views(con: duckdb.DuckDBPyConnection, scope: Scope, as_of: str | None = None) -> None:
+    """Make ``con`` (a connection of its own) see only what ``scope`` may read (processors/scope.py), as of
+    ``as_of`` if given: the same shadows as :func:`as_of_views`, each also filtered to the scope."""
+    shadow_views(con, as_of=as_of, scope=None if scope.everything else scope)
+
+
+def shadow_views(con: duckdb.DuckDBPyConnection, as_of: str | None = None, scope: Scope | None = None) -> None:
+    """Shadow every base table by a TEMP view of its rows up to ``as_of`` and within ``scope`` (either may be
+    None), then re-create every view over them. Connection-local; the file is not touched."""
     from . import current
+    from . import scope as scoping
     from .store import views_sql
     from .tables import AS_OF_SHADOWS, TABLES, TS
 
-    try:
-        ts = con.execute("SELECT CAST(? AS TIMESTAMP)", [as_of]).fetchone()[0]
-    except duckdb.Error as exc:
-        raise QueryError(f"as_of: must be an ISO 8601 time, e.g. 2026-11-01T12:00:00 (got {as_of!r})") from exc
+    if as_of is None and scope is None:
+        return
+    ts = None
+    if as_of is not None:
+        try:
+            ts = con.execute("SELECT CAST(? AS TIMESTAMP)", [as_of]).fetchone()[0]
+        except duckdb.Error as exc:
+            raise QueryError(f"as_of: must be an ISO 8601 time, e.g. 2026-11-01T12:00:00 (got {as_of!r})") from exc
     db = con.execute("SELECT current_database()").fetchone()[0]
+    if scope is not None:
+        for name, col, values in (("_scope_experiments", "experiment", sorted(scope.experiments)),
+                                  ("_scope_models", "model", sorted(scope.models)),
+                                  ("_scope_who", "principal", [scope.principal])):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT unnest(?::VARCHAR[]) AS {col}", [values])
+        for statement in scoping.prelude_sql(db):
+            con.execute(statement)
+
+    def where(table: str, schema) -> str:
+        parts = []
+        if ts is not None:
+            col = next((f.name for f in schema if f.type == TS), None)
+            if col:
+                parts.append(f'"{col}" <= TIMESTAMP \'{ts.isoformat(sep=" ")}\'')
+        if scope is not None:
+            parts.append("(" + (scoping.EVENTS_FILTER if table == "log_events"
+                                else scoping.FILTERS.get(table, "false")) + ")")
+        return " WHERE " + " AND ".join(parts) if parts else ""
+
     for table, schema in TABLES.items():
-        if table in AS_OF_SHADOWS:  # derived tables: re-derived from their (already shadowed) source
-            continue
-        col = next((f.name for f in schema if f.type == TS), None)
-        where = f' WHERE "{col}" <= $ts' if col else ""
-        con.execute(f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "{db}".main.{table}'
-                    + where.replace("$ts", f"TIMESTAMP '{ts.isoformat(sep=' ')}'"))
-    for table, select in AS_OF_SHADOWS.items():
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {select}")
+        if table == "log_events" or (ts is not None and table in AS_OF_SHADOWS):
+            continue  # derived tables: re-derived from their (already shadowed) source; events: last
+        con.execute(f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM "{db}".main.{table}' + where(table, schema))
+    if ts is not None:
+        for table, select in AS_OF_SHADOWS.items():
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {select}")
+    # the audit rows: after every other shadow, as a scope reads them off the readable rows
+    con.execute('CREATE OR REPLACE TEMP VIEW log_events AS SELECT * FROM "{db}".main.log_events'.replace("{db}", db)
+                + where("log_events", TABLES["log_events"]))
     con.execute(current.views_sql(temp=True))  # the current-state tables, from the shadowed facts
     sql = views_sql().replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
     con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
@@ -83,18 +126,21 @@ BATCH_ROWS = 65_536
 
 
 def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None = None,
-                 params: list | None = None, limits: QueryLimits | None = None) -> pa.Table:
+                 params: list | None = None, limits: QueryLimits | None = None, scope: Scope | None = None,
+                 shadowed: bool = False) -> pa.Table:
     """One read-only statement's answer. ``params`` binds its ``?`` placeholders (values never pasted).
+    ``scope``: answer with only what it may read (``shadowed``: ``con`` already has the scope's shadows).
     Raises QueryError when the statement is refused by the sandbox, runs longer than ``limits.timeout_s``
     (it is interrupted), answers more than ``limits.max_rows`` rows, or runs out of memory."""
     limits = limits or QueryLimits()
-    check_read_only(con, query)
+    limited = scope is not None and not scope.everything
+    check_read_only(con, query, limited)
     timer = threading.Timer(limits.timeout_s, con.interrupt)
     timer.daemon = True
     timer.start()
     try:
-        if as_of:
-            as_of_views(con, as_of)
+        if as_of or (limited and not shadowed):
+            shadow_views(con, as_of=as_of or None, scope=scope if limited else None)
         rel = con.sql(query, params=params) if params else con.sql(query)
         if rel is None:
             return pa.table({})
@@ -136,6 +182,102 @@ def parse_params(header: str | None) -> list | None:
     return params
 
 
+def identify(con: duckdb.DuckDBPyConnection, headers: Mapping[str, str], body: bytes) -> tuple[str, bool]:
+    """(principal, reads everything) of a request to a governed log: a signed request (its key in
+    ``signing_keys``) or an API token (``api_tokens``); raises AuthError when neither proves who asks.
+    A delegate key (the HTTP server's) speaking for itself reads everything: it authenticates tokens."""
+    h = {k.lower(): v for k, v in headers.items()}
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    now = time.time()
+    key_id = h.get(sqlauth.KEY_ID.lower())
+    if key_id:
+        rel = con.execute(f'SELECT principal, public_key, capabilities, status FROM "{db}".main.signing_keys '
+                          "WHERE key_id = ?", [key_id])
+        rows = [dict(zip([d[0] for d in rel.description], r)) for r in rel.fetchall()]
+        key = rows[0] if rows else None
+        principal = sqlauth.verify_request(headers, body, key, now)
+        delegate_self = (not h.get(sqlauth.ON_BEHALF.lower())
+                         and sqlauth.DELEGATE in (key.get("capabilities") or ()))  # type: ignore[union-attr]
+        return principal, delegate_self
+    scheme, _, token = h.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        token = token.strip()
+        try:
+            token_id = parse_token(token)
+        except ValidationError:
+            raise sqlauth.AuthError("Authorization: malformed token, expected mlg_<id>_<secret>") from None
+        rel = con.execute(f'SELECT * FROM "{db}".main.api_tokens WHERE token_id = ?', [token_id])
+        rows = [dict(zip([d[0] for d in rel.description], r)) for r in rel.fetchall()]
+        principal, _, why = sqlauth.token_verdict(token, rows[0] if rows else None, now)
+        if principal is None:
+            raise sqlauth.AuthError(f"Authorization: {why}")
+        return principal, False
+    raise sqlauth.AuthError("the log is governed (modelog init): the SQL endpoint answers requests signed with a "
+                            "registered key (X-Modelog-Key-Id, X-Modelog-Signature; `modelog sql` signs with "
+                            "MODELOG_SIGNING_KEY or $MODELOG_HOME/keys/<principal>.key) or carrying an API token "
+                            "(Authorization: Bearer, MODELOG_TOKEN)")
+
+
+class ScopedReaders:
+    """Connections that see one scope: built once per (scope, grants version), reused by later requests.
+
+    A scoped reader is a cursor of the store with every base table shadowed for its scope (``shadow_views``);
+    creating the shadows costs tens of milliseconds, so idle ones are kept (at most ``per_scope`` per scope,
+    ``max_scopes`` scopes: beyond, all are closed). A change of grants or keys changes the version, so a
+    scope is read again and its readers rebuilt."""
+
+    def __init__(self, store, per_scope: int = 4, max_scopes: int = 64) -> None:
+        self.store = store
+        self.per_scope = per_scope
+        self.max_scopes = max_scopes
+        self._scopes: dict[tuple[str, int], Scope] = {}
+        self._idle: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+
+    def scope(self, con, principal: str, version: int) -> Scope:
+        hit = self._scopes.get((principal, version))
+        if hit is None:
+            hit = read_scope(con, principal)
+            with self._lock:
+                if len(self._scopes) > 10_000:
+                    self._scopes.clear()
+                self._scopes[(principal, version)] = hit
+        return hit
+
+    @contextlib.contextmanager
+    def reader(self, scope: Scope, version: int):
+        key = (scope.key, version)
+        with self._lock:
+            idle = self._idle.get(key)
+            cur = idle.pop() if idle else None
+        if cur is None:
+            cur = self.store.reader()
+            try:
+                shadow_views(cur, scope=scope)
+            except BaseException:
+                cur.close()
+                raise
+        ok = False
+        try:
+            yield cur
+            ok = True
+        finally:
+            keep = False
+            if ok:
+                with self._lock:
+                    if key not in self._idle and len(self._idle) >= self.max_scopes:
+                        for old in self._idle.values():
+                            for c in old:
+                                c.close()
+                        self._idle.clear()
+                    pool = self._idle.setdefault(key, [])
+                    if len(pool) < self.per_scope:
+                        pool.append(cur)
+                        keep = True
+            if not keep:
+                cur.close()
+
+
 class QueryServer:
     """Serves SQL from ``store`` in a background thread; each request gets its own cursor.
 
@@ -150,6 +292,7 @@ class QueryServer:
         self.limits = limits or QueryLimits()
         self.highwaters = highwaters
         self.ready = True  # the projector sets it False until its consumer has joined
+        self.scopes = ScopedReaders(store)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -182,15 +325,15 @@ class QueryServer:
             def do_POST(self) -> None:
                 if self.path != "/sql":
                     return self._send(404, b'{"error": "not found"}', "application/json")
-                query = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-                cur = outer.store.reader()
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                as_of = self.headers.get("X-Modelog-As-Of")
                 try:
-                    table = arrow_result(cur, query, self.headers.get("X-Modelog-As-Of"),
-                                         parse_params(self.headers.get("X-Modelog-Params")), outer.limits)
+                    table = outer.answer(body, dict(self.headers.items()), as_of,
+                                         parse_params(self.headers.get("X-Modelog-Params")))
+                except AuthError as exc:
+                    return self._send(401, json.dumps({"error": str(exc)}).encode(), "application/json")
                 except (QueryError, duckdb.Error) as exc:
                     return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
-                finally:
-                    cur.close()
                 sink = pa.BufferOutputStream()
                 with pa.ipc.new_stream(sink, table.schema) as writer:
                     writer.write_table(table)
@@ -201,6 +344,24 @@ class QueryServer:
         shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # a wildcard bind is reachable locally
         self.url = f"http://{shown}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="modelog-sql", daemon=True)
+
+    def answer(self, body: bytes, headers: Mapping[str, str], as_of: str | None, params: list | None) -> pa.Table:
+        """The answer to one request: its sender identified (raises AuthError), its statement run within the
+        sender's read scope (processors/scope.py)."""
+        query = body.decode()
+        cur = self.store.reader()
+        try:
+            governed, version = governance_version(cur)
+            if not governed:  # a local install before `modelog init`: everyone reads everything, as before
+                return arrow_result(cur, query, as_of, params, self.limits)
+            who, everything = identify(cur, headers, body)
+            scope = Scope(who, everything=True) if everything else self.scopes.scope(cur, who, version)
+            if scope.everything or as_of:
+                return arrow_result(cur, query, as_of, params, self.limits, scope)
+        finally:
+            cur.close()
+        with self.scopes.reader(scope, version) as scoped:
+            return arrow_result(scoped, query, None, params, self.limits, scope, shadowed=True)
 
     def metrics_text(self) -> str:
         """The Prometheus exposition of the views (read on a reader cursor: never waits for the writer)."""

@@ -43,20 +43,25 @@ _ACCEPTED: dict[str, None] = {}  # texts already checked and accepted (the check
 MAX_ACCEPTED = 1024
 
 
-def check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
+def check_query(con: duckdb.DuckDBPyConnection, query: str, scoped: bool = False) -> None:
     """Raise QueryError unless ``query`` is one read-only statement that reads only views and tables.
+
+    ``scoped``: the reader sees the views through its scope's shadows (processors/scope.py), so a name
+    qualified by a catalog or schema (``main.runs``, ``views.main.log_metrics``), which would reach past
+    them to the unfiltered tables, is refused too.
 
     The verdict depends on the text alone (its parse tree, not the catalog), so accepted texts are
     remembered: the server's statements recur with other bound parameters, and parsing one costs ~2 ms."""
-    if query in _ACCEPTED:
+    key = ("scoped:" if scoped else "") + query
+    if key in _ACCEPTED:
         return
-    _check(con, query)
+    _check(con, query, scoped)
     if len(_ACCEPTED) >= MAX_ACCEPTED:
         _ACCEPTED.clear()
-    _ACCEPTED[query] = None
+    _ACCEPTED[key] = None
 
 
-def _check(con: duckdb.DuckDBPyConnection, query: str) -> None:
+def _check(con: duckdb.DuckDBPyConnection, query: str, scoped: bool = False) -> None:
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
@@ -76,11 +81,11 @@ def _check(con: duckdb.DuckDBPyConnection, query: str) -> None:
         inner = _EXPLAIN.sub("", query, count=1)
         if inner == query:
             raise QueryError("EXPLAIN: could not read the statement it explains")
-        return _check(con, inner)
-    _check_tree(con, query)
+        return _check(con, inner, scoped)
+    _check_tree(con, query, scoped)
 
 
-def _check_tree(con: duckdb.DuckDBPyConnection, query: str) -> None:
+def _check_tree(con: duckdb.DuckDBPyConnection, query: str, scoped: bool = False) -> None:
     try:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
     except (duckdb.Error, ValueError, TypeError) as exc:
@@ -106,6 +111,11 @@ def _check_tree(con: duckdb.DuckDBPyConnection, query: str) -> None:
                 catalog = str(node.get("catalog_name") or "")
                 if catalog and not _NAME.match(catalog):
                     raise QueryError(f"catalog {catalog!r}: not allowed here")
+                schema = str(node.get("schema_name") or "")
+                if scoped and (catalog or schema):
+                    raise QueryError(f"FROM {'.'.join(p for p in (catalog, schema, name) if p)}: qualified names are "
+                                     "not allowed for a scoped reader; name the view alone (FROM "
+                                     f"{name})")
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)

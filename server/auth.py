@@ -28,13 +28,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from fastapi import Depends, Request
 
 from modelog.server.problems import forbidden, unauthorized
 from modelog.wire.errors import ValidationError
-from modelog.wire.tokens import parse_token, token_hash
+from modelog.wire.sqlauth import token_verdict
+from modelog.wire.tokens import parse_token
 
 PERMISSIONS = ("read", "write", "registry", "approve", "admin")
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -112,14 +112,10 @@ class TokenAuthority:
         return principal
 
     def _verdict(self, token: str, row: dict | None, now: float) -> tuple[Principal | None, str]:
-        if row is None or not hmac.compare_digest(str(row.get("token_hash") or ""), token_hash(token)):
-            return None, "unknown token"
-        if row.get("revoked_at") is not None:
-            return None, "token revoked"
-        expires = row.get("expires_at")
-        if expires is not None and _epoch(expires) <= now:
-            return None, "token expired"
-        return Principal(row["principal"], tuple(row.get("roles") or ()), row["token_id"]), ""
+        name, roles, why = token_verdict(token, row, now)  # the rule the SQL endpoint applies too
+        if name is None:
+            return None, why
+        return Principal(name, roles, row["token_id"]), ""
 
     def forget(self) -> None:
         with self._lock:
@@ -148,14 +144,6 @@ class TokenAuthority:
             self._sessions.pop(sid or "", None)
 
 
-def _epoch(value) -> float:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.timestamp()
-    return float(value) / 1e6  # microseconds
-
-
 def caller(request: Request, basic: bool = False) -> Principal:
     """The authenticated caller: a bearer token, else the UI's session cookie (with CSRF on writes).
 
@@ -163,6 +151,12 @@ def caller(request: Request, basic: bool = False) -> Principal:
     credentials are accepted too: the password is the token, the username is not used (the actor is
     always the token's principal).
     """
+    principal = _authenticate(request, basic)
+    request.state.principal = principal  # the reads of this request are scoped to it (server/views.py)
+    return principal
+
+
+def _authenticate(request: Request, basic: bool) -> Principal:
     authority: TokenAuthority = request.app.state.authority
     header = request.headers.get("authorization", "")
     if header:

@@ -27,6 +27,7 @@ from fastapi.templating import Jinja2Templates
 
 from modelog.server.auth import SESSION_COOKIE, SESSION_SECONDS, Principal, TokenAuthority, requires
 from modelog.server.problems import Problem
+from modelog.server.views import views_for
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on for .html
@@ -90,7 +91,7 @@ def _render(request: Request, template: str, nav: str, status: int = 200, **ctx:
 
 
 def _views(request: Request):
-    return request.app.state.views
+    return views_for(request)  # scoped to the caller (decision 0022)
 
 
 def _safe_rows(views, sql: str, params: list | None = None) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from modelog.server.auth import Principal, requires
 from modelog.server.log import RecordReader, jsonable
 from modelog.server.problems import Problem, not_found
 from modelog.wire.errors import BrokerError, ConfigError, DecodeError, ValidationError
+from modelog.server.views import views_for
 
 router = APIRouter(tags=["audit"])
 
@@ -72,7 +73,7 @@ def audit(request: Request, entity: str | None = Query(None, description="an ent
         params += [at, at, event_id]
     sql = (f"SELECT {COLUMNS} FROM audit_log" + (" WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY occurred_at DESC, event_id DESC LIMIT ?")
-    rows = request.app.state.views.rows(sql, [*params, limit])
+    rows = views_for(request).rows(sql, [*params, limit])
     return {"events": rows, "next_page_token": page_token(rows[-1]) if len(rows) == limit else None}
 
 
@@ -88,7 +89,7 @@ def record_reader(request: Request):
 def event(request: Request, event_id: str, principal: Principal = requires("read")) -> dict[str, Any]:
     from modelog.wire.codec import Codec
 
-    row = request.app.state.views.one(f"SELECT {COLUMNS} FROM audit_log WHERE event_id = ?", [event_id])
+    row = views_for(request).one(f"SELECT {COLUMNS} FROM audit_log WHERE event_id = ?", [event_id])
     if row is None:
         raise not_found(f"event_id: no event {event_id!r} in the audit log")
     topic, partition, offset = row["topic"], row["partition"], row["offset"]

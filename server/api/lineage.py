@@ -24,6 +24,7 @@ from modelog.server.auth import Principal, requires
 from modelog.server.problems import Problem, not_found
 from modelog.wire import rules as _rules
 from modelog.wire.errors import ValidationError
+from modelog.server.views import views_for
 
 router = APIRouter(tags=["lineage"])
 
@@ -54,7 +55,7 @@ def resolve(views, entity: str) -> tuple[str, str]:
 @router.get("/lineage/{entity:path}", summary="The lineage graph upstream or downstream of an entity")
 def lineage(request: Request, entity: str, direction: str = Query("upstream", pattern="^(upstream|downstream)$"),
             depth: int = Query(5, ge=1, le=MAX_DEPTH), principal: Principal = requires("read")) -> dict[str, Any]:
-    views = request.app.state.views
+    views = views_for(request)
     node, kind = resolve(views, entity)
     rows = views.rows(f"SELECT node, kind, relation, via, role, depth FROM lineage_{direction}(?, ?) "
                       "ORDER BY depth, node, via", [node, depth])

@@ -23,6 +23,7 @@ from modelog.wire.envelope import now_micros
 from modelog.wire.errors import ValidationError
 from modelog.wire.ids import uuid7
 from modelog.wire.models import validate
+from modelog.server.views import views_for
 
 router = APIRouter(tags=["monitoring"])
 
@@ -31,7 +32,7 @@ MAX_WINDOWS = 1000
 
 
 def _views(request: Request):
-    return request.app.state.views
+    return views_for(request)  # scoped to the caller (decision 0022)
 
 
 def _name(field: str, value: Any) -> str:

@@ -20,6 +20,7 @@ from modelog.server.encoding import ApiJSON
 from modelog.server.problems import Problem, not_found
 from modelog.wire import rules as _rules
 from modelog.wire.errors import QueryError, ValidationError
+from modelog.server.views import views_for
 
 router = APIRouter(tags=["registry"])
 
@@ -30,7 +31,7 @@ STATUSES = ("PENDING", "APPROVED", "REJECTED")
 
 
 def _views(request: Request):
-    return request.app.state.views
+    return views_for(request)  # scoped to the caller (decision 0022)
 
 
 def _client(request: Request, principal: Principal):

@@ -21,9 +21,9 @@ class SqlQuery(BaseModel):
 
 @router.post("/sql", summary="Read-only SQL over the views (rows capped)")
 def sql(request: Request, body: SqlQuery, principal: Principal = requires("read")) -> dict[str, Any]:
-    from modelog.consumers.query import sql_arrow
+    from modelog.server.views import views_for
 
-    table = sql_arrow(body.query, request.app.state.settings, as_of=body.as_of)
+    table = views_for(request).table(body.query, as_of=body.as_of)  # only what the caller may read
     truncated = table.num_rows > MAX_ROWS
     rows = table.slice(0, MAX_ROWS).to_pylist()
     return {"columns": table.column_names, "rows": rows, "row_count": table.num_rows, "truncated": truncated}

@@ -31,10 +31,38 @@ def sse(event: str, data: object, event_id: str | None = None) -> str:
     return (f"id: {event_id}\n" if event_id else "") + f"event: {event}\ndata: {text}\n\n"
 
 
+def _check_scope(request: Request, principal: Principal, run_id: str | None, model: str | None) -> None:
+    """The live feed reads the log, not the views: once governed, a principal that does not read everything
+    (processors/scope.py) must name a run of a readable experiment or a readable model; else 404, as for a
+    run or model that does not exist (decision 0022)."""
+    from modelog.processors.scope import scope_of
+    from modelog.server.problems import not_found
+
+    views = request.app.state.views  # the server's own reads: the scope is computed here
+    admins = [r["principal"] for r in views.rows("SELECT principal FROM signing_keys WHERE bootstrap AND "
+                                                 "status = 'active'")]
+    if not admins:
+        return  # not governed: everyone reads everything
+    grants = views.rows("SELECT principal, role, model, experiment FROM role_assignments WHERE principal = ?",
+                        [principal.name])
+    scope = scope_of(principal.name, grants, True, admins)
+    if scope.everything:
+        return
+    if run_id is None and model is None:
+        raise not_found("the stream of every event: name a run_id or a model you may read")
+    if run_id is not None:
+        row = views.one("SELECT experiment FROM runs WHERE run_id = ?", [run_id])
+        if row is None or row["experiment"] not in scope.experiments:
+            raise not_found(f"run_id: no run {run_id!r}")
+    if model is not None and model not in scope.models:
+        raise not_found(f"model: no model {model!r}")
+
+
 @router.get("/stream", summary="Live events (text/event-stream): metrics, run, decision, alert",
             response_class=StreamingResponse)
 async def stream(request: Request, run_id: str | None = None, model: str | None = None,
                  principal: Principal = requires("read")) -> StreamingResponse:
+    await asyncio.to_thread(_check_scope, request, principal, run_id, model)
     feed = live_feed(request.app)
     sub = feed.subscribe(run_id, model)
 

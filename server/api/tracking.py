@@ -16,12 +16,13 @@ from modelog.server.filters import SORT_PREFIX, next_page_token, runs_query
 from modelog.sdk import artifacts as _artifacts
 from modelog.server.problems import Problem, not_found
 from modelog.wire.errors import ArtifactError
+from modelog.server.views import views_for
 
 router = APIRouter(tags=["tracking"])
 
 
 def _views(request: Request):
-    return request.app.state.views
+    return views_for(request)  # scoped to the caller (decision 0022)
 
 
 @router.get("/experiments", summary="Experiments with their run counts")

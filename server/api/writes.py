@@ -15,6 +15,7 @@ from modelog.wire.envelope import now_micros
 from modelog.wire.errors import ValidationError
 from modelog.wire.ids import new_run_id
 from modelog.wire.models import tag_texts, validate
+from modelog.server.views import views_for
 
 router = APIRouter(tags=["tracking writes"])
 
@@ -58,7 +59,7 @@ def _check(field: str, value: Any, rule) -> Any:
 
 
 def _run_exists(request: Request, run_id: str) -> dict | None:
-    return request.app.state.views.one("SELECT run_id, status FROM runs WHERE run_id = ?", [run_id])
+    return views_for(request).one("SELECT run_id, status FROM runs WHERE run_id = ?", [run_id])
 
 
 @router.post("/runs", status_code=201, summary="Start a run")
@@ -111,7 +112,7 @@ def log_batch(request: Request, run_id: str, body: LogBatch, principal: Principa
     if _run_exists(request, run_id) is None:
         raise not_found(f"run_id: no run {run_id!r} (start it with POST /api/v1/runs)")
     if params:  # params are immutable per run: a different value for a logged key is refused
-        logged = {r["key"]: r["value"] for r in request.app.state.views.rows(
+        logged = {r["key"]: r["value"] for r in views_for(request).rows(
             "SELECT key, value FROM params WHERE run_id = ?", [run_id])}
         for p in params:
             if p["key"] in logged and logged[p["key"]] != p["value"]:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from modelog.server.problems import Problem
 from modelog.wire.errors import QueryError
+from modelog.server.views import views_for
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACTS_PREFIX = "/api/2.0/mlflow-artifacts"
@@ -125,7 +126,7 @@ def iso_from_ms(value: Any, field: str) -> str:
 # -- app state -------------------------------------------------------------------------------------------------
 
 def views(request: Request):
-    return request.app.state.views
+    return views_for(request)  # scoped to the caller (decision 0022)
 
 
 def client(request: Request, principal):

@@ -1,0 +1,170 @@
+"""Read scoping: which experiments and models a principal may read, and its views showing only those.
+
+Rules (docs/security.md, "Roles and read scoping"; decision 0022):
+
+- Before ``modelog init`` (no bootstrap key in ``signing_keys``) the log is not governed: everyone reads
+  everything, as a single-user local install always has.
+- Once governed, a principal reads everything if it is an admin (the bootstrap key's principal, or a global
+  ``admin`` grant) or holds any role globally (a grant with neither model nor experiment). Otherwise it reads
+  the experiments on which it holds a role (their runs and everything logged to them) and the models on which
+  it holds a role (their versions, requests, decisions, deployments, monitoring and alerts). Nothing is
+  inherited: a model registered from a run of a readable experiment is readable only with a role on the model.
+- Lineage: an edge is readable when both its ends are; a run, artifact, model or deployment node as above, a
+  dataset version when an edge links it to a readable run, artifact, model or deployment.
+- Audit rows (``log_events``): an event is readable when the fact it recorded is (its row in a readable table).
+- Grants and tokens: a scoped principal sees its own. Signing keys and the signature policy (public keys,
+  one switch) are readable by all. Dead letters (raw records of anyone) by none.
+
+:func:`scope_of` is the pure rule; :func:`read_scope` reads its inputs off a connection; :func:`shadow_sql`
+writes the statements that make a connection of its own see only the scope (every base table shadowed by a
+filtered TEMP view, every view re-created over those, as ``as_of`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one principal may read. ``everything``: no filter at all."""
+
+    principal: str
+    everything: bool = False
+    experiments: frozenset[str] = frozenset()
+    models: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> tuple:
+        """Equal for equal scopes (the cache key of a scoped connection)."""
+        if self.everything:
+            return ("*",)
+        return (self.principal, tuple(sorted(self.experiments)), tuple(sorted(self.models)))
+
+
+def scope_of(principal: str, assignments: Iterable[Mapping], governed: bool, bootstrap_admins: Iterable[str] = ()
+             ) -> Scope:
+    """The scope of ``principal`` given the grants in force (``role_assignments`` rows: principal, role, model,
+    experiment), whether the log is governed, and the bootstrap admins' principals."""
+    if not governed or principal in set(bootstrap_admins):
+        return Scope(principal, everything=True)
+    experiments: set[str] = set()
+    models: set[str] = set()
+    for row in assignments:
+        if row.get("principal") != principal:
+            continue
+        model, experiment = row.get("model"), row.get("experiment")
+        if model is None and experiment is None:  # a global role (admin or any other): everything
+            return Scope(principal, everything=True)
+        if model is not None:
+            models.add(model)
+        if experiment is not None:
+            experiments.add(experiment)
+    return Scope(principal, experiments=frozenset(experiments), models=frozenset(models))
+
+
+# -- reading the inputs ---------------------------------------------------------------------------------------
+
+def governance_version(con) -> tuple[bool, int]:
+    """(governed, grants version): a bootstrap key exists; the number of grant and key records (append-only,
+    so any change of grants or keys changes it). Read off the base tables of ``main``."""
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    governed, version = con.execute(
+        f'SELECT (SELECT count(*) FROM "{db}".main.log_keys WHERE bootstrap) > 0, '
+        f'(SELECT count(*) FROM "{db}".main.log_access) + (SELECT count(*) FROM "{db}".main.log_keys)').fetchone()
+    return bool(governed), int(version)
+
+
+def read_scope(con, principal: str) -> Scope:
+    """``principal``'s scope, from the views of ``con`` (persistent ones: never a caller's shadows)."""
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    governed, _ = governance_version(con)
+    if not governed:
+        return Scope(principal, everything=True)
+    rel = con.execute(f'SELECT principal, role, model, experiment FROM "{db}".main.role_assignments '
+                      "WHERE principal = ?", [principal])
+    names = [d[0] for d in rel.description]
+    rows = [dict(zip(names, r)) for r in rel.fetchall()]
+    admins = [r[0] for r in con.execute(f'SELECT principal FROM "{db}".main.signing_keys '
+                                        "WHERE bootstrap AND status = 'active'").fetchall()]
+    return scope_of(principal, rows, governed, admins)
+
+
+# -- the scoped views -----------------------------------------------------------------------------------------
+
+_RUNS = "(SELECT run_id FROM _scope_runs)"
+_EXPS = "(SELECT experiment FROM _scope_experiments)"
+_MODELS = "(SELECT model FROM _scope_models)"
+
+# base table -> the rows a scoped principal may read (a WHERE over the table's own columns); log_events is
+# derived after all of them (its events are those of readable rows), tables absent here are not readable
+FILTERS: dict[str, str] = {
+    "log_experiments": f"experiment IN {_EXPS}",
+    "log_run_started": f"experiment IN {_EXPS}",
+    **{t: f"run_id IN {_RUNS}" for t in ("log_params", "log_metrics", "log_metric_summaries", "log_tags",
+                                         "log_artifacts", "log_run_ended")},
+    **{t: f"model IN {_MODELS}" for t in (
+        "log_model_versions", "log_model_annotations", "log_requests", "log_approvals", "log_decisions",
+        "log_decision_effects", "log_deployments", "log_reference_columns", "log_predictions",
+        "log_prediction_batches", "log_labels", "log_monitor_config", "log_drift_windows", "log_drift_columns",
+        "log_alerts")},
+    "log_policies": f"scope = '*' OR scope IN {_MODELS}",
+    "log_policy_rules": f"scope = '*' OR scope IN {_MODELS}",
+    "log_access": "principal IN (SELECT principal FROM _scope_who)",
+    "log_tokens": "principal IN (SELECT principal FROM _scope_who)",
+    "log_token_revocations": "token_id IN (SELECT token_id FROM log_tokens)",
+    "log_keys": "true",
+    "log_key_revocations": "true",
+    "log_signature_policy": "true",
+    "log_lineage": "_scope_node(src) AND _scope_node(dst)",
+    "log_dataset_versions": "'dataset:' || dataset || '@' || version IN (SELECT node FROM _scope_datasets)",
+    "log_dead_letters": "false",
+}
+
+
+def prelude_sql(db: str) -> list[str]:
+    """The scope's helpers over the base tables of ``db``: readable runs, node and dataset readability.
+    Needs the temp tables ``_scope_experiments(experiment)``, ``_scope_models(model)`` and
+    ``_scope_who(principal)``."""
+    base = f'"{db}".main'
+    node0 = ("CASE split_part(n, ':', 1) "
+             f"WHEN 'run' THEN substr(n, 5) IN {_RUNS} "
+             f"WHEN 'artifact' THEN split_part(substr(n, 10), '/', 1) IN {_RUNS} "
+             f"WHEN 'model' THEN {_under('model:')} "
+             f"WHEN 'deployment' THEN {_under('deployment:')} "
+             "ELSE false END")
+    return [
+        f"CREATE OR REPLACE TEMP VIEW _scope_runs AS SELECT DISTINCT run_id FROM {base}.log_run_started "
+        f"WHERE experiment IN {_EXPS}",
+        f"CREATE OR REPLACE TEMP MACRO _scope_node0(n) AS coalesce({node0}, false)",
+        "CREATE OR REPLACE TEMP VIEW _scope_datasets AS "
+        f"SELECT dst AS node FROM {base}.log_lineage WHERE starts_with(dst, 'dataset:') AND _scope_node0(src) "
+        f"UNION SELECT src FROM {base}.log_lineage WHERE starts_with(src, 'dataset:') AND _scope_node0(dst)",
+        "CREATE OR REPLACE TEMP MACRO _scope_node(n) AS "
+        "_scope_node0(n) OR (starts_with(n, 'dataset:') AND n IN (SELECT node FROM _scope_datasets))",
+    ]
+
+
+def _under(prefix: str, n: str = "n") -> str:
+    """``n`` is ``<prefix><a readable model>`` or lies under it (``<prefix><model>/...``)."""
+    return (f"EXISTS (SELECT 1 FROM _scope_models m WHERE {n} = '{prefix}' || m.model "
+            f"OR starts_with({n}, '{prefix}' || m.model || '/'))")
+
+
+# log_events' rows a scoped principal may read: the events of entities it may read, by the event's entity key
+# (runs: the run id or run:<id>; experiments: the name; model:<name>[/<version>], monitor:<model>[/<deployment>],
+# deployment:<model>/<environment>, policy:<model>|*; a dataset version's or edge's node; its own grants and
+# tokens; every key event, as keys are public). Anything else (a dataset by name, OpenLineage jobs): none.
+EVENTS_FILTER = (
+    f"(entity_type = 'run' AND entity_key IN {_RUNS}) "
+    f"OR (entity_type = 'experiment' AND entity_key IN {_EXPS}) "
+    "OR entity_type = 'key' "
+    "OR entity_key IN (SELECT 'access:' || principal FROM _scope_who) "
+    "OR (starts_with(entity_key, 'token:') AND substr(entity_key, 7) IN (SELECT token_id FROM log_tokens)) "
+    "OR entity_key = 'policy:*' "
+    "OR (starts_with(entity_key, 'policy:') AND substr(entity_key, 8) IN " + _MODELS + ") "
+    "OR (starts_with(entity_key, 'monitor:') AND " + _under("monitor:", "entity_key") + ") "
+    "OR (split_part(entity_key, ':', 1) IN ('run', 'artifact', 'model', 'deployment', 'dataset') "
+    "AND _scope_node(entity_key))"
+)
