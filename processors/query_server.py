@@ -70,10 +70,10 @@ def shadow_views(con: duckdb.DuckDBPyConnection, as_of: str | None = None, scope
     ts = None
     if as_of is not None:
         try:
-            ts = con.execute("SELECT CAST(? AS TIMESTAMP)", [as_of]).fetchone()[0]
+            ts = con.execute("SELECT CAST(? AS TIMESTAMP)", [as_of]).fetchall()[0][0]
         except duckdb.Error as exc:
             raise QueryError(f"as_of: must be an ISO 8601 time, e.g. 2026-11-01T12:00:00 (got {as_of!r})") from exc
-    db = con.execute("SELECT current_database()").fetchone()[0]
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
     if scope is not None:
         for name, col, values in (("_scope_experiments", "experiment", sorted(scope.experiments)),
                                   ("_scope_models", "model", sorted(scope.models)),
@@ -187,7 +187,7 @@ def identify(con: duckdb.DuckDBPyConnection, headers: Mapping[str, str], body: b
     ``signing_keys``) or an API token (``api_tokens``); raises AuthError when neither proves who asks.
     A delegate key (the HTTP server's) speaking for itself reads everything: it authenticates tokens."""
     h = {k.lower(): v for k, v in headers.items()}
-    db = con.execute("SELECT current_database()").fetchone()[0]
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
     now = time.time()
     key_id = h.get(sqlauth.KEY_ID.lower())
     if key_id:

@@ -69,16 +69,16 @@ def scope_of(principal: str, assignments: Iterable[Mapping], governed: bool, boo
 def governance_version(con) -> tuple[bool, int]:
     """(governed, grants version): a bootstrap key exists; the number of grant and key records (append-only,
     so any change of grants or keys changes it). Read off the base tables of ``main``."""
-    db = con.execute("SELECT current_database()").fetchone()[0]
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
     governed, version = con.execute(
         f'SELECT (SELECT count(*) FROM "{db}".main.log_keys WHERE bootstrap) > 0, '
-        f'(SELECT count(*) FROM "{db}".main.log_access) + (SELECT count(*) FROM "{db}".main.log_keys)').fetchone()
+        f'(SELECT count(*) FROM "{db}".main.log_access) + (SELECT count(*) FROM "{db}".main.log_keys)').fetchall()[0]
     return bool(governed), int(version)
 
 
 def read_scope(con, principal: str) -> Scope:
     """``principal``'s scope, from the views of ``con`` (persistent ones: never a caller's shadows)."""
-    db = con.execute("SELECT current_database()").fetchone()[0]
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
     governed, _ = governance_version(con)
     if not governed:
         return Scope(principal, everything=True)
