@@ -103,7 +103,13 @@ def shadow_views(con: duckdb.DuckDBPyConnection, as_of: str | None = None, scope
     # the audit rows: after every other shadow, as a scope reads them off the readable rows
     con.execute('CREATE OR REPLACE TEMP VIEW log_events AS SELECT * FROM "{db}".main.log_events'.replace("{db}", db)
                 + where("log_events", TABLES["log_events"]))
-    con.execute(current.views_sql(temp=True))  # the current-state tables, from the shadowed facts
+    if ts is not None:
+        con.execute(current.views_sql(temp=True))  # the current-state tables, from the shadowed facts
+    else:  # scope alone: a run's current rows are a function of its own facts, so filtering them by run is the
+        # same as re-deriving them from the filtered facts, and costs nothing at query time
+        for c in current.CURRENT.values():
+            con.execute(f'CREATE OR REPLACE TEMP VIEW {c.name} AS SELECT * FROM "{db}".main.{c.name} '
+                        f"WHERE {scoping.CURRENT_FILTER}")
     sql = views_sql().replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
     con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))
 
@@ -141,6 +147,8 @@ def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None =
     try:
         if as_of or (limited and not shadowed):
             shadow_views(con, as_of=as_of or None, scope=scope if limited else None)
+        # a name in FROM never resolves to a Python object (a DataFrame) of this process: views and tables only
+        con.execute("SET python_enable_replacements = false")
         rel = con.sql(query, params=params) if params else con.sql(query)
         if rel is None:
             return pa.table({})

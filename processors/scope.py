@@ -123,6 +123,10 @@ FILTERS: dict[str, str] = {
 }
 
 
+# the current-state tables (cur_runs, cur_params, cur_tags, cur_latest_metrics: one row per run or run and key)
+CURRENT_FILTER = f"run_id IN {_RUNS}"
+
+
 def prelude_sql(db: str) -> list[str]:
     """The scope's helpers over the base tables of ``db``: readable runs, node and dataset readability.
     Needs the temp tables ``_scope_experiments(experiment)``, ``_scope_models(model)`` and
@@ -147,9 +151,12 @@ def prelude_sql(db: str) -> list[str]:
 
 
 def _under(prefix: str, n: str = "n") -> str:
-    """``n`` is ``<prefix><a readable model>`` or lies under it (``<prefix><model>/...``)."""
-    return (f"EXISTS (SELECT 1 FROM _scope_models m WHERE {n} = '{prefix}' || m.model "
-            f"OR starts_with({n}, '{prefix}' || m.model || '/'))")
+    """``n`` is ``<prefix><a readable model>`` or lies under it (``<prefix><model>/<version, environment or
+    deployment>``). Model names may hold '/', so each reading of ``n`` is tried: all of it, up to its last '/',
+    up to its first '/' (uncorrelated IN lists: evaluated once, not per row)."""
+    rest = f"substr({n}, {len(prefix) + 1})"
+    return (f"({rest} IN {_MODELS} OR regexp_extract({rest}, '^(.*)/[^/]*$', 1) IN {_MODELS} "
+            f"OR split_part({rest}, '/', 1) IN {_MODELS})")
 
 
 # log_events' rows a scoped principal may read: the events of entities it may read, by the event's entity key

@@ -237,3 +237,10 @@ def test_paged_equals_unpaged(store):
     paged = bob("SELECT run_id FROM metrics ORDER BY run_id LIMIT 1 OFFSET 0") + \
         bob("SELECT run_id FROM metrics ORDER BY run_id LIMIT 1 OFFSET 1")
     assert paged == whole == [{"run_id": A_RUN}]
+
+
+def test_python_replacement_scans_are_off_on_a_reader(store):
+    """A name in FROM must not resolve to a DataFrame of the answering process (attack 18)."""
+    cur = store.reader()
+    arrow_result(cur, "SELECT 1")
+    assert cur.execute("SELECT current_setting('python_enable_replacements')").fetchall() == [(False,)]
