@@ -15,53 +15,17 @@ Rules (docs/security.md, "Roles and read scoping"; decision 0022):
 - Grants and tokens: a scoped principal sees its own. Signing keys and the signature policy (public keys,
   one switch) are readable by all. Dead letters (raw records of anyone) by none.
 
-:func:`scope_of` is the pure rule; :func:`read_scope` reads its inputs off a connection; :func:`shadow_sql`
+:func:`scope_of` is the pure rule (``modelog.wire.roles``, shared with the HTTP server); :func:`read_scope` reads its inputs off a connection; :func:`shadow_sql`
 writes the statements that make a connection of its own see only the scope (every base table shadowed by a
 filtered TEMP view, every view re-created over those, as ``as_of`` does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from modelog.wire.roles import Scope, scope_of
 
-
-@dataclass(frozen=True)
-class Scope:
-    """What one principal may read. ``everything``: no filter at all."""
-
-    principal: str
-    everything: bool = False
-    experiments: frozenset[str] = frozenset()
-    models: frozenset[str] = frozenset()
-
-    @property
-    def key(self) -> tuple:
-        """Equal for equal scopes (the cache key of a scoped connection)."""
-        if self.everything:
-            return ("*",)
-        return (self.principal, tuple(sorted(self.experiments)), tuple(sorted(self.models)))
-
-
-def scope_of(principal: str, assignments: Iterable[Mapping], governed: bool, bootstrap_admins: Iterable[str] = ()
-             ) -> Scope:
-    """The scope of ``principal`` given the grants in force (``role_assignments`` rows: principal, role, model,
-    experiment), whether the log is governed, and the bootstrap admins' principals."""
-    if not governed or principal in set(bootstrap_admins):
-        return Scope(principal, everything=True)
-    experiments: set[str] = set()
-    models: set[str] = set()
-    for row in assignments:
-        if row.get("principal") != principal:
-            continue
-        model, experiment = row.get("model"), row.get("experiment")
-        if model is None and experiment is None:  # a global role (admin or any other): everything
-            return Scope(principal, everything=True)
-        if model is not None:
-            models.add(model)
-        if experiment is not None:
-            experiments.add(experiment)
-    return Scope(principal, experiments=frozenset(experiments), models=frozenset(models))
+__all__ = ["Scope", "scope_of", "read_scope", "governance_version", "FILTERS", "EVENTS_FILTER", "CURRENT_FILTER",
+           "prelude_sql"]
 
 
 # -- reading the inputs ---------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def _check_scope(request: Request, principal: Principal, run_id: str | None, mod
     """The live feed reads the log, not the views: once governed, a principal that does not read everything
     (processors/scope.py) must name a run of a readable experiment or a readable model; else 404, as for a
     run or model that does not exist (decision 0022)."""
-    from modelog.processors.scope import scope_of
+    from modelog.wire.roles import scope_of
     from modelog.server.problems import not_found
 
     views = request.app.state.views  # the server's own reads: the scope is computed here

@@ -8,7 +8,7 @@ import pytest
 
 from modelog.processors.current import CURRENT, definition_sql
 from modelog.processors.query_server import arrow_result, shadow_views
-from modelog.processors.scope import FILTERS, Scope, governance_version, read_scope, scope_of
+from modelog.processors.scope import FILTERS, Scope, governance_version, read_scope, scope_of  # noqa: F401
 from modelog.processors.store import VIEW_NAMES, ViewStore
 from modelog.processors.tables import TABLES
 from modelog.wire.errors import QueryError
