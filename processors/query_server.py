@@ -3,7 +3,11 @@
     POST /sql       body: one SQL statement (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, PRAGMA show_tables, ...)
                     header X-Modelog-As-Of (optional): answer with the views as they were at that UTC time
                     header X-Modelog-Params (optional): JSON array bound to the statement's ? placeholders
-                    200: Arrow IPC stream; 400: {"error": "..."}
+                    once the log is governed (modelog init), who asks: X-Modelog-Key-Id, X-Modelog-Date and
+                    X-Modelog-Signature (a request signed with a registered key; X-Modelog-On-Behalf-Of from a
+                    delegate key), or Authorization: Bearer <API token> (modelog.wire.sqlauth); the answer
+                    holds only what that principal may read (processors/scope.py, decision 0022)
+                    200: Arrow IPC stream; 400: {"error": "..."}; 401: {"error": "..."} (who asks is not proven)
     GET  /health    {"status": "ok", "ready": bool, "positions": {...}}   (200 while the process lives)
     GET  /ready     200 once the projector's consumer has joined its group, 503 before (readiness probes)
     GET  /metrics   Prometheus text format 0.0.4 (drift, alerts, predictions, projector lag; see metrics.py)
