@@ -55,12 +55,6 @@ def as_of_views(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
     shadow_views(con, as_of=as_of)
 
 
-def scoped_views(con: duckdb.DuckDBPyConnection, scope: Scope, as_of: str | None = None) -> None:
-    """Make ``con`` (a connection of its own) see only what ``scope`` may read (processors/scope.py), as of
-    ``as_of`` if given: the same shadows as :func:`as_of_views`, each also filtered to the scope."""
-    shadow_views(con, as_of=as_of, scope=None if scope.everything else scope)
-
-
 def shadow_views(con: duckdb.DuckDBPyConnection, as_of: str | None = None, scope: Scope | None = None) -> None:
     """Shadow every base table by a TEMP view of its rows up to ``as_of`` and within ``scope`` (either may be
     None), then re-create every view over them. Connection-local; the file is not touched."""
@@ -105,7 +99,7 @@ def shadow_views(con: duckdb.DuckDBPyConnection, as_of: str | None = None, scope
         for table, select in AS_OF_SHADOWS.items():
             con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {select}")
     # the audit rows: after every other shadow, as a scope reads them off the readable rows
-    con.execute('CREATE OR REPLACE TEMP VIEW log_events AS SELECT * FROM "{db}".main.log_events'.replace("{db}", db)
+    con.execute(f'CREATE OR REPLACE TEMP VIEW log_events AS SELECT * FROM "{db}".main.log_events'
                 + where("log_events", TABLES["log_events"]))
     if ts is not None:
         con.execute(current.views_sql(temp=True))  # the current-state tables, from the shadowed facts

@@ -31,12 +31,13 @@ __all__ = ["Scope", "scope_of", "read_scope", "governance_version", "FILTERS", "
 # -- reading the inputs ---------------------------------------------------------------------------------------
 
 def governance_version(con) -> tuple[bool, int]:
-    """(governed, grants version): a bootstrap key exists; the number of grant and key records (append-only,
-    so any change of grants or keys changes it). Read off the base tables of ``main``."""
+    """(governed, grants version): a bootstrap key exists; the number of grant, key and key revocation records
+    (append-only, so any change of grants or keys changes it). Read off the base tables of ``main``."""
     db = con.execute("SELECT current_database()").fetchall()[0][0]
     governed, version = con.execute(
         f'SELECT (SELECT count(*) FROM "{db}".main.log_keys WHERE bootstrap) > 0, '
-        f'(SELECT count(*) FROM "{db}".main.log_access) + (SELECT count(*) FROM "{db}".main.log_keys)').fetchall()[0]
+        f'(SELECT count(*) FROM "{db}".main.log_access) + (SELECT count(*) FROM "{db}".main.log_keys) '
+        f'+ (SELECT count(*) FROM "{db}".main.log_key_revocations)').fetchall()[0]
     return bool(governed), int(version)
 
 

@@ -226,3 +226,16 @@ def test_attack16_paged_equals_unpaged(api, teams):
     assert [r["run_id"] for r in one["runs"]] == [teams.runs["team-a"]]
     if one["next_page_token"]:
         assert bob.get("/runs", params={"limit": 1, "page_token": one["next_page_token"]}).json()["runs"] == []
+
+
+def test_a_grant_and_its_revocation_take_effect_with_the_next_request(secured, teams):
+    """The endpoint keeps scoped connections per (scope, grants version): a new grant or a revocation is a new
+    version, so the next request after it is projected reads through the new scope."""
+    def bobs_experiments():
+        return {r["experiment"] for r in bob_sql(teams, "SELECT DISTINCT experiment FROM runs")}
+
+    assert bobs_experiments() == {"team-a"}  # the scope is built and kept
+    run_cli(secured.env, "access", "grant", "bob", "reader", "--experiment", "team-b")
+    wait_until(lambda: bobs_experiments() == {"team-a", "team-b"}, 30, "bob reads team-b after the grant")
+    run_cli(secured.env, "access", "revoke", "bob", "reader", "--experiment", "team-b")
+    wait_until(lambda: bobs_experiments() == {"team-a"}, 30, "bob no longer reads team-b after the revocation")
