@@ -244,3 +244,18 @@ def test_python_replacement_scans_are_off_on_a_reader(store):
     cur = store.reader()
     arrow_result(cur, "SELECT 1")
     assert cur.execute("SELECT current_setting('python_enable_replacements')").fetchall() == [(False,)]
+
+
+def test_the_server_reading_the_file_itself_still_scopes_each_caller(store, tmp_path):
+    """No processor running: the server opens the views file read-only in its own process and applies the
+    caller's scope there (consumers.query.query_arrow(on_behalf_of=...))."""
+    from modelog import Settings
+    from modelog.consumers.query import query_arrow
+
+    govern(store, [("bob", "reader", None, "team-a")])
+    store.close()
+    settings = Settings.load(env={}, home=tmp_path)  # its views file: home/views.duckdb, the fixture's
+    rows = query_arrow("SELECT experiment FROM runs ORDER BY experiment", settings, on_behalf_of="bob").to_pylist()
+    assert rows == [{"experiment": "team-a"}]
+    rows = query_arrow("SELECT experiment FROM runs ORDER BY experiment", settings, on_behalf_of="alice").to_pylist()
+    assert rows == [{"experiment": "team-a"}, {"experiment": "team-b"}]
