@@ -256,9 +256,19 @@ def load_trust(con: duckdb.DuckDBPyConnection) -> Trust:
             "JOIN log_events e USING (event_id) GROUP BY r.key_id").fetchall():
         if key_id in trust.keys:
             trust.keys[key_id].revoked_at = at
-    trust.admin_grants = [(p, at, bool(g)) for p, at, g in con.execute(
-        "SELECT principal, epoch_us(changed_at), coalesce(granted, true) FROM log_access "
-        "WHERE role = 'admin' AND model IS NULL").fetchall()]
+    for principal, at, role, experiment, model, granted in con.execute(
+            "SELECT principal, epoch_us(changed_at), role, experiment, model, coalesce(granted, true) FROM log_access "
+            "ORDER BY changed_at, event_id").fetchall():
+        trust.grants.setdefault(principal, []).append((at, role, experiment, model, bool(granted)))
+        if role == "admin" and model is None and experiment is None:
+            trust.admin_grants.append((principal, at, bool(granted)))
+
+    def run_lookup(run_id: str) -> str | None:  # the first RunStarted of the run, as the runs view has it
+        rows = con.execute("SELECT experiment FROM log_run_started WHERE run_id = ? ORDER BY event_id LIMIT 1",
+                           [run_id]).fetchall()
+        return rows[0][0] if rows else None
+
+    trust.run_lookup = run_lookup
     trust.signature_policy = [(at, bool(req)) for at, req in con.execute(
         "SELECT epoch_us(coalesce(e.logged_at, e.occurred_at)), p.require_signatures FROM log_signature_policy p "
         "JOIN log_events e USING (event_id)").fetchall()]
