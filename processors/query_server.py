@@ -24,7 +24,7 @@ import pyarrow as pa
 from modelog.wire.errors import QueryError
 
 from . import metrics
-from .sql_guard import check_query
+from .sql_guard import MAX_QUERY_BYTES, check_query
 from .store import ViewStore
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,12 @@ class QueryServer:
             def do_POST(self) -> None:
                 if self.path != "/sql":
                     return self._send(404, b'{"error": "not found"}', "application/json")
-                query = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                if length > MAX_QUERY_BYTES:  # refused unread: the body is never held in memory
+                    self.close_connection = True
+                    return self._send(413, json.dumps({"error": f"query: must be at most {MAX_QUERY_BYTES} bytes "
+                                                                f"of SQL (got {length})"}).encode(), "application/json")
+                query = self.rfile.read(length).decode(errors="replace")
                 cur = outer.store.reader()
                 try:
                     table = arrow_result(cur, query, self.headers.get("X-Modelog-As-Of"),

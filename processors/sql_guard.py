@@ -43,6 +43,16 @@ _ACCEPTED: dict[str, None] = {}  # texts already checked and accepted (the check
 MAX_ACCEPTED = 1024
 
 
+MAX_QUERY_BYTES = 256 * 1024  # of SQL text: larger is a mistake or an attack on the parser, never a query
+
+
+def check_size(query: str | bytes) -> None:
+    """Raise QueryError if the statement's text is longer than ``MAX_QUERY_BYTES``."""
+    n = len(query.encode() if isinstance(query, str) else query)
+    if n > MAX_QUERY_BYTES:
+        raise QueryError(f"query: must be at most {MAX_QUERY_BYTES} bytes of SQL (got {n})")
+
+
 def check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
     """Raise QueryError unless ``query`` is one read-only statement that reads only views and tables.
 
@@ -50,6 +60,7 @@ def check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
     remembered: the server's statements recur with other bound parameters, and parsing one costs ~2 ms."""
     if query in _ACCEPTED:
         return
+    check_size(query)
     _check(con, query)
     if len(_ACCEPTED) >= MAX_ACCEPTED:
         _ACCEPTED.clear()
