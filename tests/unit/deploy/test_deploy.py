@@ -570,7 +570,7 @@ def test_topics_sh_creates_what_ensure_topics_creates(case, monkeypatch):
         code_env |= {k: cm[k] for k in ("MODELOG_TOPIC_PARTITIONS", "MODELOG_TOPIC_REPLICATION")}
     script, code = created_by_script(env), created_by_code(code_env, monkeypatch)
     assert script == code
-    assert len(code) == 4
+    assert len(code) == 5  # tracking, deadletter, monitoring, alerts, checkpoints
 
 
 def test_topics_sh_configs_are_the_codes_constants(monkeypatch):
