@@ -115,7 +115,8 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
 class _Bar:
     """A small progress bar on stderr (a line per update when not a terminal)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "rebuild") -> None:
+        self.label = label
         self.tty = sys.stderr.isatty()
         self.last = 0.0
         self.start = time.monotonic()
@@ -128,7 +129,7 @@ class _Bar:
         frac = done / total if total else 1.0
         bar = "#" * int(frac * 30)
         rate = done / max(now - self.start, 1e-9)
-        line = f"rebuild [{bar:<30}] {done}/{total} records ({rate:,.0f}/s)"
+        line = f"{self.label} [{bar:<30}] {done}/{total} records ({rate:,.0f}/s)"
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:
