@@ -35,6 +35,8 @@ HINT = 8  # bytes of each record's content digest a checkpoint carries
 _NULL = 0xFFFFFFFF
 _U32 = struct.Struct(">I")
 _I64 = struct.Struct(">q")
+_RECORD = b"modelog.record.v1\x00"
+_NULL_FIELD = _U32.pack(_NULL)
 
 
 def _field(b: bytes | None) -> bytes:
@@ -48,15 +50,23 @@ def _text(s: str | bytes) -> bytes:
 def content_digest(timestamp_ms: int | None, key: bytes | None, value: bytes | None,
                    headers: Sequence[tuple[str | bytes, bytes | None]] = ()) -> bytes:
     """SHA-256 of what a record says (not where it is): timestamp, key, value and headers in order."""
-    h = hashlib.sha256(b"modelog.record.v1\x00")
-    h.update(_I64.pack(-1 if timestamp_ms is None else timestamp_ms))
-    h.update(_field(key))
-    h.update(_field(value))
-    headers = list(headers or ())
-    h.update(_U32.pack(len(headers)))
+    # one buffer before the value and one after it (three hash calls): this runs once per record
+    head = [_RECORD, _I64.pack(-1 if timestamp_ms is None else timestamp_ms), _field(key),
+            _U32.pack(_NULL) if value is None else _U32.pack(len(value))]
+    tail = [_U32.pack(len(headers))]
     for k, v in headers:
-        h.update(_text(k))
-        h.update(_field(v))
+        kb = k.encode() if isinstance(k, str) else k
+        tail.append(_U32.pack(len(kb)))
+        tail.append(kb)
+        if v is None:
+            tail.append(_NULL_FIELD)
+        else:
+            tail.append(_U32.pack(len(v)))
+            tail.append(v)
+    h = hashlib.sha256(b"".join(head))
+    if value:
+        h.update(value)
+    h.update(b"".join(tail))
     return h.digest()
 
 
