@@ -9,8 +9,10 @@ a checkpoint is falsified or forged, or there is no checkpoint to hold the log a
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -36,21 +38,36 @@ def _signed(cp) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--idle-timeout", default=10.0, show_default=True,
               help="Seconds without a record before a partition is taken as read to its end.")
+@click.option("--witness", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A file kept where the broker's storage cannot be written: the checkpoints it holds are held "
+                   "against the log too (a tail truncated together with its checkpoints shows), and after a "
+                   "successful run it is updated with the latest ones.")
 @click.pass_context
-def audit_verify(ctx, as_json: bool, idle_timeout: float) -> None:
+def audit_verify(ctx, as_json: bool, idle_timeout: float, witness: Path | None) -> None:
     """Recompute every partition's Merkle tree from the broker and check it against every checkpoint and
     its signature; report the first record changed, removed, reordered or inserted since a checkpoint."""
+    from modelog.processors.audit import witnessed
     from modelog.processors.rebuild import _Bar
     from modelog.processors.verify import verify
 
     settings = ctx.obj["settings"]
+    kept = []
+    if witness is not None and witness.exists():
+        try:
+            kept = witnessed(json.loads(witness.read_text())["checkpoints"], str(witness))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise click.ClickException(f"--witness {witness}: not a witness file of modelog audit verify ({exc})")
     bar = None if as_json else _Bar("audit verify")
     try:
-        result = verify(settings, progress=bar, idle_timeout=idle_timeout)
+        result = verify(settings, progress=bar, idle_timeout=idle_timeout, witness=kept)
     finally:
         if bar is not None:
             bar.close()
     rep = result.report
+    if witness is not None and rep.ok:
+        tmp = witness.with_name(witness.name + ".tmp")
+        tmp.write_text(json.dumps({"checkpoints": rep.witness()}, indent=2))
+        os.replace(tmp, witness)
     by_trust: dict[str, int] = {}
     for cp in result.checkpoints:
         label = f"signed by {cp.signer}" if cp.trust == "signed" else cp.trust
@@ -58,8 +75,9 @@ def audit_verify(ctx, as_json: bool, idle_timeout: float) -> None:
     unsigned = by_trust.get("unsigned", 0)
     if as_json:
         click.echo(json.dumps({
-            "ok": rep.ok, "records": rep.records, "partitions": rep.partitions, "checkpoints": rep.checkpoints,
-            "matched": rep.matched, "signatures": by_trust,
+            "ok": rep.ok, "records": rep.records, "partitions": rep.partitions,
+            "checkpoints": rep.checkpoints - result.witnessed, "matched": rep.matched - result.witnessed,
+            "witnessed": result.witnessed, "signatures": by_trust,
             "findings": [{"kind": f.kind, "topic": f.topic, "partition": f.partition, "offset": f.offset,
                           "detail": f.detail, "now": result.described.get((f.topic, f.partition, f.offset))}
                          for f in rep.findings],
@@ -88,8 +106,9 @@ def audit_verify(ctx, as_json: bool, idle_timeout: float) -> None:
                    "read): is a processor running? It checkpoints every MODELOG_CHECKPOINT_EVERY records and "
                    "MODELOG_CHECKPOINT_SECONDS", err=True)
         sys.exit(1)
-    click.echo(f"verified: {rep.records} records in {rep.partitions} partitions match all {rep.matched} "
-               f"checkpoints ({sig})")
+    click.echo(f"verified: {rep.records} records in {rep.partitions} partitions match all "
+               f"{rep.matched - result.witnessed} checkpoints ({sig})"
+               + (f" and the {result.witnessed} the witness kept" if result.witnessed else ""))
     last = rep.last
     click.echo(f"last checkpoint: {last.topic}/{last.partition}, {last.tree_size} records up to offset "
                f"{last.next_offset - 1}, root {last.root_hash.hex()[:16]}…, {_signed(last)}, logged "

@@ -98,6 +98,7 @@ class _Lineage:
         self.topic, self.partition, self.base = topic, partition, base
         self.pending = deque(sorted(checkpoints, key=lambda c: (c.next_offset, c.tree_size)))
         self.tree = CompactTree()
+        self.next = base  # the offset after the last record added
         self.start = 0  # tree size at the last checkpoint that matched: the interval below starts there
         self.interval: list[tuple[int, bytes]] = []  # (offset, hint) of every record since
         self.matched: list[Checkpoint] = []
@@ -112,6 +113,7 @@ class _Lineage:
             return
         leaf, content = record_leaf(rec)
         self.tree.append(leaf)
+        self.next = rec.offset + 1
         self.interval.append((rec.offset, content[:HINT]))
 
     def finish(self) -> None:
@@ -146,6 +148,10 @@ class _Lineage:
                            detail + f" (checkpoint {cp.event_id} at {cp.at}: {cp.tree_size} records up to offset "
                                     f"{cp.next_offset - 1})", cp)
 
+        if self.tree.size < cp.tree_size and cp.hint(self.tree.size) is None:  # no hint says which: a witness
+            return found("removed", None, f"the log holds {self.tree.size} records of this tree below offset "
+                         f"{cp.next_offset}, the checkpoint {cp.tree_size}: {cp.tree_size - self.tree.size} removed "
+                         f"(the last record read is at offset {self.next - 1})")
         hints = {}  # content hint -> offset, from this checkpoint and the later ones (a record moved further)
         for later in [cp, *self.pending]:
             for k in range(later.previous_size, later.tree_size):
@@ -180,6 +186,16 @@ class _Lineage:
                      "checkpoint is falsified, or a record before them changed")
 
 
+def witnessed(entries: dict, where: str) -> list[Checkpoint]:
+    """Checkpoints a witness kept (``Report.witness()`` of an earlier run): size and root, no hints."""
+    out = []
+    for e in entries.values():
+        out.append(Checkpoint(e["topic"], int(e["partition"]), int(e["base_offset"]), int(e["tree_size"]),
+                              int(e["next_offset"]), bytes.fromhex(e["root_hash"]), int(e["tree_size"]), [], b"",
+                              event_id=e.get("event_id", "witness"), at=f"witness {where}", trust="witness"))
+    return out
+
+
 @dataclass
 class Report:
     records: int = 0
@@ -189,6 +205,14 @@ class Report:
     last: Checkpoint | None = None  # the newest checkpoint that matched (by log time)
     uncovered: dict[TP, int] = field(default_factory=dict)  # records after the last matching checkpoint
     partitions: int = 0
+    latest: dict[tuple[str, int, int], Checkpoint] = field(default_factory=dict)  # per tree, the largest matched
+
+    def witness(self) -> dict:
+        """What to keep outside the broker: per tree, the largest checkpoint that matched (``witnessed``)."""
+        return {f"{t}/{p}/{b}": {"lineage": f"{t}/{p}/{b}", "topic": t, "partition": p, "base_offset": b,
+                                  "tree_size": cp.tree_size, "next_offset": cp.next_offset,
+                                  "root_hash": cp.root_hash.hex(), "event_id": cp.event_id}
+                for (t, p, b), cp in sorted(self.latest.items())}
 
     @property
     def ok(self) -> bool:
@@ -230,8 +254,11 @@ class Auditor:
                 if lin.finding is not None:
                     rep.findings.append(lin.finding)
                 for cp in lin.matched:
-                    if rep.last is None or (cp.logged_ms or 0) >= (rep.last.logged_ms or 0):
+                    if cp.trust != "witness" and (rep.last is None or (cp.logged_ms or 0) >= (rep.last.logged_ms or 0)):
                         rep.last = cp
+                    key = (cp.topic, cp.partition, cp.base_offset)
+                    if key not in rep.latest or cp.tree_size > rep.latest[key].tree_size:
+                        rep.latest[key] = cp
             main = max(lineages, key=lambda lin: lin.tree.size)
             if main.finding is None and main.interval:
                 rep.uncovered[tp] = len(main.interval)

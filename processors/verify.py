@@ -36,6 +36,7 @@ class Verification:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     described: dict[tuple[str, int, int], str] = field(default_factory=dict)  # what the record found wrong says now
     processor_keys: list[str] = field(default_factory=list)  # active keys of the expected signer
+    witnessed: int = 0  # checkpoints a witness kept, held against the log too
 
     @property
     def ok(self) -> bool:
@@ -159,8 +160,10 @@ def describe(trust: Trust, codec: Codec, rec: RawRecord | None) -> str:
     return "; ".join(parts)
 
 
-def verify(settings: Settings, progress: Progress | None = None, idle_timeout: float = 10.0) -> Verification:
-    """Hold every checkpoint on the log against the records the broker serves now."""
+def verify(settings: Settings, progress: Progress | None = None, idle_timeout: float = 10.0,
+           witness: list[Checkpoint] = ()) -> Verification:
+    """Hold every checkpoint on the log -- and those a witness kept (``audit.witnessed``) -- against the
+    records the broker serves now."""
     codec = Codec()
     raws: list[tuple[Checkpoint, RawRecord, dict]] = []
     bad: list[Finding] = []
@@ -179,7 +182,7 @@ def verify(settings: Settings, progress: Progress | None = None, idle_timeout: f
         raws.append((cp, raw, decoded.record))
 
     scan(settings, (settings.checkpoints_topic,), take_checkpoint, idle_timeout=idle_timeout)
-    auditor = Auditor([cp for cp, _, _ in raws])
+    auditor = Auditor([cp for cp, _, _ in raws] + list(witness))
     trust_records: list[RawRecord] = []
 
     def take(rec: RawRecord) -> None:
@@ -196,7 +199,7 @@ def verify(settings: Settings, progress: Progress | None = None, idle_timeout: f
             bad.append(Finding(cp.trust, cp.topic, cp.partition, None,
                                f"checkpoint {cp.event_id} at {cp.at} does not verify: {cp.detail}", cp))
     report.findings = bad + report.findings
-    out = Verification(report, [cp for cp, _, _ in raws])
+    out = Verification(report, [cp for cp, _, _ in raws], witnessed=len(witness))
     out.processor_keys = [k.key_id for k in trust.keys.values()
                           if k.principal == settings.processor_id and k.revoked_at is None]
     for f in report.findings:

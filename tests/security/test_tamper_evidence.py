@@ -29,6 +29,8 @@ from conftest import Processor, deployment_env, run_cli
 pytestmark = pytest.mark.broker
 
 EVENTS_PER_KEY = 6
+KEYS = 24
+PARTITIONS = 6  # one untouched partition per attack
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,8 @@ def deployment(s3_broker, tmp_path_factory):
     address, storage = s3_broker
     home = tmp_path_factory.mktemp("tamper") / "home"
     env = deployment_env(address, home, "alice") | {"MODELOG_CHECKPOINT_EVERY": "5",
-                                                    "MODELOG_CHECKPOINT_SECONDS": "1"}
+                                                    "MODELOG_CHECKPOINT_SECONDS": "1",
+                                                    "MODELOG_TOPIC_PARTITIONS": str(PARTITIONS)}
     settings = Settings.load(env=env)
     run_cli(env, "init")  # alice is the admin; the processor's key is registered and on disk before it starts
     processor = Processor(env, settings).start()
@@ -99,7 +102,7 @@ def deployment(s3_broker, tmp_path_factory):
         # several signed events per key, flushed together: each partition gets batches of several records
         emitter = KafkaEmitter(settings)  # alice's key (written by init): every record signed
         events = EventFactory(settings, program="attack-setup")
-        for i in range(12):
+        for i in range(KEYS):
             key = f"exp-{uuid.uuid4().hex[:6]}-{i}"
             emitter.emit([events.make("ExperimentCreated", "experiment", key, experiment=key,
                                       description=f"version {n} of {key}") for n in range(EVENTS_PER_KEY)])
@@ -111,6 +114,10 @@ def deployment(s3_broker, tmp_path_factory):
             return out if code == 0 and out and not out["uncovered"] else None
 
         d.baseline = wait_until(covered, 90, lambda: f"every record is checkpointed and verifies: {d.verify()}")
+        # an auditor keeps the latest checkpoints outside the broker's reach
+        d.witness = home.parent / "witness.json"
+        code, out, err = d.verify("--witness", str(d.witness))
+        assert code == 0 and d.witness.exists(), err
         yield d
     finally:
         processor.stop()
@@ -123,7 +130,7 @@ def findings_of(out: dict, partition: int) -> list[dict]:
 def test_26_an_untouched_log_verifies_against_signed_checkpoints(deployment):
     out = deployment.baseline
     assert out["ok"] and out["findings"] == []
-    assert out["records"] >= 12 * EVENTS_PER_KEY and out["matched"] == out["checkpoints"] >= 4
+    assert out["records"] >= KEYS * EVENTS_PER_KEY and out["matched"] == out["checkpoints"] >= 4
     # every checkpoint signed by the processor's key (registered by modelog init), none unsigned
     assert set(out["signatures"]) == {"signed by modelog-projector"}
     assert out["last_checkpoint"]["signer"] == "modelog-projector"
@@ -176,6 +183,41 @@ def test_26_records_reordered_in_the_brokers_storage_are_caught(deployment):
     (finding,) = findings_of(out, partition)
     assert (finding["kind"], finding["offset"]) == ("reordered", base + a.offset), finding
     assert "the signature verifies" in finding["now"]  # signatures alone would not have caught it
+
+
+def test_26_a_tail_truncated_with_its_checkpoints_is_caught_by_the_witness(deployment):
+    from modelog.wire.codec import Codec
+
+    d = deployment
+    partition, _, _, _ = d.take_batch(min_records=1)
+    last = d.batch_files(partition)[-1]
+    cut = int(last.stem)  # every record from this offset on disappears
+    last.unlink()
+    # ... and every checkpoint that covered them, from the checkpoints topic's batch files
+    codec, dropped = Codec(), 0
+    for path in sorted(d.storage.glob(f"clusters/*/topics/{d.settings.checkpoints_topic}/partitions/*/records/*.batch")):
+        original = path.read_bytes()
+        records = list(DefaultRecordBatch(original))
+        keep = []
+        for r in records:
+            cp = codec.decode(r.value).record
+            if (cp["topic"], cp["partition"]) == (d.settings.tracking_topic, partition) and cp["next_offset"] > cut:
+                dropped += 1
+            else:
+                keep.append((r.offset, r, r.value))
+        if not keep:
+            path.unlink()
+        elif len(keep) < len(records):
+            write_batch(path, original, keep)
+    assert dropped >= 1
+    code, out, err = d.verify()
+    assert out is not None, err
+    assert findings_of(out, partition) == []  # the limit: what is left on the log agrees with itself
+    code, out, err = d.verify("--witness", str(d.witness))
+    assert code == 1 and out is not None, err
+    (finding,) = findings_of(out, partition)
+    assert finding["kind"] == "removed" and "removed" in finding["detail"], finding
+    assert out["witnessed"] >= 1
 
 
 def test_27_a_falsified_checkpoint_is_rejected(deployment):

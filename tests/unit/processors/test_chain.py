@@ -185,3 +185,21 @@ def test_a_checkpoint_of_a_partition_that_is_gone():
     cps = checkpoints([rec(o, partition=3) for o in range(5)], 5)
     rep = audit(LOG, cps)
     assert [f.kind for f in rep.findings] == ["no_partition"]
+
+
+def test_a_tail_truncated_with_its_checkpoints_passes_alone_and_is_caught_by_a_witness():
+    from modelog.processors.audit import witnessed
+
+    cps = checkpoints(LOG, 5)
+    kept = audit(LOG, cps).witness()  # what an earlier run wrote to --witness
+    assert list(kept) == [f"{T}/0/0"] and kept[f"{T}/0/0"]["tree_size"] == 20
+    truncated, survivors = LOG[:12], [c for c in cps if c.next_offset <= 12]
+    assert audit(truncated, survivors).ok  # the limit: nothing on the log says more was there
+    rep = audit(truncated, survivors + witnessed(kept, "w.json"))
+    assert [(f.kind, f.offset) for f in rep.findings] == [("removed", None)]
+    assert "holds 12 records" in rep.findings[0].detail and "the checkpoint 20" in rep.findings[0].detail
+    # an intact log matches the witness, and the next witness keeps the larger tree
+    rep = audit(LOG, cps + witnessed(kept, "w.json"))
+    assert rep.ok and rep.witness()[f"{T}/0/0"]["tree_size"] == 20
+    rewritten = LOG[:3] + [dataclasses.replace(LOG[3], value=b"x")] + LOG[4:]
+    assert [f.kind for f in audit(rewritten, witnessed(kept, "w.json")).findings] == ["root_mismatch"]
