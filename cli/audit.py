@@ -110,9 +110,12 @@ def audit_verify(ctx, as_json: bool, idle_timeout: float, witness: Path | None) 
                f"{rep.matched - result.witnessed} checkpoints ({sig})"
                + (f" and the {result.witnessed} the witness kept" if result.witnessed else ""))
     last = rep.last
-    click.echo(f"last checkpoint: {last.topic}/{last.partition}, {last.tree_size} records up to offset "
-               f"{last.next_offset - 1}, root {last.root_hash.hex()[:16]}…, {_signed(last)}, logged "
-               f"{_when(last.logged_ms)}")
+    if last is None:
+        click.echo("warning: no checkpoint on the log matched, only the witness's: was the checkpoints topic deleted?")
+    else:
+        click.echo(f"last checkpoint: {last.topic}/{last.partition}, {last.tree_size} records up to offset "
+                   f"{last.next_offset - 1}, root {last.root_hash.hex()[:16]}…, {_signed(last)}, logged "
+                   f"{_when(last.logged_ms)}")
     if rep.uncovered:
         n = sum(rep.uncovered.values())
         click.echo(f"not covered yet: {n} records after the last checkpoints ("
