@@ -9,6 +9,7 @@ import click
 
 from modelog.cli.alerts import alerts
 from modelog.cli.artifacts import artifacts
+from modelog.cli.audit import audit
 from modelog.cli.broker import broker
 from modelog.cli.demo import demo_cmd
 from modelog.cli.importers import import_cmd
@@ -35,7 +36,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 
 for _command in (broker, process, sql_cmd, rebuild_cmd, schemas_cmd, demo_cmd, lineage, model, requests, deploy,
-                 access, policy, token, alerts, drift, monitor, serve, artifacts, init_cmd, keys, import_cmd):
+                 access, policy, token, alerts, drift, monitor, serve, artifacts, init_cmd, keys, import_cmd, audit):
     cli.add_command(_command)
 
 

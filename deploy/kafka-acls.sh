@@ -14,6 +14,7 @@
 #   KAFKA_ACL_PROCESSOR     the user `modelog process` and `modelog drift` run as (modelog-processor)
 #   MODELOG_PROCESSOR_ID      the processors' id, which prefixes their consumer groups and faust's internal
 #                             topics (modelog-projector, as in modelog's settings)
+#   KAFKA_ACL_AUDITORS      comma-separated users who run `modelog audit verify` (modelog-auditor)
 #   KAFKA_ACL_CONSUMERS     comma-separated users of alert consumers (`modelog alerts tail`, the webhook
 #                             forwarder) (modelog-alerts)
 #   KAFKA_ACLS                path of kafka-acls.sh (kafka-acls.sh on PATH)
@@ -24,10 +25,11 @@
 #              they cannot read the log, write dead letters or alerts, or join the processors' groups.
 #              Identity inside an event is still proven by its Ed25519 signature (decision 0015): a writer's
 #              SASL user vouches only that it may publish at all.
-#   processor  READ on every modelog topic; WRITE on <prefix>deadletter, <prefix>alerts and <prefix>tracking
-#              (the decider's RequestDecided); its consumer groups (<processor_id>-*, modelog-rebuild-*) and
+#   processor  READ on every modelog topic; WRITE on <prefix>deadletter, <prefix>alerts, <prefix>tracking
+#              (the decider's RequestDecided) and <prefix>checkpoints (its signed Merkle checkpoints); its consumer groups (<processor_id>-*, modelog-rebuild-*) and
 #              the drift processor's changelog topics (<processor_id>-*, created by faust: all rights on those).
 #   consumers  READ on <prefix>alerts; groups modelog-webhook-* and modelog-tail-*.
+#   auditors   READ on every modelog topic, the checkpoints included (audit verify assigns partitions: no group).
 # Nobody but an admin user (your own, outside modelog) may ALTER or DELETE topics: the log is the audit trail.
 set -euo pipefail
 
@@ -35,7 +37,7 @@ dry_run=0
 case "${1:-}" in
   --dry-run) dry_run=1 ;;
   "") ;;
-  -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
 esac
 
@@ -44,6 +46,7 @@ prefix="${MODELOG_TOPIC_PREFIX-modelog.}"
 writers="${KAFKA_ACL_WRITERS:-modelog-writer}"
 processor="${KAFKA_ACL_PROCESSOR:-modelog-processor}"
 consumers="${KAFKA_ACL_CONSUMERS:-modelog-alerts}"
+auditors="${KAFKA_ACL_AUDITORS:-modelog-auditor}"
 processor_id="${MODELOG_PROCESSOR_ID:-modelog-projector}"
 kafka_acls="${KAFKA_ACLS:-kafka-acls.sh}"
 
@@ -62,6 +65,7 @@ acl() {
 
 IFS=',' read -r -a writer_list <<< "$writers"
 IFS=',' read -r -a consumer_list <<< "$consumers"
+IFS=',' read -r -a auditor_list <<< "$auditors"
 
 for user in "${writer_list[@]}"; do
   for topic in tracking monitoring; do
@@ -70,10 +74,10 @@ for user in "${writer_list[@]}"; do
   acl --allow-principal "User:${user}" --operation IdempotentWrite --cluster
 done
 
-for topic in tracking deadletter monitoring alerts; do
+for topic in tracking deadletter monitoring alerts checkpoints; do
   acl --allow-principal "User:${processor}" --operation Read --operation Describe --topic "${prefix}${topic}"
 done
-for topic in deadletter alerts tracking; do
+for topic in deadletter alerts tracking checkpoints; do
   acl --allow-principal "User:${processor}" --operation Write --topic "${prefix}${topic}"
 done
 acl --allow-principal "User:${processor}" --operation IdempotentWrite --cluster
@@ -87,4 +91,10 @@ for user in "${consumer_list[@]}"; do
   acl --allow-principal "User:${user}" --operation Read --operation Describe --topic "${prefix}alerts"
   acl --allow-principal "User:${user}" --operation Read --group modelog-webhook- --resource-pattern-type prefixed
   acl --allow-principal "User:${user}" --operation Read --group modelog-tail- --resource-pattern-type prefixed
+done
+
+for user in "${auditor_list[@]}"; do
+  for topic in tracking deadletter monitoring alerts checkpoints; do
+    acl --allow-principal "User:${user}" --operation Read --operation Describe --topic "${prefix}${topic}"
+  done
 done

@@ -25,12 +25,13 @@ import faust
 
 from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
-from modelog.wire.envelope import Event
+from modelog.wire.envelope import Event, EventFactory
 from modelog.wire.home import free_port, processor_file
-from modelog.wire.signing import headers_of, signer_for
+from modelog.wire.signing import signer_for
 from modelog.wire.topics import ensure_topics
 
 from . import _transport
+from .chain import Chain, raw_headers
 from .decider import Decider
 from .projection import RawRecord
 from .projector import Projector
@@ -140,6 +141,25 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
         decisions.emit([Event("RequestDecided", r["envelope"]["entity"]["key"], r) for r in records])
         decisions.flush()
 
+    if not sharded_store(store):
+        # tamper evidence (decision 0023): a Merkle tree per partition, checkpointed on the log, signed with
+        # the same key as the decisions (unsigned when the processor has none: audit verify says so)
+        store.chain = Chain(settings.checkpoint_every, settings.checkpoint_seconds)
+        stamps = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
+                              program="modelog-processor")
+
+        def publish_checkpoints(payloads: list[dict]) -> None:
+            events = []
+            for p in payloads:
+                key = f"{p['topic']}/{p['partition']}"
+                events.append(stamps.make("LogCheckpoint", "partition", key, **p))
+            decisions.emit(events)
+            decisions.flush()
+            log.info("published %d checkpoint(s): %s", len(events),
+                     ", ".join(f"{p['topic']}/{p['partition']}@{p['tree_size']}" for p in payloads))
+
+        store.publish_checkpoints = publish_checkpoints
+
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-duckdb")
     sharded = isinstance(store, ShardSet)
     totals = {"records": 0, "applied": 0, "dead": 0, "rows": 0}
@@ -156,7 +176,7 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
                     continue
                 ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
                 records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value,
-                                         tuple(headers_of(m.headers).items())))
+                                         raw_headers(m.headers)))
             stats, dead = BatchStats(), []
             for chunk in by_size(records, BATCH_BYTES):  # one transaction each: bounded memory
                 st, dl = await loop.run_in_executor(executor, store.apply, chunk, projector, publish)
@@ -177,6 +197,11 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     @app.timer(1.0)
     async def _highwaters() -> None:  # keeps the lag in GET /metrics fresh while idle
         snapshot_highwaters(app)
+
+    if getattr(store, "chain", None) is not None and settings.checkpoint_seconds > 0:
+        @app.timer(max(0.5, min(settings.checkpoint_seconds / 4, 15.0)))
+        async def _checkpoints() -> None:  # an idle partition's last records get their checkpoint in time
+            await asyncio.get_running_loop().run_in_executor(executor, store.chain_tick)
 
     if sharded:
         @app.timer(PUBLISH_INTERVAL)
@@ -201,6 +226,10 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
 
 
 _highwater_errors_seen: set[str] = set()
+
+
+def sharded_store(store) -> bool:
+    return isinstance(store, ShardSet)
 
 
 def snapshot_highwaters(app: faust.App) -> None:

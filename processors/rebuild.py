@@ -20,8 +20,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from modelog.wire.settings import Settings
 from modelog.wire.errors import BrokerError
 
-from modelog.wire.signing import headers_of
-
+from .chain import Chain, raw_headers
 from .projection import RawRecord
 from .projector import Projector
 from .store import ViewStore
@@ -36,7 +35,7 @@ TRUST_KEYS = (b"keys", b"access:", b"policy:")
 
 
 def replay(settings: Settings, store: ViewStore, progress: Progress | None = None, batch: int = 2000,
-           idle_timeout: float = 10.0) -> int:
+           idle_timeout: float = 10.0, chain: Chain | None = None) -> int:
     """Project every record of the projected topics into ``store``. Returns the number of records read.
 
     Two passes: the trust records first (keys, admin grants, policies: ``TRUST_KEYS``) in log-time order
@@ -49,6 +48,9 @@ def replay(settings: Settings, store: ViewStore, progress: Progress | None = Non
     projector = Projector()
     for i in range(0, len(trust), batch):
         store.apply(trust[i:i + batch], projector)
+    # the partitions' Merkle trees (decision 0023) over the full pass, in log order, so that the live processor
+    # that opens these views goes on with the same trees; a rebuild publishes no checkpoint of its own
+    store.chain = chain
     return _replay(settings, store, progress, batch, idle_timeout)
 
 
@@ -86,7 +88,7 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
                 if only is not None and not only(m.key()):
                     continue
                 records.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
-                                         m.key(), m.value(), tuple(headers_of(m.headers()).items())))
+                                         m.key(), m.value(), raw_headers(m.headers())))
             if records:
                 if collect is not None:
                     collect.extend(records)
@@ -113,7 +115,8 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
 class _Bar:
     """A small progress bar on stderr (a line per update when not a terminal)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "rebuild") -> None:
+        self.label = label
         self.tty = sys.stderr.isatty()
         self.last = 0.0
         self.start = time.monotonic()
@@ -126,7 +129,7 @@ class _Bar:
         frac = done / total if total else 1.0
         bar = "#" * int(frac * 30)
         rate = done / max(now - self.start, 1e-9)
-        line = f"rebuild [{bar:<30}] {done}/{total} records ({rate:,.0f}/s)"
+        line = f"{self.label} [{bar:<30}] {done}/{total} records ({rate:,.0f}/s)"
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -155,7 +158,7 @@ def rebuild(settings: Settings, output: Path | None = None, show_progress: bool 
     store = ViewStore(tmp, instance_id=instance_id, memory_limit=settings.duckdb_memory_limit)
     bar = _Bar() if show_progress else None
     try:
-        n = replay(settings, store, progress=bar)
+        n = replay(settings, store, progress=bar, chain=Chain(settings.checkpoint_every, 0))
         store.checkpoint()
     finally:
         store.close()

@@ -8,7 +8,9 @@ anywhere and the file holds either all of a batch or none of it.
 
 from __future__ import annotations
 
+import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +22,9 @@ import duckdb
 from modelog.wire.errors import QueryError
 
 from . import current
+from .chain import Chain, PartitionChain
 from .decider import Decider
+from .merkle import CompactTree
 from .projection import RawRecord
 from .projector import Prepared, Projector
 from .registry import DECISION_TRIGGERS
@@ -107,6 +111,7 @@ class ViewStore:
         self.con.execute("CREATE TABLE IF NOT EXISTS positions (topic VARCHAR, \"partition\" INTEGER, "
                          "next_offset BIGINT, PRIMARY KEY (topic, \"partition\"))")
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self.con.execute(CHAIN_DDL)
         self.con.execute(views_sql())
         row = self.con.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
         if row is None:
@@ -116,6 +121,11 @@ class ViewStore:
             self.instance_id = row[0]
         self.decider = Decider()
         self._trust: Trust | None = None  # the key registry as of the last committed batch (None: read it)
+        # tamper evidence (decision 0023): the Merkle tree of every partition read, kept in ``log_chain``
+        # with the positions; None: not kept (the first pass of a rebuild, the workers of a lake)
+        self.chain: Chain | None = None
+        self.publish_checkpoints: Callable[[list[dict]], None] | None = None  # puts them on the log
+        self._chain_loaded = False
 
     def apply(self, records: list[RawRecord], projector: Projector,
               publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
@@ -156,9 +166,12 @@ class ViewStore:
                 stats.duplicates = len(prepared.events) - stats.applied
                 stats.dead = len(dead)
                 self._advance(records)
+                chained = self._chain_records(records)
                 if decided and publish is not None:
                     publish(decided)
                 con.execute("COMMIT")
+                if chained is not None:
+                    self.chain.commit(chained)
                 if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
                     self._trust = trust
             except BaseException:
@@ -170,6 +183,58 @@ class ViewStore:
     def _decide(self, con, event_type: str, record: dict, pos: RawRecord) -> list[dict]:
         """The decider's verdicts after a trigger event, reading state through ``con`` (in the batch's transaction)."""
         return self.decider.after(con, event_type, record, pos)
+
+    # -- tamper evidence ------------------------------------------------------------------------------
+    def _chain_records(self, records: list[RawRecord]) -> dict | None:
+        """Append ``records`` to their partitions' trees (in this transaction) and publish the checkpoints
+        that fell due, before the batch commits. Returns the changed trees, to keep once it committed."""
+        if self.chain is None:
+            return None
+        self._load_chain()
+        changed, due = self.chain.observe(records, time.time(), self.chain.partitions)
+        self._save_chain(changed, due)
+        return changed
+
+    def chain_tick(self) -> int:
+        """Checkpoint the partitions whose oldest record not checkpointed waited long enough. Returns how many."""
+        if self.chain is None:
+            return 0
+        with self._lock:
+            self._load_chain()
+            changed, due = self.chain.tick(time.time())
+            if not due:
+                return 0
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self._save_chain(changed, due)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.chain.commit(changed)
+            return len(due)
+
+    def _load_chain(self) -> None:
+        if self._chain_loaded:
+            return
+        assert self.chain is not None
+        for (topic, partition, base, nxt, size, nodes, cp_size, since, offsets, hints) in self.con.execute(
+                "SELECT * FROM log_chain").fetchall():
+            offs = bytes(offsets or b"")
+            self.chain.partitions[(topic, partition)] = PartitionChain(
+                topic, partition, base, nxt, CompactTree.from_bytes(size, bytes(nodes)), cp_size, since,
+                list(struct.unpack(f">{len(offs) // 8}q", offs)), bytearray(hints or b""))
+        self._chain_loaded = True
+
+    def _save_chain(self, changed: dict, due: list[dict]) -> None:
+        for pc in changed.values():
+            self.con.execute(
+                "INSERT OR REPLACE INTO log_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [pc.topic, pc.partition, pc.base_offset, pc.next_offset, pc.size, pc.tree.to_bytes(),
+                 pc.checkpoint_size, pc.pending_since, struct.pack(f">{len(pc.pending_offsets)}q", *pc.pending_offsets),
+                 bytes(pc.pending_hints)])
+        if due and self.publish_checkpoints is not None:
+            self.publish_checkpoints(due)
 
     def tick(self) -> None:
         """Periodic upkeep between batches (nothing for one file; shards publish to the lake)."""
@@ -239,6 +304,12 @@ class ViewStore:
     def close(self) -> None:
         with self._lock:
             self.con.close()
+
+
+CHAIN_DDL = """CREATE TABLE IF NOT EXISTS log_chain (
+    topic VARCHAR, "partition" INTEGER, base_offset BIGINT, next_offset BIGINT, size BIGINT, nodes BLOB,
+    checkpoint_size BIGINT, pending_since DOUBLE, pending_offsets BLOB, pending_hints BLOB,
+    PRIMARY KEY (topic, "partition"))"""
 
 
 def load_trust(con: duckdb.DuckDBPyConnection) -> Trust:

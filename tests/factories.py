@@ -65,6 +65,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
         **lineage_records(),
         **token_records(),
         **key_records(),
+        **checkpoint_records(),
     }
 
 
@@ -221,3 +222,15 @@ def key_records() -> dict[str, dict[str, Any]]:
                           "bootstrap": False, "description": "bob's laptop"},
         "KeyRevoked": {"envelope": env("KeyRevoked"), "key_id": KEY_ID, "reason": "laptop lost"},
     }
+
+
+_IDS["LogCheckpoint"] = "01890f5e-0000-7000-8006-000000000001"
+
+
+def checkpoint_records() -> dict[str, dict[str, Any]]:
+    """A processor's checkpoint of a partition's tree after three records (decision 0023)."""
+    env = envelope("LogCheckpoint", "modelog.tracking/0", entity_type="partition")
+    return {"LogCheckpoint": {"envelope": env, "topic": "modelog.tracking", "partition": 0, "base_offset": 0,
+                              "tree_size": 3, "next_offset": 3, "root_hash": bytes(range(32)), "previous_size": 0,
+                              "offsets": [0, 1, 2], "hints": bytes(range(24)),
+                              "algorithm": "rfc9162-sha256/modelog.leaf.v1"}}

@@ -570,7 +570,7 @@ def test_topics_sh_creates_what_ensure_topics_creates(case, monkeypatch):
         code_env |= {k: cm[k] for k in ("MODELOG_TOPIC_PARTITIONS", "MODELOG_TOPIC_REPLICATION")}
     script, code = created_by_script(env), created_by_code(code_env, monkeypatch)
     assert script == code
-    assert len(code) == 4
+    assert len(code) == 5  # tracking, deadletter, monitoring, alerts, checkpoints
 
 
 def test_topics_sh_configs_are_the_codes_constants(monkeypatch):
@@ -1115,6 +1115,9 @@ def test_kafka_acls_give_each_client_only_what_it_needs():
     proc = {(op, res) for who, op, res in g if who == "User:modelog-processor"}
     assert {("Read", f"topic:ml.{t}") for t in ("tracking", "deadletter", "monitoring", "alerts")} <= proc
     assert ("Write", "topic:ml.deadletter") in proc and ("Write", "topic:ml.alerts") in proc
+    assert ("Write", "topic:ml.checkpoints") in proc  # its signed Merkle checkpoints
+    auditor = {(op, res) for who, op, res in g if who == "User:modelog-auditor"}
+    assert {op for op, _ in auditor} == {"Read", "Describe"} and ("Read", "topic:ml.checkpoints") in auditor
     # nobody may alter or delete modelog's topics: the log is the audit trail
     assert not {(who, op, res) for who, op, res in g if res.startswith("topic:ml.") and op in ("Delete", "Alter", "All")}
     alerts = {(op, res) for who, op, res in g if who == "User:modelog-alerts"}
