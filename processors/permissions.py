@@ -55,8 +55,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     # an approver needs only to reach the model: which verdicts count is the policy's rule (its role)
     "ApprovalGiven": ("reach", "model"),
 }
-# Published by modelog's own processors (the decider, the drift processor), not by users: outside the grants.
-SYSTEM = frozenset({"RequestDecided", "DriftMeasured", "AlertChanged"})
+# Published by modelog's own processors (the decider, the drift processor, the checkpoints of decision 0023), not
+# by users: outside the grants.
+SYSTEM = frozenset({"RequestDecided", "DriftMeasured", "AlertChanged", "LogCheckpoint"})
 
 
 @dataclass(frozen=True)
