@@ -18,7 +18,8 @@ def import_cmd() -> None:
 @click.pass_context
 def import_tensorboard(ctx: click.Context, logdir: Path, experiment: str | None) -> None:
     """Each directory of LOGDIR with event files becomes a run; each scalar a metric point with its step and
-    wall time. Runs imported before are skipped; a summary of what was imported and skipped follows."""
+    wall time, each hyperparameter of an HParams session a param. Runs imported before are skipped; a
+    summary of what was imported and skipped follows."""
     from modelog.consumers.query import sql_arrow
     from modelog.integrations.tensorboard import import_logdir, run_dirs
     from modelog.sdk.client import Client
@@ -40,7 +41,8 @@ def import_tensorboard(ctx: click.Context, logdir: Path, experiment: str | None)
         client.flush()
     finally:
         client.close()
-    click.echo(f"imported {len(summary.runs)} run(s), {summary.points:,} metric point(s); "
+    click.echo(f"imported {len(summary.runs)} run(s), {summary.points:,} metric point(s), "
+               f"{summary.params:,} hparam(s); "
                f"skipped {len(summary.skipped)} run(s); {summary.other_values:,} non-scalar value(s) not imported")
     for name, why in summary.skipped:
         click.echo(f"  skipped {name}: {why}")

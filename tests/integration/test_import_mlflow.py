@@ -39,7 +39,8 @@ def q(settings, query, params=None):
 def write(python: Path, target: str, tmp: Path) -> dict:
     out = tmp / "written.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELOG_", "MLFLOW_"))}
-    env.update(HOME=str(tmp), GIT_PYTHON_REFRESH="quiet", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    env.update(HOME=str(tmp), GIT_PYTHON_REFRESH="quiet", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+               MLFLOW_ALLOW_FILE_STORE="true")  # mlflow 3 keeps the file store in "maintenance mode"
     done = subprocess.run([str(python), str(WRITE), target, str(out)], env=env, capture_output=True, text=True,
                           timeout=600, cwd=tmp)
     assert done.returncode == 0, f"writing with mlflow failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
@@ -133,11 +134,11 @@ def mlflow_server(mlflow_python, tmp_path):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELOG_", "MLFLOW_"))}
     env.update(HOME=str(home), GIT_PYTHON_REFRESH="quiet")
-    proc = subprocess.Popen([str(mlflow_python.parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
-                             str(port), "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-                             "--artifacts-destination", str(home / "artifacts"), "--workers", "1"],
-                            env=env, cwd=home, stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(home / "server.log", "wb") as log:
+        proc = subprocess.Popen([str(mlflow_python.parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
+                                 str(port), "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+                                 "--artifacts-destination", str(home / "artifacts"), "--workers", "1"],
+                                env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
