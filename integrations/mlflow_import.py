@@ -18,6 +18,9 @@ times, user), artifact and registered model version becomes modelog events, read
   original URI. Without an artifact store, or where the bytes cannot be fetched, the artifact is recorded
   as a reference only (its URI; without its bytes no sha256, so the reference is a run tag
   ``mlflow.artifact_uri``) and the summary says so.
+* **Logged models** (MLflow 3: ``models:/m-…``, files kept apart from the run's artifacts) are imported as
+  artifacts of their source run under ``<model name>/`` (as MLflow 2 kept them), and a version registered
+  from one names that run and path, so ``modelog model download`` fetches it.
 * **Model versions.** Registered in MLflow's order (so a model new to modelog gets MLflow's numbers). Stages
   and aliases are governed changes in modelog: they are kept as the tags ``mlflow.stage`` and
   ``mlflow.aliases``, not applied (a policy must not be bypassed by an import).
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelog.integrations.mlflow_source import Experiment, MlRun, MlVersion, SourceError, Unreachable
+from modelog.integrations.mlflow_source import Experiment, LoggedModel, MlRun, MlVersion, SourceError, Unreachable
 from modelog.integrations.tensorboard import safe_name
 from modelog.wire import rules as _rules
 from modelog.wire.envelope import now_micros
@@ -152,11 +155,19 @@ def import_mlflow(client, source, *, experiments: list[str] | None = None, exist
                               f"(experiments there: {known})")
         exps = [by_name[n] for n in dict.fromkeys(experiments)]
     runs: list[tuple[Experiment, MlRun]] = []
+    by_run: dict[str, list[tuple[LoggedModel, str]]] = {}  # MLflow run id -> its logged models, their paths
+    model_paths: dict[str, tuple[str, str]] = {}  # logged model id -> (MLflow run id, path in the run)
     for exp in exps:
         if exp.deleted:
             summary.skipped.append((f"experiment {exp.name}", "deleted in MLflow"))
             continue
         runs.extend((exp, r) for r in source.runs(exp))
+        for lm, path in logged_model_paths(source.logged_models(exp)):
+            if lm.source_run_id is None:
+                summary.warnings.append(f"logged model {lm.name} ({lm.model_id}) names no run: not imported")
+                continue
+            by_run.setdefault(lm.source_run_id, []).append((lm, path))
+            model_paths[lm.model_id] = (lm.source_run_id, path)
     versions = source.model_versions()
     if plan:
         plan(len(runs) + len(versions))
@@ -178,21 +189,35 @@ def import_mlflow(client, source, *, experiments: list[str] | None = None, exist
                              description=exp.tags.get("mlflow.note.content") or None)
                     declared.add(experiment)
                     summary.experiments.append(exp.name)
-                _import_run(pub, source, experiment, run, rid, store, summary)
+                _import_run(pub, source, experiment, run, rid, store, summary, by_run.get(run.run_id, []))
                 summary.runs.append(f"{exp.name}/{run.name}")
         except (SourceError, ModelogError) as exc:
             summary.skipped.append((what, f"failed: {exc}"))
         if progress:
             progress(1)
     for v in versions:
-        _import_version(pub, source, v, imported, versions_before, summary)
+        _import_version(pub, source, v, imported, model_paths, versions_before, summary)
         if progress:
             progress(1)
     client.flush()
     return summary
 
 
-def _import_run(pub: _Publisher, source, experiment: str, run: MlRun, rid: str, store, summary: MlflowSummary) -> None:
+def logged_model_paths(models: list[LoggedModel]) -> list[tuple[LoggedModel, str]]:
+    """Each logged model with the path its files get in its run: its name (as MLflow 2 kept a model under
+    ``runs:/<id>/<name>``), or ``<name>-<model id>`` for a later one of the same name in the same run."""
+    seen: set[tuple[str | None, str]] = set()
+    out = []
+    for lm in sorted(models, key=lambda m: m.model_id):
+        base = safe_name(lm.name).replace(" ", "_").strip("/").replace("/", "_") or "model"
+        path = base if (lm.source_run_id, base) not in seen else f"{base}-{lm.model_id}"
+        seen.add((lm.source_run_id, base))
+        out.append((lm, path))
+    return out
+
+
+def _import_run(pub: _Publisher, source, experiment: str, run: MlRun, rid: str, store, summary: MlflowSummary,
+                models: list[tuple[LoggedModel, str]] = ()) -> None:
     where = f"run {run.run_id}"
     tags = _texts(run.tags, _rules.MAX_TAG_VALUE, "tag", summary, where)
     tags.update({"modelog.import": "mlflow", "modelog.import.source": source.uri[:_rules.MAX_TAG_VALUE],
@@ -232,10 +257,27 @@ def _import_run(pub: _Publisher, source, experiment: str, run: MlRun, rid: str, 
             summary.warnings.append(f"{where}: artifact {path!r} not imported: {exc}")
             continue
         try:
-            _import_artifact(pub, source, run, rid, path, store, logged_at, summary)
+            _import_artifact(pub, run, rid, path, store, logged_at, summary,
+                             fetch=lambda out, path=path: source.fetch(run, path, out),
+                             uri=source.artifact_uri(run, path))
         except Unreachable as exc:
             unreachable.append(path)
             summary.warnings.append(f"{where}: artifact {path!r}: bytes unreachable ({exc}); kept as a reference")
+    for lm, prefix in models:  # MLflow 3's logged models of this run: their files under <prefix>/
+        for path, _size in source.model_artifacts(lm):
+            name = f"{prefix}/{path}"
+            try:
+                _rules.stored_artifact_path(name)
+            except ValueError as exc:
+                summary.warnings.append(f"{where}: logged model file {name!r} not imported: {exc}")
+                continue
+            try:
+                _import_artifact(pub, run, rid, name, store, logged_at, summary,
+                                 fetch=lambda out, lm=lm, path=path: source.fetch_model(lm, path, out),
+                                 uri=f"{lm.artifact_uri.rstrip('/')}/{path}")
+            except Unreachable as exc:
+                unreachable.append(name)
+                summary.warnings.append(f"{where}: logged model file {name!r}: bytes unreachable ({exc})")
     if unreachable or (not files and run.artifact_uri and _remote(run.artifact_uri)):
         pub.emit(logged_at, user, "TagsSet", "run", rid, run_id=rid,
                  tags={"mlflow.artifact_uri": run.artifact_uri[:_rules.MAX_TAG_VALUE]})
@@ -250,10 +292,11 @@ def _remote(uri: str) -> bool:
     return not uri.startswith("file:") and "://" in uri or uri.startswith("mlflow-artifacts:")
 
 
-def _import_artifact(pub: _Publisher, source, run: MlRun, rid: str, path: str, store, at_ms: int | None,
-                     summary: MlflowSummary) -> None:
+def _import_artifact(pub: _Publisher, run: MlRun, rid: str, path: str, store, at_ms: int | None,
+                     summary: MlflowSummary, *, fetch: Callable[[Any], None], uri: str) -> None:
+    """Fetch one file to a temporary file (``fetch(out)``), hash it, store it, log it at ``path``."""
     with tempfile.NamedTemporaryFile(prefix="modelog-mlflow-", delete=True) as tmp:
-        source.fetch(run, path, tmp)
+        fetch(tmp)
         tmp.flush()
         h, size = hashlib.sha256(), 0
         with open(tmp.name, "rb") as fh:
@@ -269,7 +312,7 @@ def _import_artifact(pub: _Publisher, source, run: MlRun, rid: str, path: str, s
             summary.references += 1
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
     pub.emit(at_ms, run.user, "ArtifactLogged", "run", rid, run_id=rid, path=path,
-             uri=source.artifact_uri(run, path)[:2000], sha256=sha256, size_bytes=size, media_type=media,
+             uri=uri[:2000], sha256=sha256, size_bytes=size, media_type=media,
              content_address=address)
     summary.artifacts += 1
 
@@ -288,7 +331,8 @@ def version_source(v: MlVersion) -> tuple[str | None, str | None]:
 
 
 def _import_version(pub: _Publisher, source, v: MlVersion, imported: dict[str, str],
-                    before: set[tuple[str, str]], summary: MlflowSummary) -> None:
+                    model_paths: dict[str, tuple[str, str]], before: set[tuple[str, str]],
+                    summary: MlflowSummary) -> None:
     model = safe_name(v.name)
     what = f"model version {v.name}/{v.version}"
     if (model, str(v.version)) in before:
@@ -298,6 +342,10 @@ def _import_version(pub: _Publisher, source, v: MlVersion, imported: dict[str, s
         summary.skipped.append((what, f"status {v.status} in MLflow (not READY)"))
         return
     mlflow_run, artifact = version_source(v)
+    if v.source.startswith("models:/") and artifact is None:  # an MLflow 3 logged model: its files' run path
+        found = model_paths.get(v.source[len("models:/"):].split("/")[0])
+        if found is not None:
+            mlflow_run, artifact = found
     run_id = imported.get(mlflow_run) if mlflow_run else None
     if mlflow_run and run_id is None:
         run_id = run_id_for(mlflow_run, source.uri)

@@ -10,6 +10,10 @@ Two sources with one interface, used by :mod:`modelog.integrations.mlflow_import
   runs and registered model versions through the ``search`` endpoints (paged), full metric histories
   through ``metrics/get-history``, artifacts through ``artifacts/list`` and ``/get-artifact``.
 
+MLflow 3's logged models (``<experiment_id>/models/<model_id>/`` in the file store; ``logged-models/search``
+and its artifact routes on a server) keep their files apart from their run's artifacts; both sources list
+and fetch them (``logged_models``, ``model_artifacts``, ``fetch_model``).
+
 Both return plain records (:class:`Experiment`, :class:`MlRun`, :class:`MlVersion`); times are MLflow's
 milliseconds since the epoch. Reading is pure apart from the file or socket I/O; nothing is written.
 """
@@ -77,6 +81,16 @@ class MlVersion:
     aliases: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     status: str = "READY"
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """An MLflow 3 logged model (``models:/m-…``): its files live apart from its run's artifacts."""
+
+    model_id: str
+    name: str
+    source_run_id: str | None
+    artifact_uri: str
 
 
 @dataclass(frozen=True)
@@ -245,6 +259,32 @@ class FileStore:
         except OSError as exc:
             raise Unreachable(f"{src}: {exc}") from exc
 
+    def logged_models(self, exp: Experiment) -> list[LoggedModel]:
+        out = []
+        models = self._experiment_dir(exp) / "models"
+        for d in sorted(models.iterdir()) if models.is_dir() else []:
+            if not (d / "meta.yaml").is_file():
+                continue
+            meta = parse_meta((d / "meta.yaml").read_text(encoding="utf-8"))
+            out.append(LoggedModel(str(meta.get("model_id") or d.name), str(meta.get("name") or d.name),
+                                   meta.get("source_run_id") or None,
+                                   str(meta.get("artifact_location") or (d / "artifacts").resolve().as_uri())))
+        return out
+
+    def model_artifacts(self, model: LoggedModel) -> list[tuple[str, int]]:
+        root = local_path(model.artifact_uri, self.root)
+        return [(k, p.stat().st_size) for k, p in _key_files(root).items()] if root is not None else []
+
+    def fetch_model(self, model: LoggedModel, path: str, out: BinaryIO) -> None:
+        root = local_path(model.artifact_uri, self.root)
+        if root is None:
+            raise Unreachable(f"logged model root {model.artifact_uri} is not a local directory")
+        try:
+            with (root / path).open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 20)
+        except OSError as exc:
+            raise Unreachable(f"{root / path}: {exc}") from exc
+
     def model_versions(self) -> list[MlVersion]:
         models = self.root / "models"
         out: list[MlVersion] = []
@@ -383,6 +423,44 @@ class RestStore:
     def fetch(self, run: MlRun, path: str, out: BinaryIO) -> None:
         try:
             with self._open("/get-artifact", query={"path": path, "run_uuid": run.run_id}) as resp:
+                shutil.copyfileobj(resp, out, 1 << 20)
+        except SourceError as exc:
+            raise Unreachable(str(exc)) from exc
+
+    def logged_models(self, exp: Experiment) -> list[LoggedModel]:
+        out, token = [], None
+        while True:
+            try:
+                page = self._json("logged-models/search", body={"experiment_ids": [exp.id], "max_results": 100,
+                                                                **({"page_token": token} if token else {})})
+            except SourceError:  # an MLflow 2 server: no logged models
+                return out
+            for m in page.get("models", []):
+                info = m.get("info", {})
+                out.append(LoggedModel(info["model_id"], info.get("name") or info["model_id"],
+                                       info.get("source_run_id") or None, info.get("artifact_uri", "")))
+            token = page.get("next_page_token")
+            if not token:
+                return out
+
+    def model_artifacts(self, model: LoggedModel, path: str = "") -> list[tuple[str, int]]:
+        try:
+            page = self._json(f"logged-models/{urllib.parse.quote(model.model_id)}/artifacts/directories",
+                              query={"artifact_directory_path": path} if path else None)
+        except SourceError:
+            return []
+        out = []
+        for f in page.get("files", []):
+            if f.get("is_dir"):
+                out.extend(self.model_artifacts(model, f["path"]))
+            else:
+                out.append((f["path"], int(f.get("file_size", 0) or 0)))
+        return out
+
+    def fetch_model(self, model: LoggedModel, path: str, out: BinaryIO) -> None:
+        url = f"/ajax-api/2.0/mlflow/logged-models/{urllib.parse.quote(model.model_id)}/artifacts/files"
+        try:
+            with self._open(url, query={"artifact_file_path": path}) as resp:
                 shutil.copyfileobj(resp, out, 1 << 20)
         except SourceError as exc:
             raise Unreachable(str(exc)) from exc

@@ -23,7 +23,7 @@ from conftest import run_cli
 from test_mlflow_gateway import mlflow_python  # noqa: F401  (the fixture)
 from waiting import wait_until
 from modelog.consumers.query import sql_arrow
-from modelog.sdk.artifacts import download
+from modelog.sdk.artifacts import download, load_model_path
 from modelog.wire.home import free_port
 
 pytestmark = pytest.mark.broker
@@ -84,15 +84,20 @@ def check_imported(settings, ids: dict, source: str, tmp: Path) -> None:
     arts = q(settings, "SELECT path, size_bytes, sha256, content_address FROM artifacts WHERE run_id = ? "
                        "ORDER BY path", [alice])
     model_bytes = bytes(range(256)) * 400
-    assert [(a["path"], a["size_bytes"]) for a in arts] == [("docs/notes.txt", 18), ("model.pkl", len(model_bytes))]
-    assert arts[1]["sha256"] == hashlib.sha256(model_bytes).hexdigest() and arts[1]["content_address"]
+    assert [(a["path"], a["size_bytes"]) for a in arts] == [
+        ("clf/MLmodel", 12), ("clf/model.bin", 1000), ("docs/notes.txt", 18), ("model.pkl", len(model_bytes))]
+    assert arts[3]["sha256"] == hashlib.sha256(model_bytes).hexdigest() and all(a["content_address"] for a in arts)
     got = download(alice, "model.pkl", tmp / "back.pkl", settings)
     assert got.read_bytes() == model_bytes
-    # the registry: both versions, MLflow's numbers, alias kept as a tag (not applied: a governed change)
+    # the registry: every version, MLflow's numbers, alias kept as a tag (not applied: a governed change);
+    # the version of the logged model names its files in the run, so it can be downloaded
     versions = q(settings, "SELECT model, version, run_id, artifact, description, tags FROM registered_versions "
                            "ORDER BY version")
     assert [(v["model"], v["version"], v["run_id"], v["artifact"], v["description"]) for v in versions] == [
-        ("credit-model", 1, alice, "model.pkl", "first"), ("credit-model", 2, alice, "model.pkl", None)]
+        ("credit-model", 1, alice, "model.pkl", "first"), ("credit-model", 2, alice, "model.pkl", None),
+        ("credit-model", 3, alice, "clf", None)]
+    folder = load_model_path("credit-model", settings, version=3, dest=tmp / "clf")
+    assert (folder / "model.bin").read_bytes() == b"\x00\x01" * 500
     v2 = dict(versions[1]["tags"])
     assert v2["mlflow.version"] == "2" and v2["mlflow.aliases"] == "champion" and v2["approved"] == "yes"
     assert q(settings, "SELECT description FROM experiments WHERE experiment = 'credit-risk'") == [
@@ -109,16 +114,16 @@ def test_import_an_mlruns_directory_twice_imports_once(mlflow_python, env, setti
     mlruns = tmp_path / "mlruns"
     ids = write(mlflow_python, str(mlruns), tmp_path)
     out = run_cli(env, "import", "mlflow", "--tracking-uri", str(mlruns))
-    assert ("imported 2 experiment(s), 3 run(s), 3 param(s), 33 metric point(s), 2 artifact(s) (102,418 bytes "
-            "stored), 2 model version(s); skipped 0") in out.stdout, out.stdout + out.stderr
-    projected(settings, 3, 2)
+    assert ("imported 2 experiment(s), 3 run(s), 3 param(s), 33 metric point(s), 4 artifact(s) (103,430 bytes "
+            "stored), 3 model version(s); skipped 0") in out.stdout, out.stdout + out.stderr
+    projected(settings, 3, 3)
     check_imported(settings, ids, mlruns.resolve().as_uri(), tmp_path)
 
     before = counts(settings)
     again = run_cli(env, "import", "mlflow", "--tracking-uri", mlruns.resolve().as_uri())
-    assert "imported 0 experiment(s), 0 run(s)" in again.stdout and "skipped 5" in again.stdout
+    assert "imported 0 experiment(s), 0 run(s)" in again.stdout and "skipped 6" in again.stdout
     assert f"skipped run credit-risk/baseline ({ids['alice']}): already imported" in again.stdout
-    assert "skipped model version credit-model/2: already imported" in again.stdout
+    assert "skipped model version credit-model/3: already imported" in again.stdout
     time.sleep(2)  # nothing was published; give a stray event the time to show
     assert counts(settings) == before
 
@@ -166,15 +171,15 @@ def test_import_an_mlflow_server_through_its_rest_api(mlflow_python, mlflow_serv
     ids = write(mlflow_python, mlflow_server, tmp_path)
     out = run_cli(env, "import", "mlflow", "--tracking-uri", mlflow_server, "--experiment", "credit-risk",
                   "--experiment", "other")
-    assert ("imported 2 experiment(s), 3 run(s), 3 param(s), 33 metric point(s), 2 artifact(s) (102,418 bytes "
-            "stored), 2 model version(s); skipped 0") in out.stdout, out.stdout + out.stderr
-    projected(settings, 3, 2)
+    assert ("imported 2 experiment(s), 3 run(s), 3 param(s), 33 metric point(s), 4 artifact(s) (103,430 bytes "
+            "stored), 3 model version(s); skipped 0") in out.stdout, out.stdout + out.stderr
+    projected(settings, 3, 3)
     check_imported(settings, ids, mlflow_server, tmp_path)
     uri = q(settings, "SELECT uri FROM artifacts WHERE run_id = ? AND path = 'model.pkl'", [ids["alice"]])[0]["uri"]
     assert uri.startswith("mlflow-artifacts:/") and uri.endswith(f"/{ids['alice']}/artifacts/model.pkl")
 
     before = counts(settings)
     again = run_cli(env, "import", "mlflow", "--tracking-uri", mlflow_server)
-    assert "imported 0 experiment(s), 0 run(s)" in again.stdout and "skipped 5" in again.stdout, again.stdout
+    assert "imported 0 experiment(s), 0 run(s)" in again.stdout and "skipped 6" in again.stdout, again.stdout
     time.sleep(2)
     assert counts(settings) == before

@@ -5,8 +5,9 @@
 TRACKING: an mlruns directory (the file store, registry included) or an MLflow server's http:// URI.
 
 Two experiments; in "credit-risk" a FINISHED run by alice (params, tags, a metric history with given steps
-and timestamps, a NaN point, two artifacts) and a FAILED run by bob; in "other" one run; a registered
-model with two versions of alice's run (v2 with the alias "champion"). OUT.json gets what was written.
+and timestamps, a NaN point, two artifacts, a logged model "clf" of two files) and a FAILED run by bob; in
+"other" one run; a registered model with three versions of alice's run (v2 with the alias "champion", v3 from
+the logged model). OUT.json gets what was written.
 """
 
 import json
@@ -54,5 +55,15 @@ v1 = c.create_model_version("credit-model", f"runs:/{aid}/model.pkl", run_id=aid
 v2 = c.create_model_version("credit-model", f"runs:/{aid}/model.pkl", run_id=aid, tags={"approved": "yes"})
 c.set_registered_model_alias("credit-model", "champion", v2.version)
 
+# an MLflow 3 logged model of alice's run (its files apart from the run's artifacts) and a version of it
+lm = c.create_logged_model(exp, name="clf", source_run_id=aid)
+(work / "clf").mkdir(exist_ok=True)
+(work / "clf" / "MLmodel").write_text("flavors: {}\n")
+(work / "clf" / "model.bin").write_bytes(b"\x00\x01" * 500)
+c.log_model_artifacts(lm.model_id, str(work / "clf"))
+c.finalize_logged_model(lm.model_id, "READY")
+c.create_model_version("credit-model", f"models:/{lm.model_id}", run_id=aid, model_id=lm.model_id)
+
 out.write_text(json.dumps({"alice": aid, "bob": bid, "carol": o.info.run_id, "experiment_id": exp,
+                           "logged_model": lm.model_id,
                            "v1_created": v1.creation_timestamp}))

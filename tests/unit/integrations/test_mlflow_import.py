@@ -10,7 +10,7 @@ import pytest
 
 from modelog import Client, Settings
 from modelog.integrations import mlflow_import as imp
-from modelog.integrations.mlflow_source import (Experiment, FileStore, MlRun, MlVersion, Point, SourceError,
+from modelog.integrations.mlflow_source import (Experiment, FileStore, LoggedModel, MlRun, MlVersion, Point, SourceError,
                                                 open_source, parse_meta, parse_metric_line)
 from modelog.wire.artifact_store import ArtifactStore
 from modelog.wire.emitter import MemoryEmitter
@@ -95,9 +95,21 @@ class FakeSource:
     def fetch(self, run, path, out):
         out.write(self.files[path])
 
+    def logged_models(self, exp):
+        return [LoggedModel("m-1", "clf", "a" * 32, "mlflow-artifacts:/1/models/m-1/artifacts"),
+                LoggedModel("m-0", "clf", "a" * 32, "mlflow-artifacts:/1/models/m-0/artifacts"),
+                LoggedModel("m-9", "orphan", None, "x")] if exp.id == "1" else []
+
+    def model_artifacts(self, model):
+        return [("MLmodel", 5)]
+
+    def fetch_model(self, model, path, out):
+        out.write(b"flav" + model.model_id[-1].encode())
+
     def model_versions(self):
         return [MlVersion("credit", 1, 1_700_000_050_000, "bob", f"runs:/{'a' * 32}/model.pkl", "a" * 32, "d",
-                          "Production", ["champion"])]
+                          "Production", ["champion"]),
+                MlVersion("credit", 2, 1_700_000_060_000, "bob", "models:/m-1", "a" * 32, None, "None")]
 
 
 def events_of(client):
@@ -111,17 +123,19 @@ def test_one_run_becomes_events_with_mlflow_s_times_and_users(tmp_path):
     source = FakeSource({"model.pkl": b"x" * 100, "../evil": b"no"})
     plans = []
     summary = imp.import_mlflow(client, source, store=store, plan=plans.append)
-    assert plans == [3] and summary.runs == ["exp #1/first run", "exp #1/open"]
+    assert plans == [4] and summary.runs == ["exp #1/first run", "exp #1/open"]
     assert summary.skipped == [("experiment gone", "deleted in MLflow")]
-    assert summary.points == 2 and summary.artifacts == 1 and summary.stored_bytes == 100
-    assert summary.versions == ["credit/1"]
+    assert summary.points == 2 and summary.artifacts == 3 and summary.stored_bytes == 110
+    assert summary.versions == ["credit/1", "credit/2"]
+    assert "logged model orphan (m-9) names no run: not imported" in summary.warnings
     assert any("'../evil' not imported" in w for w in summary.warnings)
     assert any("'bad#tag' imported as 'bad_tag'" in w for w in summary.warnings)
     assert any("step -1 skipped" in w for w in summary.warnings)
     evs = events_of(client)
     kinds = [k for k, _ in evs]
-    assert kinds == ["ExperimentCreated", "RunStarted", "ParamsLogged", "MetricsLogged", "ArtifactLogged", "RunEnded",
-                     "RunStarted", "ModelVersionRegistered"]  # the RUNNING run does not end
+    assert kinds == ["ExperimentCreated", "RunStarted", "ParamsLogged", "MetricsLogged", "ArtifactLogged",
+                     "ArtifactLogged", "ArtifactLogged", "RunEnded", "RunStarted", "ModelVersionRegistered",
+                     "ModelVersionRegistered"]  # the RUNNING run does not end
     created, started = evs[0][1], evs[1][1]
     assert created["experiment"] == "exp _1" and created["description"] == "notes"
     assert created["envelope"]["occurred_at"] == 1_600_000_000_000_000
@@ -135,11 +149,16 @@ def test_one_run_becomes_events_with_mlflow_s_times_and_users(tmp_path):
     art = evs[4][1]
     assert art["content_address"] == store.address(art["sha256"]) and art["size_bytes"] == 100
     assert art["uri"].endswith("/artifacts/model.pkl")
-    assert evs[5][1]["end_time"] == 1_700_000_009_000_000 and evs[5][1]["envelope"]["actor"]["principal"] == "alice"
-    second = evs[6][1]
+    # the logged models' files, under their name (a second of the same name: name-<model id>)
+    assert [(e["path"], e["uri"]) for _, e in evs[5:7]] == [
+        ("clf/MLmodel", "mlflow-artifacts:/1/models/m-0/artifacts/MLmodel"),
+        ("clf-m-1/MLmodel", "mlflow-artifacts:/1/models/m-1/artifacts/MLmodel")]
+    assert evs[7][1]["end_time"] == 1_700_000_009_000_000 and evs[7][1]["envelope"]["actor"]["principal"] == "alice"
+    second = evs[8][1]
     assert second["envelope"]["actor"]["principal"] == "importer"  # MLflow had no user
-    mv = evs[7][1]
+    mv, mv2 = evs[9][1], evs[10][1]
     assert (mv["model"], mv["run_id"], mv["artifact"]) == ("credit", "a" * 32, "model.pkl")
+    assert (mv2["run_id"], mv2["artifact"], mv2["uri"]) == ("a" * 32, "clf-m-1", "models:/m-1")
     assert mv["tags"]["mlflow.stage"] == "Production" and mv["tags"]["mlflow.aliases"] == "champion"
     assert mv["envelope"]["actor"]["principal"] == "bob"
 
@@ -148,10 +167,11 @@ def test_what_was_imported_before_is_skipped_and_nothing_published(tmp_path):
     settings = Settings.load(env={"MODELOG_HOME": str(tmp_path / "home")})
     client = Client(settings, emitter=MemoryEmitter())
     summary = imp.import_mlflow(client, FakeSource({}), existing_runs={"a" * 32, "b" * 32},
-                                versions_before={("credit", "1")})
+                                versions_before={("credit", "1"), ("credit", "2")})
     assert events_of(client) == [] and summary.runs == [] and summary.versions == []
     assert [why for _, why in summary.skipped] == ["deleted in MLflow", f"already imported (run {'a' * 32})",
-                                                   f"already imported (run {'b' * 32})", "already imported"]
+                                                   f"already imported (run {'b' * 32})", "already imported",
+                                                   "already imported"]
 
 
 def test_without_a_store_artifacts_are_references_and_unknown_experiments_are_named(tmp_path):
@@ -159,7 +179,7 @@ def test_without_a_store_artifacts_are_references_and_unknown_experiments_are_na
     client = Client(settings, emitter=MemoryEmitter())
     summary = imp.import_mlflow(client, FakeSource({"m.bin": b"abc"}), experiments=["exp #1"])
     art = [r for k, r in events_of(client) if k == "ArtifactLogged"]
-    assert summary.references == 1 and art[0]["content_address"] is None and art[0]["size_bytes"] == 3
+    assert summary.references == 3 and art[0]["content_address"] is None and art[0]["size_bytes"] == 3
     with pytest.raises(SourceError, match="no MLflow experiment named 'nope'.*exp #1"):
         imp.import_mlflow(client, FakeSource({}), experiments=["nope"])
 

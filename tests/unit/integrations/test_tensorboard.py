@@ -107,5 +107,5 @@ def test_a_session_in_a_directory_of_its_own_becomes_a_run_with_params(tmp_path)
     assert len(summary.runs) == 1 and summary.params == 2 and summary.points == 0
     assert summary.warnings == [f"{summary.runs[0]}: hparam 'note' cut to 6000 characters"]
     params = [e.record["params"] for e in client._emitter.events if e.event_type == "ParamsLogged"]
-    assert [(p["key"], p["value_type"], len(p["value"])) for p in params[0]] == [("lr", "float", 3),
+    assert sorted((p["key"], p["value_type"], len(p["value"])) for p in params[0]) == [("lr", "float", 3),
                                                                                 ("note", "str", 6000)]
