@@ -17,7 +17,9 @@ times, user), artifact and registered model version becomes modelog events, read
   hashed and stored content-addressed in modelog's artifact store (decision 0013) and logged with their
   original URI. Without an artifact store, or where the bytes cannot be fetched, the artifact is recorded
   as a reference only (its URI; without its bytes no sha256, so the reference is a run tag
-  ``mlflow.artifact_uri``) and the summary says so.
+  ``mlflow.artifact_uri``) and the summary says so. Through ``MODELOG_URL`` the bytes go through the
+  server's upload route (:mod:`modelog.sdk.http_artifacts`), which logs the artifact itself (at the time
+  of the import, as the token's principal).
 * **Logged models** (MLflow 3: ``models:/m-…``, files kept apart from the run's artifacts) are imported as
   artifacts of their source run under ``<model name>/`` (as MLflow 2 kept them), and a version registered
   from one names that run and path, so ``modelog model download`` fetches it.
@@ -304,13 +306,21 @@ def _import_artifact(pub: _Publisher, run: MlRun, rid: str, path: str, store, at
                 h.update(chunk)
                 size += len(chunk)
         sha256 = h.hexdigest()
+        media = mimetypes.guess_type(path)[0] or "application/octet-stream"
         address = None
+        if getattr(store, "publishes", False):  # through a modelog server (MODELOG_URL): it stores and logs
+            from modelog.sdk.uploads import Upload
+
+            pub.client.emitter.flush()  # the run's RunStarted first, in log order
+            store.upload(Upload(rid, Path(tmp.name), path, uri[:2000], sha256, size, media))
+            summary.stored_bytes += size
+            summary.artifacts += 1
+            return
         if store is not None:
             address = store.put_file(Path(tmp.name), sha256, size)
             summary.stored_bytes += size
         else:
             summary.references += 1
-    media = mimetypes.guess_type(path)[0] or "application/octet-stream"
     pub.emit(at_ms, run.user, "ArtifactLogged", "run", rid, run_id=rid, path=path,
              uri=uri[:2000], sha256=sha256, size_bytes=size, media_type=media,
              content_address=address)

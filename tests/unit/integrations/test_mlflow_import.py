@@ -4,6 +4,7 @@ The real mlflow package writing a store and serving it: tests/integration/test_i
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
@@ -207,3 +208,22 @@ def test_the_file_store_reader_on_a_hand_made_mlruns(tmp_path):
         "r", "dana", "FAILED", 10, 20, {"lr": "0.1"}, ["val/loss"])
     assert fs.history(r, "val/loss") == [Point(0.5, 11, 1), Point(0.25, 12, 2)]
     assert fs.artifacts(r) == [("d/f.txt", 2)]
+
+
+def test_through_a_server_the_bytes_go_to_its_upload_route_which_logs_them(tmp_path):
+    class ServerStore:  # what modelog.sdk.http_artifacts.ServerArtifacts offers
+        publishes = True
+
+        def __init__(self):
+            self.uploads = []
+
+        def upload(self, up, progress=None):
+            self.uploads.append((up.run_id, up.path, up.sha256, up.size_bytes, up.file.read_bytes()))
+
+    settings = Settings.load(env={"MODELOG_HOME": str(tmp_path / "home")})
+    client = Client(settings, emitter=MemoryEmitter())
+    store = ServerStore()
+    summary = imp.import_mlflow(client, FakeSource({"m.bin": b"abc"}), store=store)
+    assert ("a" * 32, "m.bin", hashlib.sha256(b"abc").hexdigest(), 3, b"abc") in store.uploads
+    assert len(store.uploads) == 3 and summary.artifacts == 3 and summary.references == 0
+    assert [k for k, _ in events_of(client)].count("ArtifactLogged") == 0  # the server logs them
