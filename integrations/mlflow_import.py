@@ -10,6 +10,9 @@ times, user), artifact and registered model version becomes modelog events, read
   envelope's ``source.program`` is ``modelog-import-mlflow``, and the run and version carry the tags
   ``modelog.import = mlflow`` and ``modelog.import.source = <tracking URI>``. Through ``MODELOG_URL`` the
   server replaces the actor with the token's principal (as for every event it ingests); the times stay.
+* **All of a run or nothing.** A run's events are held back until everything of it was read (its metric
+  histories, its artifacts' bytes stored), then published together: a source that fails halfway (an HTTP
+  error, an unreadable file) publishes nothing of that run, and the next import tries it again.
 * **Idempotent.** A run keeps its MLflow run id (a derived one if the id is not a modelog id), so a run
   already in the views is skipped; a model version is identified by its model and MLflow version number
   (the ``mlflow.version`` tag): importing again skips both, with the reason in the summary.
@@ -89,11 +92,21 @@ def _principal(user: str, default: str) -> str:
 
 
 class _Publisher:
-    """Makes events stamped with the MLflow time and user, validates and emits them."""
+    """Makes events stamped with the MLflow time and user, validates and emits them; between ``hold()`` and
+    ``release()`` it keeps them back, so that a run whose reading fails halfway publishes nothing."""
 
     def __init__(self, client) -> None:
         self.client = client
         self.default_user = client.settings.principal
+        self._held: list | None = None
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self, publish: bool = True) -> None:
+        held, self._held = self._held, None
+        if publish and held:
+            self.client.emitter.emit(held)
 
     def emit(self, at_ms: int | None, user: str, event_type: str, entity_type: str, key: str, **payload: Any) -> None:
         event = self.client.events.make(event_type, entity_type, key, **payload)
@@ -102,7 +115,10 @@ class _Publisher:
             env["occurred_at"] = int(at_ms) * 1000
         env["actor"] = {"principal": _principal(user, self.default_user), "kind": "USER"}
         validate(event_type, event.record)
-        self.client.emitter.emit([event])
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self.client.emitter.emit([event])
 
 
 def _texts(values: dict[str, str], limit: int, what: str, summary: MlflowSummary, where: str) -> dict[str, str]:
@@ -191,7 +207,13 @@ def import_mlflow(client, source, *, experiments: list[str] | None = None, exist
                              description=exp.tags.get("mlflow.note.content") or None)
                     declared.add(experiment)
                     summary.experiments.append(exp.name)
-                _import_run(pub, source, experiment, run, rid, store, summary, by_run.get(run.run_id, []))
+                pub.hold()  # all of the run's events, or none (a source error halfway publishes nothing)
+                try:
+                    _import_run(pub, source, experiment, run, rid, store, summary, by_run.get(run.run_id, []))
+                except BaseException:
+                    pub.release(publish=False)
+                    raise
+                pub.release()
                 summary.runs.append(f"{exp.name}/{run.name}")
         except (SourceError, ModelogError) as exc:
             summary.skipped.append((what, f"failed: {exc}"))
@@ -311,7 +333,6 @@ def _import_artifact(pub: _Publisher, run: MlRun, rid: str, path: str, store, at
         if getattr(store, "publishes", False):  # through a modelog server (MODELOG_URL): it stores and logs
             from modelog.sdk.uploads import Upload
 
-            pub.client.emitter.flush()  # the run's RunStarted first, in log order
             store.upload(Upload(rid, Path(tmp.name), path, uri[:2000], sha256, size, media))
             summary.stored_bytes += size
             summary.artifacts += 1

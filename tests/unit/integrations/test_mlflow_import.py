@@ -227,3 +227,19 @@ def test_through_a_server_the_bytes_go_to_its_upload_route_which_logs_them(tmp_p
     assert ("a" * 32, "m.bin", hashlib.sha256(b"abc").hexdigest(), 3, b"abc") in store.uploads
     assert len(store.uploads) == 3 and summary.artifacts == 3 and summary.references == 0
     assert [k for k, _ in events_of(client)].count("ArtifactLogged") == 0  # the server logs them
+
+
+def test_a_run_whose_reading_fails_halfway_publishes_nothing_of_itself(tmp_path):
+    class Failing(FakeSource):
+        def history(self, run, key):
+            raise SourceError("http://mlflow.example:5000/...: HTTP 503: busy")
+
+    settings = Settings.load(env={"MODELOG_HOME": str(tmp_path / "home")})
+    client = Client(settings, emitter=MemoryEmitter())
+    summary = imp.import_mlflow(client, Failing({}))
+    failed = [why for what, why in summary.skipped if what.startswith("run exp #1/first run")]
+    assert failed == ["failed: http://mlflow.example:5000/...: HTTP 503: busy"]
+    started = [r["run_id"] for k, r in events_of(client) if k == "RunStarted"]
+    assert started == ["b" * 32]  # the other run is imported; nothing of the failed one (tried again next time)
+    assert not [k for k, r in events_of(client) if k not in ("ExperimentCreated", "ModelVersionRegistered")
+                and r.get("run_id") == "a" * 32]  # (its versions name it: it comes with the next import)
