@@ -154,7 +154,8 @@ def import_mlflow(client, source, *, experiments: list[str] | None = None, exist
                   ) -> MlflowSummary:
     """Import what ``source`` (a FileStore or RestStore) holds through ``client`` (see the module doc).
 
-    ``experiments``: MLflow experiment names to import (default: all; an unknown name raises SourceError).
+    ``experiments``: MLflow experiment names to import (default: all; an unknown name raises SourceError);
+    with them, only the model versions of their runs.
     ``existing_runs``: run ids already in the views (skipped); ``versions_before``: see
     :func:`existing_versions`. ``store``: the ArtifactStore for the bytes (None: references only).
     ``plan(n)`` is called once with the number of runs and versions to go through, ``progress(1)`` after each.
@@ -220,7 +221,13 @@ def import_mlflow(client, source, *, experiments: list[str] | None = None, exist
         if progress:
             progress(1)
     for v in versions:
-        _import_version(pub, source, v, imported, model_paths, versions_before, summary)
+        mlflow_run = version_source(v)[0] or (model_paths.get(v.source[len("models:/"):].split("/")[0], (None,))[0]
+                                             if v.source.startswith("models:/") else None)
+        if experiments and mlflow_run not in imported:
+            summary.skipped.append((f"model version {v.name}/{v.version}",
+                                    "its run is not in the experiments imported (--experiment)"))
+        else:
+            _import_version(pub, source, v, imported, model_paths, versions_before, summary)
         if progress:
             progress(1)
     client.flush()

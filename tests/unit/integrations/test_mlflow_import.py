@@ -243,3 +243,21 @@ def test_a_run_whose_reading_fails_halfway_publishes_nothing_of_itself(tmp_path)
     assert started == ["b" * 32]  # the other run is imported; nothing of the failed one (tried again next time)
     assert not [k for k, r in events_of(client) if k not in ("ExperimentCreated", "ModelVersionRegistered")
                 and r.get("run_id") == "a" * 32]  # (its versions name it: it comes with the next import)
+
+
+def test_with_experiments_named_only_the_versions_of_their_runs_are_imported(tmp_path):
+    class TwoExperiments(FakeSource):
+        def experiments(self):
+            return [Experiment("1", "exp #1"), Experiment("3", "other")]
+
+        def runs(self, exp):
+            return super().runs(exp) if exp.id == "1" else iter([])
+
+    settings = Settings.load(env={"MODELOG_HOME": str(tmp_path / "home")})
+    client = Client(settings, emitter=MemoryEmitter())
+    summary = imp.import_mlflow(client, TwoExperiments({}), experiments=["other"])
+    assert summary.runs == [] and summary.versions == []
+    assert summary.skipped == [("model version credit/1", "its run is not in the experiments imported (--experiment)"),
+                               ("model version credit/2", "its run is not in the experiments imported (--experiment)")]
+    summary = imp.import_mlflow(client, TwoExperiments({}), experiments=["exp #1"])
+    assert summary.versions == ["credit/1", "credit/2"]
