@@ -41,6 +41,7 @@ RULES: dict[str, str] = {
     "modelog model delete-version": WRITE, "modelog model delete": WRITE, "modelog model annotate": WRITE,
     "modelog deploy record": WRITE, "modelog deploy rollback": WRITE, "modelog monitor reference": WRITE,
     "modelog monitor configure": WRITE, "modelog artifacts log": WRITE, "modelog import tensorboard": WRITE,
+    "modelog import mlflow": WRITE,
     "modelog requests approve": APPROVER, "modelog requests reject": APPROVER,
     "modelog access grant": ADMIN, "modelog access revoke": ADMIN, "modelog policy set": ADMIN,
     "modelog token create": ADMIN, "modelog token revoke": ADMIN, "modelog keys revoke": ADMIN,

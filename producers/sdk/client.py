@@ -62,11 +62,17 @@ class Client:
 
     @property
     def uploads(self) -> Uploads:
-        """The background uploads of artifacts to the artifact store (raises ConfigError if there is none)."""
+        """The background uploads of artifacts to the artifact store (raises ConfigError if there is none):
+        ``MODELOG_ARTIFACT_URI``, else through the server with ``MODELOG_URL``, else the embedded S3 server."""
         if self._uploads is None:
             with self._lock:
                 if self._uploads is None:
-                    self._uploads = Uploads(self, ArtifactStore.from_settings(self.settings))
+                    if self.settings.url and not self.settings.artifact_uri:  # through the server's API
+                        from modelog.sdk.http_artifacts import ServerArtifacts
+
+                        self._uploads = Uploads(self, ServerArtifacts(self.settings))
+                    else:
+                        self._uploads = Uploads(self, ArtifactStore.from_settings(self.settings))
         return self._uploads
 
     def publish(self, event_type: str, entity_type: str, key: str, **payload: Any) -> None:
