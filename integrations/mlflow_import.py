@@ -9,7 +9,9 @@ times, user), artifact and registered model version becomes modelog events, read
   time) and its actor the MLflow user (``user_id``; the importer's principal where MLflow has none). The
   envelope's ``source.program`` is ``modelog-import-mlflow``, and the run and version carry the tags
   ``modelog.import = mlflow`` and ``modelog.import.source = <tracking URI>``. Through ``MODELOG_URL`` the
-  server replaces the actor with the token's principal (as for every event it ingests); the times stay.
+  server replaces the actor with the token's principal (as for every event it ingests); the times stay. So
+  does a signing importer (after ``modelog init``: a signed record's actor is its key's principal), and the
+  MLflow user then remains only in the run's ``mlflow.user`` tag.
 * **All of a run or nothing.** A run's events are held back until everything of it was read (its metric
   histories, its artifacts' bytes stored), then published together: a source that fails halfway (an HTTP
   error, an unreadable file) publishes nothing of that run, and the next import tries it again.
@@ -98,6 +100,9 @@ class _Publisher:
     def __init__(self, client) -> None:
         self.client = client
         self.default_user = client.settings.principal
+        # a signed record's actor is its key's principal (decision 0015): when this client signs, every event
+        # is the importer's, and the MLflow user stays in the run's tags (mlflow.user), not in the actor
+        self.signed = getattr(client.emitter, "signer", None) is not None
         self._held: list | None = None
 
     def hold(self) -> None:
@@ -113,7 +118,8 @@ class _Publisher:
         env = event.record["envelope"]
         if at_ms is not None:
             env["occurred_at"] = int(at_ms) * 1000
-        env["actor"] = {"principal": _principal(user, self.default_user), "kind": "USER"}
+        if not self.signed:
+            env["actor"] = {"principal": _principal(user, self.default_user), "kind": "USER"}
         validate(event_type, event.record)
         if self._held is not None:
             self._held.append(event)
@@ -256,6 +262,8 @@ def _import_run(pub: _Publisher, source, experiment: str, run: MlRun, rid: str, 
     name = safe_name(run.name or run.run_id)
     start_ms = run.start_ms if run.start_ms is not None else run.end_ms
     user = run.user
+    if pub.signed and user and "mlflow.user" not in tags:  # the actor is the importer's: keep who ran it
+        tags = {**tags, "mlflow.user": user}
     pub.emit(start_ms, user, "RunStarted", "run", rid, run_id=rid, experiment=experiment, name=name,
              start_time=micros(start_ms) if start_ms is not None else now_micros(), tags=tags,
              environment=_EMPTY_ENV)
