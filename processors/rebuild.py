@@ -17,6 +17,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from modelog.wire.keystore import keystore_for
 from modelog.wire.settings import Settings
 from modelog.wire.errors import BrokerError
 
@@ -46,7 +47,7 @@ def replay(settings: Settings, store: ViewStore, progress: Progress | None = Non
     _replay(settings, store, None, batch, idle_timeout,
             only=lambda key: key is not None and key.startswith(TRUST_KEYS), collect=trust)
     trust.sort(key=lambda r: (r.timestamp_ms if r.timestamp_ms is not None else -1, r.topic, r.partition, r.offset))
-    projector = Projector()
+    projector = Projector(keys=keystore_for(settings.home))
     for i in range(0, len(trust), batch):
         store.apply(trust[i:i + batch], projector)
     return _replay(settings, store, progress, batch, idle_timeout)
@@ -69,7 +70,7 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
         if not parts:
             return 0
         consumer.assign([TopicPartition(t, p, 0) for t, p in parts])
-        projector = Projector()
+        projector = Projector(keys=keystore_for(settings.home))  # sealed values open as live (decision 0018)
         done, high = 0, {tp: None for tp in parts}
         position = {tp: 0 for tp in parts}
         last_data = time.monotonic()

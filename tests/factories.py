@@ -65,6 +65,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
         **lineage_records(),
         **token_records(),
         **key_records(),
+        **privacy_records(),
     }
 
 
@@ -99,7 +100,8 @@ def registry_records() -> dict[str, dict[str, Any]]:
              "role": "approver", "metric": None, "op": None, "threshold": None, "approvals": 2},
             {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
              "role": None, "metric": "auc", "op": ">=", "threshold": 0.8, "approvals": None}],
-                      "require_signatures": None, "rules_unchanged": False},
+                      "require_signatures": None, "rules_unchanged": False,
+                      "sensitive": [{"kind": "PARAM", "key": "patient_email"}, {"kind": "TAG", "key": "owner"}]},
     }
 
 
@@ -220,4 +222,17 @@ def key_records() -> dict[str, dict[str, Any]]:
                           "public_key": PUBLIC_KEY, "algorithm": "ed25519", "capabilities": [],
                           "bootstrap": False, "description": "bob's laptop"},
         "KeyRevoked": {"envelope": env("KeyRevoked"), "key_id": KEY_ID, "reason": "laptop lost"},
+    }
+
+
+_IDS.update({"SubjectErased": "01890f5e-0000-7000-8006-000000000001"})
+SUBJECT = "patient-0042"
+DEK_ID = "dek-0123456789abcdef"
+
+
+def privacy_records() -> dict[str, dict[str, Any]]:
+    """One valid record per privacy event type: a subject erased (decision 0018)."""
+    return {
+        "SubjectErased": {"envelope": envelope("SubjectErased", f"subject:{SUBJECT}", entity_type="subject"),
+                          "subject": SUBJECT, "key_ids": [DEK_ID], "reason": "GDPR request #17"},
     }
