@@ -135,3 +135,50 @@ def test_erasure_leaves_no_plaintext_anywhere_and_rebuild_equals_live(secured, t
                                 for r in con.execute(q).fetchall()]) == views(lambda q: s.sql(q))
     finally:
         con.close()
+
+
+def test_the_lake_of_several_workers_never_holds_the_plaintext(bootstrap, tmp_path):
+    """With `modelog process --workers 2` the shards publish append-only Parquet files: their projector
+    leaves sealed values sealed, so the lake never holds the plaintext, before or after the erasure, and a
+    rebuild from the log equals the lake."""
+    from conftest import Processor, deployment_env
+    from modelog import Settings
+
+    home = tmp_path / "home"
+    env = dict(deployment_env(bootstrap, home, "alice"), MODELOG_LAKE=str(tmp_path / "lake"))
+    settings = Settings.load(env=env)
+    sup = Processor(env, settings, args=("--workers", "2")).start(timeout=90)
+    client = Client(settings)
+    try:
+        run_cli(env, "policy", "set", "--sensitive-param", "email")
+        wait_until(lambda: modelog_sql(settings, "SELECT key FROM sensitive_fields") == [{"key": "email"}], 60,
+                   "the sensitive fields in the lake")
+        with client.start_run("trial", subject=SUBJECT) as run:
+            run.log_params({"email": EMAIL, "lr": 0.1})
+        client.wait_projected(60)
+        (row,) = modelog_sql(settings, f"SELECT value FROM params WHERE run_id = '{run.id}' AND key = 'email'")
+        assert row["value"].startswith(f"modelog:sealed:v1:{SUBJECT}:")  # sealed text, not the plaintext
+        assert list((tmp_path / "lake" / "data").rglob("*.parquet"))
+        assert files_holding(tmp_path / "lake", PLAINTEXTS) == []
+        run_cli(env, "erase", "--subject", SUBJECT)
+        wait_until(lambda: modelog_sql(settings, "SELECT subject FROM erasures") == [{"subject": SUBJECT}], 60,
+                   "the erasure in the lake")
+        assert files_holding(tmp_path / "lake", PLAINTEXTS) == []
+        assert files_holding(home, PLAINTEXTS) == []
+        lake_rows = modelog_sql(settings, "SELECT run_id, key, value FROM params ORDER BY ALL")
+    finally:
+        client.close()
+        assert sup.stop() == 0
+    run_cli(env, "rebuild", "--output", str(tmp_path / "rebuilt.duckdb"))
+    con = duckdb.connect(str(tmp_path / "rebuilt.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT run_id, key, value FROM params ORDER BY ALL").fetchall() == [
+            tuple(r.values()) for r in lake_rows]
+    finally:
+        con.close()
+
+
+def modelog_sql(settings, query: str) -> list[dict]:
+    import modelog
+
+    return modelog.sql_arrow(query, settings).to_pylist()
