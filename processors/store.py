@@ -8,6 +8,7 @@ anywhere and the file holds either all of a batch or none of it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -30,6 +31,8 @@ from .tables import DERIVED, DUCK_TYPES, TABLES, ddl, to_arrow
 from .trust import KeyInfo, Trust
 
 from . import access, keys, lineage, monitoring, privacy, registry
+
+log = logging.getLogger(__name__)
 
 FAMILIES = (registry, lineage, monitoring, access, keys, privacy)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
 
@@ -204,21 +207,29 @@ class ViewStore:
         that moment fail and can be retried."""
         with self._swap:
             con = self.con
-            con.execute("CHECKPOINT")
             fresh = self.path.with_name(f".{self.path.name}.rewrite-{os.getpid()}")
             for p in (fresh, Path(f"{fresh}.wal")):
                 p.unlink(missing_ok=True)
-            (catalog,) = con.execute("SELECT current_database()").fetchone()
-            con.execute("ATTACH '{}' AS _fresh".format(str(fresh).replace("'", "''")))
             try:
-                con.execute('COPY FROM DATABASE "{}" TO _fresh'.format(catalog.replace('"', '""')))
-            finally:
-                con.execute("DETACH _fresh")
+                con.execute("CHECKPOINT")
+                (catalog,) = con.execute("SELECT current_database()").fetchone()
+                con.execute("ATTACH '{}' AS _fresh".format(str(fresh).replace("'", "''")))
+                try:
+                    con.execute('COPY FROM DATABASE "{}" TO _fresh'.format(catalog.replace('"', '""')))
+                finally:
+                    con.execute("DETACH _fresh")
+            except (duckdb.Error, OSError) as exc:  # the erasure is committed; the next one rewrites the file
+                fresh.unlink(missing_ok=True)
+                log.warning("views file not rewritten after an erasure (%s): old values may remain in its free "
+                            "blocks until the next erasure", type(exc).__name__)
+                return
             con.close()
-            os.replace(fresh, self.path)
-            Path(f"{self.path}.wal").unlink(missing_ok=True)
-            self.con = self._connect()
-            self.con.execute(views_sql())  # recreated from their text, as on every open
+            try:
+                os.replace(fresh, self.path)
+                Path(f"{self.path}.wal").unlink(missing_ok=True)
+            finally:
+                self.con = self._connect()
+                self.con.execute(views_sql())  # recreated from their text, as on every open
 
     def _decide(self, con, event_type: str, record: dict, pos: RawRecord) -> list[dict]:
         """The decider's verdicts after a trigger event, reading state through ``con`` (in the batch's transaction)."""
