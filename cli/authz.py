@@ -45,6 +45,9 @@ RULES: dict[str, str] = {
     "modelog requests approve": APPROVER, "modelog requests reject": APPROVER,
     "modelog access grant": ADMIN, "modelog access revoke": ADMIN, "modelog policy set": ADMIN,
     "modelog token create": ADMIN, "modelog token revoke": ADMIN, "modelog keys revoke": ADMIN,
+    # erasure: the data key's deletion is authorized by write access to the key store ($MODELOG_HOME/keystore,
+    # mode 0600; a KMS's permissions later), like any crypto-shredding; the event records who (decision 0018)
+    "modelog erase": ADMIN,
 }
 
 

@@ -26,6 +26,7 @@ import faust
 from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
 from modelog.wire.envelope import Event, EventFactory
+from modelog.wire.keystore import keystore_for
 from modelog.wire.home import free_port, processor_file
 from modelog.wire.signing import signer_for
 from modelog.wire.topics import ensure_topics
@@ -131,7 +132,9 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
                         stream_buffer_maxsize=STREAM_BUFFER)
     tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
-    projector = Projector()
+    # sealed values are opened with the key store's data keys into one views file; a lake's shards keep
+    # them sealed, so its Parquet files never hold plaintext (decision 0018)
+    projector = Projector(keys=None if isinstance(store, ShardSet) else keystore_for(settings.home))
     store.decider = Decider(settings.processor_id)  # decisions are signed by this processor
     # RequestDecided records go on the log before their batch commits, signed with the processor's key
     # ($MODELOG_HOME/keys/<processor id>.key, registered by modelog init) when it has one

@@ -54,6 +54,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "DeploymentRecorded": (MAINTAIN, "model"), "MonitorConfigured": (MAINTAIN, "model"),
     # an approver needs only to reach the model: which verdicts count is the policy's rule (its role)
     "ApprovalGiven": ("reach", "model"),
+    # the erasure's real effect is deleting the data key (who may, is who may write the key store: decision
+    # 0018); the event records it, so any writer may publish it and the processor applies it
+    "SubjectErased": (WRITE, "anywhere"),
 }
 # Published by modelog's own processors (the decider, the drift processor, the checkpoints of decision 0023), not
 # by users: outside the grants.

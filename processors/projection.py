@@ -113,9 +113,9 @@ PROJECTIONS: dict[str, Callable[[dict, Rows], None]] = {
 }
 
 # Further event families register their projections here (one module per family).
-from . import access, keys, lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import access, keys, lineage, monitoring, privacy, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage, monitoring, access, keys):
+for _family in (registry, lineage, monitoring, access, keys, privacy):
     overlap = PROJECTIONS.keys() & _family.PROJECTIONS.keys()
     assert not overlap, f"event types projected twice: {overlap}"
     PROJECTIONS.update(_family.PROJECTIONS)

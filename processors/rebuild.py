@@ -17,6 +17,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from modelog.wire.keystore import keystore_for
 from modelog.wire.settings import Settings
 from modelog.wire.errors import BrokerError
 
@@ -34,6 +35,12 @@ Progress = Callable[[int, int], None]  # (records done, records known so far)
 TRUST_KEYS = (b"keys", b"access:", b"policy:")
 
 
+def _keys(settings: Settings):
+    """Sealed values open as they do live (decision 0018): with the key store for one views file; with a lake
+    (MODELOG_LAKE) not at all, as the lake's shards keep them sealed -- so a rebuild equals the lake."""
+    return None if settings.lake_path is not None else keystore_for(settings.home)
+
+
 def replay(settings: Settings, store: ViewStore, progress: Progress | None = None, batch: int = 2000,
            idle_timeout: float = 10.0, chain: Chain | None = None) -> int:
     """Project every record of the projected topics into ``store``. Returns the number of records read.
@@ -45,7 +52,7 @@ def replay(settings: Settings, store: ViewStore, progress: Progress | None = Non
     _replay(settings, store, None, batch, idle_timeout,
             only=lambda key: key is not None and key.startswith(TRUST_KEYS), collect=trust)
     trust.sort(key=lambda r: (r.timestamp_ms if r.timestamp_ms is not None else -1, r.topic, r.partition, r.offset))
-    projector = Projector()
+    projector = Projector(keys=_keys(settings))
     for i in range(0, len(trust), batch):
         store.apply(trust[i:i + batch], projector)
     # the partitions' Merkle trees (decision 0023) over the full pass, in log order, so that the live processor
@@ -71,7 +78,7 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
         if not parts:
             return 0
         consumer.assign([TopicPartition(t, p, 0) for t, p in parts])
-        projector = Projector()
+        projector = Projector(keys=_keys(settings))
         done, high = 0, {tp: None for tp in parts}
         position = {tp: 0 for tp in parts}
         last_data = time.monotonic()

@@ -8,6 +8,8 @@ anywhere and the file holds either all of a batch or none of it.
 
 from __future__ import annotations
 
+import logging
+import os
 import struct
 import threading
 import time
@@ -32,9 +34,11 @@ from .rows import new_rows
 from .tables import DERIVED, DUCK_TYPES, TABLES, ddl, to_arrow
 from .trust import KeyInfo, Trust
 
-from . import access, keys, lineage, monitoring, registry
+from . import access, keys, lineage, monitoring, privacy, registry
 
-FAMILIES = (registry, lineage, monitoring, access, keys)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
+log = logging.getLogger(__name__)
+
+FAMILIES = (registry, lineage, monitoring, access, keys, privacy)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
 
 VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
               "artifacts", "audit_log", "dead_letters") + tuple(v for f in FAMILIES for v in f.VIEWS)
@@ -82,19 +86,10 @@ class ViewStore:
     def __init__(self, path: Path | str, instance_id: str | None = None, memory_limit: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:
-            raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
-        if memory_limit:
-            try:
-                self.con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
-            except duckdb.Error as exc:
-                self.con.close()
-                raise QueryError(f"MODELOG_DUCKDB_MEMORY_LIMIT: {exc}") from exc
+        self._memory_limit = memory_limit
+        self.con = self._connect()
         self._lock = threading.Lock()
-        if _has_tz(self.con):  # for every connection of this database, readers' cursors included
-            self.con.execute("SET GLOBAL TimeZone = 'UTC'")
+        self._swap = threading.Lock()  # held while the file is replaced (_rewrite); readers wait for it
         existing = {r[0] for r in self.con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         for table in TABLES:
@@ -127,6 +122,21 @@ class ViewStore:
         self.publish_checkpoints: Callable[[list[dict]], None] | None = None  # puts them on the log
         self._chain_loaded = False
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
+        if self._memory_limit:
+            try:
+                con.execute(f"SET memory_limit = '{self._memory_limit.replace(chr(39), '')}'")
+            except duckdb.Error as exc:
+                con.close()
+                raise QueryError(f"MODELOG_DUCKDB_MEMORY_LIMIT: {exc}") from exc
+        if _has_tz(con):  # for every connection of this database, readers' cursors included
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+        return con
+
     def apply(self, records: list[RawRecord], projector: Projector,
               publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
         """Decode, dedupe, project and write ``records`` in one transaction. Returns (stats, dead letters).
@@ -149,8 +159,9 @@ class ViewStore:
                 prepared = projector.prepare(records, trust)
                 known = self._known(prepared.event_ids)
                 dead: list = []
+                erased = self._erased_keys() if projector.keys is not None else frozenset()
                 for i, segment in enumerate(_segments(prepared)):
-                    rows, seg_dead, applied = projector.rows(segment, known)
+                    rows, seg_dead, applied = projector.rows(segment, known, erased)
                     stats.applied += applied
                     dead.extend(seg_dead)
                     stats.rows += self._insert(rows)
@@ -165,6 +176,9 @@ class ViewStore:
                             decided.append(rec)
                 stats.duplicates = len(prepared.events) - stats.applied
                 stats.dead = len(dead)
+                erasing = privacy.erased_key_ids(prepared.events)
+                if erasing:
+                    self._erase(erasing)
                 self._advance(records)
                 chained = self._chain_records(records)
                 if decided and publish is not None:
@@ -177,8 +191,58 @@ class ViewStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            if erasing and projector.keys is not None:  # plaintext was replaced: leave none in free blocks
+                self._rewrite()
         stats.decided = len(decided)
         return stats, dead
+
+    def _erased_keys(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self.con.execute(
+            "SELECT DISTINCT key_id FROM log_erasures WHERE key_id IS NOT NULL").fetchall())
+
+    def _erase(self, key_ids: set[str]) -> None:
+        """Replace every value sealed with one of ``key_ids`` by ``[erased]`` (in the batch's transaction)."""
+        import pyarrow as pa
+
+        self.con.register("_erased", pa.table({"key_id": pa.array(sorted(key_ids), pa.string())}))
+        try:
+            for statement in privacy.erase_sql():
+                self.con.execute(statement)
+        finally:
+            self.con.unregister("_erased")
+
+    def _rewrite(self) -> None:
+        """Copy the views file into a fresh file and put it in its place (caller holds the lock).
+
+        An UPDATE leaves the old values in the file's free blocks and in its WAL, and neither CHECKPOINT
+        nor VACUUM overwrites them: after an erasure the only way to have the plaintext gone from the bytes
+        on disk is a file that never held it (decision 0018). Queries running on the old connection at
+        that moment fail and can be retried."""
+        with self._swap:
+            con = self.con
+            fresh = self.path.with_name(f".{self.path.name}.rewrite-{os.getpid()}")
+            for p in (fresh, Path(f"{fresh}.wal")):
+                p.unlink(missing_ok=True)
+            try:
+                con.execute("CHECKPOINT")
+                (catalog,) = con.execute("SELECT current_database()").fetchone()
+                con.execute("ATTACH '{}' AS _fresh".format(str(fresh).replace("'", "''")))
+                try:
+                    con.execute('COPY FROM DATABASE "{}" TO _fresh'.format(catalog.replace('"', '""')))
+                finally:
+                    con.execute("DETACH _fresh")
+            except (duckdb.Error, OSError) as exc:  # the erasure is committed; the next one rewrites the file
+                fresh.unlink(missing_ok=True)
+                log.warning("views file not rewritten after an erasure (%s): old values may remain in its free "
+                            "blocks until the next erasure", type(exc).__name__)
+                return
+            con.close()
+            try:
+                os.replace(fresh, self.path)
+                Path(f"{self.path}.wal").unlink(missing_ok=True)
+            finally:
+                self.con = self._connect()
+                self.con.execute(views_sql())  # recreated from their text, as on every open
 
     def _decide(self, con, event_type: str, record: dict, pos: RawRecord) -> list[dict]:
         """The decider's verdicts after a trigger event, reading state through ``con`` (in the batch's transaction)."""
@@ -295,7 +359,8 @@ class ViewStore:
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A separate connection for queries (DuckDB MVCC: sees committed batches only)."""
-        return self.con.cursor()
+        with self._swap:  # not while the file is being rewritten after an erasure
+            return self.con.cursor()
 
     def checkpoint(self) -> None:
         with self._lock:

@@ -93,9 +93,9 @@ PRIMARY_KEYS = {
 }
 
 # Further event families declare their base tables in their own module.
-from . import access, keys, lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import access, keys, lineage, monitoring, privacy, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage, monitoring, access, keys):
+for _family in (registry, lineage, monitoring, access, keys, privacy):
     assert not TABLES.keys() & _family.TABLES.keys(), "a base table is declared twice"
     TABLES.update(_family.TABLES)
     PRIMARY_KEYS.update(getattr(_family, "PRIMARY_KEYS", {}))

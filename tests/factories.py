@@ -66,6 +66,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
         **token_records(),
         **key_records(),
         **checkpoint_records(),
+        **privacy_records(),
     }
 
 
@@ -100,7 +101,8 @@ def registry_records() -> dict[str, dict[str, Any]]:
              "role": "approver", "metric": None, "op": None, "threshold": None, "approvals": 2},
             {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
              "role": None, "metric": "auc", "op": ">=", "threshold": 0.8, "approvals": None}],
-                      "require_signatures": None, "rules_unchanged": False},
+                      "require_signatures": None, "rules_unchanged": False,
+                      "sensitive": [{"kind": "PARAM", "key": "patient_email"}, {"kind": "TAG", "key": "owner"}]},
     }
 
 
@@ -234,3 +236,14 @@ def checkpoint_records() -> dict[str, dict[str, Any]]:
                               "tree_size": 3, "next_offset": 3, "root_hash": bytes(range(32)), "previous_size": 0,
                               "offsets": [0, 1, 2], "hints": bytes(range(24)),
                               "algorithm": "rfc9162-sha256/modelog.leaf.v1"}}
+_IDS.update({"SubjectErased": "01890f5e-0000-7000-8006-000000000001"})
+SUBJECT = "patient-0042"
+DEK_ID = "dek-0123456789abcdef"
+
+
+def privacy_records() -> dict[str, dict[str, Any]]:
+    """One valid record per privacy event type: a subject erased (decision 0018)."""
+    return {
+        "SubjectErased": {"envelope": envelope("SubjectErased", f"subject:{SUBJECT}", entity_type="subject"),
+                          "subject": SUBJECT, "key_ids": [DEK_ID], "reason": "GDPR request #17"},
+    }

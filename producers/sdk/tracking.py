@@ -68,11 +68,12 @@ class Run:
             run.log_metrics({"loss": 0.3}, step=1)
     """
 
-    def __init__(self, client: Client, run_id: str, experiment: str, name: str) -> None:
+    def __init__(self, client: Client, run_id: str, experiment: str, name: str, subject: str | None = None) -> None:
         self._client = client
         self.id = run_id
         self.experiment = experiment
         self.name = name
+        self.subject = subject  # whose personal data this run's sensitive values are (decision 0018)
         self.status = "RUNNING"
         self._params: dict[str, str] = {}
         self._metric_keys: set[str] = set()
@@ -170,14 +171,18 @@ class Run:
                 self._client.emitter.emit([event])
 
     # -- params, tags, artifacts ---------------------------------------------------
-    def log_param(self, key: str, value: Any) -> None:
+    def log_param(self, key: str, value: Any, *, sensitive: bool = False) -> None:
         """Log one hyperparameter. See :meth:`log_params`."""
-        self.log_params({key: value})
+        self.log_params({key: value}, sensitive=sensitive)
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
+    def log_params(self, params: Mapping[str, Any], *, sensitive: bool = False) -> None:
         """Log hyperparameters. Values: str, int, float, bool or None (kept as text with their type).
 
         A key can be logged once per run; logging it again with another value raises ValidationError.
+        Values of keys the policy marks sensitive (the ``sensitive_fields`` view), or all of them with
+        ``sensitive=True``, are sealed with the run's subject's data key: the log holds only ciphertext,
+        the views the plaintext until ``modelog erase --subject``. A sensitive value in a run started
+        without ``subject=`` raises ValidationError (nothing is published).
         """
         self._check_open()
         if not isinstance(params, Mapping):
@@ -199,21 +204,24 @@ class Run:
             if old is None:
                 new.append({"key": k, "value": text, "value_type": typ})
         if new:
-            self._client.publish("ParamsLogged", "run", self.id, run_id=self.id, params=new)
+            sealed = self._client.sealer.seal_params(new, self.subject, sensitive)
+            self._client.publish("ParamsLogged", "run", self.id, run_id=self.id, params=sealed)
             for p in new:
                 self._params[p["key"]] = p["value"]
 
-    def set_tag(self, key: str, value: Any) -> None:
+    def set_tag(self, key: str, value: Any, *, sensitive: bool = False) -> None:
         """Set one tag. See :meth:`set_tags`."""
-        self.set_tags({key: value})
+        self.set_tags({key: value}, sensitive=sensitive)
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags (values are converted with ``str``). A later value for a key replaces the earlier one."""
+    def set_tags(self, tags: Mapping[str, Any], *, sensitive: bool = False) -> None:
+        """Set tags (values are converted with ``str``). A later value for a key replaces the earlier one.
+        Sensitive values are sealed as in :meth:`log_params`."""
         self._check_open()
         if not isinstance(tags, Mapping):
             raise ValidationError("tags", tags, "must be a mapping of tag name to text")
         if tags:
-            self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=tag_texts(tags))
+            texts = self._client.sealer.seal_tags(tag_texts(tags), self.subject, sensitive)
+            self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=texts)
 
     def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None, *,
                      store: bool = True) -> list[dict]:

@@ -76,6 +76,8 @@ def _distinct(record: dict[str, Any], path: Path) -> Any:
         node = record
         for step in path[:-2]:
             node = node[step]
+            if node is None:  # an optional array (a union with null) that is null: nothing to check
+                return set()
         leaf = path[-1]
         try:
             return {item[leaf] for item in node}
