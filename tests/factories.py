@@ -226,7 +226,7 @@ def key_records() -> dict[str, dict[str, Any]]:
     }
 
 
-_IDS["LogCheckpoint"] = "01890f5e-0000-7000-8006-000000000001"
+_IDS["LogCheckpoint"] = "01890f5e-0000-7000-8007-000000000001"
 
 
 def checkpoint_records() -> dict[str, dict[str, Any]]:
