@@ -64,20 +64,25 @@ def test_xgboost_train_and_the_sklearn_api_log_rounds_params_data_and_model(sett
     import xgboost as xgb
 
     X, y = tiny_data()
-    assert modelog.autolog(client=client, frameworks=["xgboost"]) == ["xgboost"]
+    from sklearn.model_selection import GridSearchCV
+
+    assert modelog.autolog(client=client, frameworks=["xgboost", "sklearn"]) == ["xgboost", "sklearn"]
     try:
         dtrain = xgb.DMatrix(X, label=y)
         rounds: dict = {}
         booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "eta": 0.3}, dtrain, num_boost_round=6,
                             evals=[(dtrain, "train")], evals_result=rounds, verbose_eval=False)
         clf = xgb.XGBClassifier(n_estimators=5, max_depth=3).fit(X, y, eval_set=[(X, y)], verbose=False)
+        GridSearchCV(xgb.XGBClassifier(n_estimators=2), {"max_depth": [1, 2]}, cv=2).fit(X, y)
     finally:
-        modelog.autolog(client=client, frameworks=["xgboost"], disable=True)
+        modelog.autolog(client=client, frameworks=["xgboost", "sklearn"], disable=True)
     xgb.XGBClassifier(n_estimators=2).fit(X, y)  # after disable: no run
     client.wait_projected(timeout=60)
 
     runs = runs_by_name(settings)
-    assert set(runs) == {"xgboost.train", "XGBClassifier"}  # the xgboost.train inside fit: part of fit's run
+    # the xgboost.train inside fit is part of fit's run; the search's 5 XGBClassifier fits, of the search's
+    assert len(q(settings, "SELECT run_id FROM runs")) == 3
+    assert set(runs) == {"xgboost.train", "XGBClassifier", "GridSearchCV"}
     assert {r["status"] for r in runs.values()} == {"FINISHED"}
     native, sk = runs["xgboost.train"]["run_id"], runs["XGBClassifier"]["run_id"]
 
