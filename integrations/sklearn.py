@@ -1,12 +1,12 @@
 """Autologging for scikit-learn: every ``fit`` of an estimator, pipeline or search becomes a run's record.
 
-``enable(client=None, log_models=True, log_datasets=True)`` wraps ``fit`` of every scikit-learn estimator
-class; ``disable()`` restores them. Only the outermost ``fit`` logs (a Pipeline's steps or a search's
-candidates fit inside it). For that fit:
+``enable(client=None, log_models=True, log_datasets=True, experiment="default")`` wraps ``fit`` of every
+scikit-learn estimator class; ``disable()`` restores them. Only the outermost training call logs, of any
+framework (a Pipeline's steps, a search's candidates -- an ``XGBClassifier`` among them -- fit inside it;
+see ``_autolog.training``). For that fit:
 
-* the run: the active run if there is one, else a new run in the experiment ``autolog_experiment``
-  (default ``default``) named after the estimator class, ended when ``fit`` returns (FAILED with the
-  error if it raises; the error is raised again);
+* the run: the active run if there is one, else a new run in ``experiment`` named after the estimator
+  class, ended when ``fit`` returns (FAILED with the error if it raises; the error is raised again);
 * params: ``get_params(deep=True)``, flattened, each value as text (estimators by class name);
   a search's ``best_params_`` as ``best.<name>`` too;
 * metrics: ``training_score`` (``score(X, y)`` on the training data, when ``y`` is given), a search's
