@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,7 +33,7 @@ def autolog(*, disable: bool = False, log_models: bool = True, log_datasets: boo
     """Log every training call of the installed, supported frameworks without code in the loop: params,
     metrics (per iteration or epoch where the framework has them), the training data as a dataset
     version, the trained model as a stored artifact, and the environment (the run's). Returns the
-    frameworks turned on (or off, with ``disable=True``).
+    frameworks turned on (or, with ``disable=True``, off: those that had been turned on).
 
     A training call inside an active run logs to that run; otherwise each gets a run of its own in
     ``experiment``. ``client``: the SDK client to log through (default: the process's default client).
@@ -62,6 +63,8 @@ def autolog(*, disable: bool = False, log_models: bool = True, log_datasets: boo
                 raise ValidationError("frameworks", framework, "must be installed (it cannot be imported)")
     done = []
     for framework in wanted:
+        if disable and FRAMEWORKS[framework] not in sys.modules:  # never turned on: nothing to import or restore
+            continue
         try:
             integration = importlib.import_module(FRAMEWORKS[framework])
         except Exception as exc:  # installed but not importable as it is (a missing backend)

@@ -107,3 +107,11 @@ def test_modelog_imports_without_any_framework():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_disable_restores_what_was_on_without_importing_the_rest():
+    code = ("import sys, modelog\non = modelog.autolog(frameworks=['lightgbm'])\n"
+            "print(on, modelog.autolog(disable=True), 'xgboost' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['lightgbm'] ['lightgbm'] False"
