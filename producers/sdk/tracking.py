@@ -136,6 +136,15 @@ class Run:
     # -- metrics (hot path) ------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
         """Log one metric point. See :meth:`log_metrics`."""
+        if (type(value) is float and timestamp is None and key in self._metric_keys and not self._ended
+                and self._error is None and (step is None or (type(step) is int and 0 <= step <= _STEP_MAX))):
+            self._chunks.append(((key,), [value], step or 0, now_micros()))  # checked before: the common case
+            self._logged += 1
+            if self._logged - self._sent >= BATCH_POINTS:
+                self._wake.set()
+                if self._logged - self._sent > MAX_BUFFERED:
+                    self._backpressure()
+            return
         self.log_metrics({key: value}, step=step, timestamp=timestamp)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp: Any = None) -> None:
