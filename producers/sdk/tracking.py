@@ -19,8 +19,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from itertools import chain
 from collections.abc import Mapping
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,7 +236,8 @@ class Run:
                     c = chunks.popleft()
                     taken.append(c)
                     n += len(c[1])
-                events = [self._client.events.make("MetricsLogged", "run", self.id, run_id=self.id, points=[], columns=columns)
+                make = self._client.events.make
+                events = [make("MetricsLogged", "run", self.id, run_id=self.id, points=[], columns=columns)
                           for columns in metric_batches(taken, n)]
                 self._client.emitter.emit(events)
                 self._sent += n

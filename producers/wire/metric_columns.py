@@ -95,7 +95,8 @@ def check(columns: dict[str, Any], name_rule) -> MetricArrays:
     idx = arrays.key_index
     lo, hi = int(idx.min()), int(idx.max())
     if lo < 0 or hi >= len(keys):
-        raise ColumnsError("key_index", f"must be an index into keys (0..{len(keys) - 1}); found {lo if lo < 0 else hi}")
+        raise ColumnsError("key_index",
+                           f"must be an index into keys (0..{len(keys) - 1}); found {lo if lo < 0 else hi}")
     return arrays
 
 
