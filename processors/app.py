@@ -46,9 +46,9 @@ log = logging.getLogger("modelog.processor")
 BATCH_RECORDS = 500  # records per transaction (each MetricsLogged record holds up to 5000 points)
 BATCH_WITHIN = 0.05  # seconds: a partial batch is applied after this long
 STREAM_BUFFER = 2 * BATCH_RECORDS  # records faust may hold for the agent before it pauses fetching
-# encoded bytes per transaction: a batch of 500 records of 5,000 points each decodes into ~2.5M Python
-# objects per column (the projector peaked at ~1 GiB with 10^7 points, bench/growth.py); 8 MB of Avro is
-# ~400k points
+# encoded bytes per transaction: a batch of 500 per-point records of 5,000 points each decoded into ~2.5M
+# Python objects per column (the projector peaked at ~1 GiB with 10^7 points, bench/growth.py); 8 MB of Avro
+# is ~300k points. Columnar batches (decision 0021) decode into arrays over their bytes instead.
 BATCH_BYTES = 8 * 1024 * 1024
 
 

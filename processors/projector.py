@@ -110,9 +110,7 @@ class Projector:
             seen.add(event_id)
             applied += 1
             for table, cols in one.items():
-                target = rows[table]
-                for col, values in cols.items():
-                    target[col].extend(values)
+                rows[table].merge(cols)
         for dl in dead:
             dead_letter_row(dl, rows)
         return rows, dead, applied

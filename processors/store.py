@@ -99,6 +99,7 @@ class ViewStore:
         for table, (source, select) in DERIVED.items():
             if table not in existing and source in existing:  # a file from before the table existed
                 self.con.execute(f"INSERT INTO {table} BY NAME " + select.format(points=source))
+                existing.add(table)
         for cur in current.CURRENT.values():  # current-state tables (decision 0014)
             self.con.execute(current.ddl(cur))
             if cur.name not in existing and existing & {base for base, _ in cur.sources}:  # a file from before the table existed
@@ -314,14 +315,23 @@ class ViewStore:
                 continue
             arrow = to_arrow(table, cols)
             n += arrow.num_rows
-            self.con.register("_batch", arrow)
+            self._write(table, arrow)
+        return n
+
+    def _write(self, table: str, arrow) -> None:
+        """Insert ``arrow`` into ``table``, then the rows derived from it (computed once, from the batch only)
+        into theirs, and upsert the current-state tables either feeds."""
+        self.con.register("_batch", arrow)
+        try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
-            for derived in DERIVED_FROM.get(table, ()):
-                self.con.execute(f"INSERT INTO {derived} BY NAME " + DERIVED[derived][1].format(points="_batch"))
+            derived = {d: self.con.sql(DERIVED[d][1].format(points="_batch")).to_arrow_table()
+                       for d in DERIVED_FROM.get(table, ())}
             for cur in current.CURRENT_FROM.get(table, ()):
                 self.con.execute(current.upsert_sql(cur, f"({current.merged_batch_sql(cur, table)})"))
+        finally:
             self.con.unregister("_batch")
-        return n
+        for d, rows in derived.items():
+            self._write(d, rows)
 
     def _known(self, ids: list[str]) -> set[str]:
         if not ids:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from modelog.wire import metric_columns
+
 ENVELOPE_DEFAULTS = {
     "actor": {"principal": "alice", "kind": "USER"},
     "source": {"host": "host-1", "pid": 42, "program": "tests", "sdk_version": "0.1.0"},
@@ -37,6 +39,18 @@ ENVIRONMENT = {
 }
 
 
+METRIC_POINTS = [{"key": "loss", "value": 0.5, "step": 0, "timestamp": 1_760_000_000_000_001},
+                 {"key": "loss", "value": math.nan, "step": 1, "timestamp": 1_760_000_000_000_002},
+                 {"key": "auc", "value": math.inf, "step": 1, "timestamp": 1_760_000_000_000_003},
+                 {"key": "auc", "value": -math.inf, "step": 2, "timestamp": 1_760_000_000_000_004}]
+
+
+def metric_points_record() -> dict[str, Any]:
+    """The sample MetricsLogged in its first form: one record per point (what events before columnar batches hold)."""
+    return {"envelope": envelope("MetricsLogged", RUN), "run_id": RUN, "points": [dict(p) for p in METRIC_POINTS],
+            "columns": None}
+
+
 def sample_records() -> dict[str, dict[str, Any]]:
     """One valid record for every event type (the evolution test keeps their encodings)."""
     return {
@@ -48,11 +62,8 @@ def sample_records() -> dict[str, dict[str, Any]]:
         "ParamsLogged": {"envelope": envelope("ParamsLogged", RUN), "run_id": RUN,
                          "params": [{"key": "lr", "value": "0.01", "value_type": "float"},
                                     {"key": "depth", "value": "6", "value_type": "int"}]},
-        "MetricsLogged": {"envelope": envelope("MetricsLogged", RUN), "run_id": RUN,
-                          "points": [{"key": "loss", "value": 0.5, "step": 0, "timestamp": 1_760_000_000_000_001},
-                                     {"key": "loss", "value": math.nan, "step": 1, "timestamp": 1_760_000_000_000_002},
-                                     {"key": "auc", "value": math.inf, "step": 1, "timestamp": 1_760_000_000_000_003},
-                                     {"key": "auc", "value": -math.inf, "step": 2, "timestamp": 1_760_000_000_000_004}]},
+        "MetricsLogged": {"envelope": envelope("MetricsLogged", RUN), "run_id": RUN, "points": [],
+                          "columns": metric_columns.from_points(METRIC_POINTS)},
         "TagsSet": {"envelope": envelope("TagsSet", RUN), "run_id": RUN, "tags": {"candidate": "yes"}},
         "ArtifactLogged": {"envelope": envelope("ArtifactLogged", RUN), "run_id": RUN, "path": "model.pkl",
                            "uri": "file:///tmp/model.pkl", "sha256": "0" * 64, "size_bytes": 123,

@@ -7,6 +7,7 @@ import pytest
 
 from factories import sample_records
 from modelog.wire.codec import Codec
+from modelog.wire.metric_columns import from_points
 from modelog.wire.errors import QueryError
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
@@ -143,11 +144,12 @@ def metric_events(codec, n_events=40, seed=7):
     out = []
     for i in range(n_events):
         rec = sample_records()["MetricsLogged"]
+        points = [{"key": rng.choice(["loss", "auc"]), "step": rng.randrange(10),  # ties and repeats
+                   "value": rng.choice([math.nan, rng.random(), -1.0]),
+                   "timestamp": 1_760_000_000_000_000 + rng.randrange(1000)} for _ in range(rng.randrange(1, 6))]
         rec = {**rec, "envelope": {**rec["envelope"], "event_id": f"01890f5e-0000-7000-8002-{i:012d}"},
-               "run_id": f"run-{i % 3}",
-               "points": [{"key": rng.choice(["loss", "auc"]), "step": rng.randrange(10),  # ties and repeats
-                           "value": rng.choice([math.nan, rng.random(), -1.0]),
-                           "timestamp": 1_760_000_000_000_000 + rng.randrange(1000)} for _ in range(rng.randrange(1, 6))]}
+               "run_id": f"run-{i % 3}",  # both forms of a batch: records, and columns (decision 0021)
+               **({"points": points, "columns": None} if i % 2 else {"points": [], "columns": from_points(points)})}
         out.append(codec.encode("MetricsLogged", rec))
     return out
 
