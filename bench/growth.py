@@ -7,7 +7,9 @@ Two series, each point on a fresh embedded broker (s3 storage: the durable defau
 
 Per point: points/s from the first ``start_run`` until every point is visible in SQL, SDK time per run
 and per point, the two queries of ``bench/compare.py`` (median of 20, through ``modelog.sql_arrow``),
-the size of the views file, and the peak RSS of every process (SDK = this process, projector, broker).
+the size of the views file, the peak RSS and the CPU time per point of every process (SDK = this process,
+projector, broker; CPU time holds when other work shares the cores, wall-clock rates do not), and the load
+average.
 A table, ``bench/results/growth.json`` and, when ``bench/.venv-peers`` has matplotlib (``bench/compare.py``
 builds it), ``docs/benchmarks-growth.png``.
 
@@ -31,7 +33,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from backbone import machine  # noqa: E402
-from compare_common import median_ms, peak_rss_mib, reset_peak_rss  # noqa: E402
+from compare_common import cpu_seconds, median_ms, peak_rss_mib, reset_peak_rss  # noqa: E402
 
 METRICS = 20
 
@@ -54,6 +56,8 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict
         client.flush()
         reset_peak_rss(proc_pid)
         reset_peak_rss(os.getpid())
+        cpu0 = {"sdk": cpu_seconds(os.getpid()), "projector": cpu_seconds(proc_pid),
+                "broker": sum(cpu_seconds(p) or 0 for p in _broker_pids(home))}
         t0 = time.perf_counter()
         in_loop = run_s = 0.0
         for r in range(runs):
@@ -69,6 +73,10 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict
         client.wait_projected(timeout=3600)
         total = time.perf_counter() - t0
         points = runs * steps * METRICS
+        cpu1 = {"sdk": cpu_seconds(os.getpid()), "projector": cpu_seconds(proc_pid),
+                "broker": sum(cpu_seconds(p) or 0 for p in _broker_pids(home))}
+        # CPU time per point of each process: what the work costs, whatever else runs on the cores
+        cpu_us = {k: None if cpu0[k] is None or cpu1[k] is None else (cpu1[k] - cpu0[k]) / points * 1e6 for k in cpu0}
         visible = sql_arrow("SELECT count(*) AS n FROM metrics", settings).column("n")[0].as_py()
         assert visible == points, f"{visible} visible of {points}"
         rid = sql_arrow("SELECT min(run_id) AS r FROM runs", settings).column("r")[0].as_py()
@@ -90,7 +98,7 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict
         return {"runs": runs, "steps": steps, "points": points, "seconds": total, "points_per_s": points / total,
                 "sdk_ms_per_run_excl_points": (run_s - in_loop) / runs * 1000,
                 "sdk_us_per_point": in_loop / points * 1e6, **lat, "views_file_mib": db_mib,
-                "peak_rss_mib": rss}
+                "peak_rss_mib": rss, "cpu_us_per_point": cpu_us, "load_average": os.getloadavg()}
     finally:
         info = running_processor(settings)
         if info:
@@ -121,8 +129,11 @@ def main() -> None:
     for n in [int(float(x)) for x in args.points.split(",") if x]:
         r = measure(args.storage, runs=100, steps=n // (100 * METRICS), params=20, tags=5)
         series["points"].append(r)
+        c = r["cpu_us_per_point"]
         print(f"  points {r['points']:>10,}: {r['points_per_s']:>9,.0f} points/s, filter {r['filter_order_ms']:.1f} ms, "
-              f"history {r['history_ms']:.1f} ms, projector {r['peak_rss_mib']['projector']:.0f} MiB", flush=True)
+              f"history {r['history_ms']:.1f} ms, projector {r['peak_rss_mib']['projector']:.0f} MiB; CPU us/point "
+              f"sdk {c['sdk'] or 0:.2f}, projector {c['projector'] or 0:.2f}, broker {c['broker'] or 0:.2f}; "
+              f"load average {r['load_average'][0]:.1f}", flush=True)
     for n in [int(float(x)) for x in args.runs.split(",") if x]:
         r = measure(args.storage, runs=n, steps=5, params=5, tags=2)
         series["runs"].append(r)

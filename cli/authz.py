@@ -7,7 +7,10 @@ for the HTTP routes):
 
 * ``local``  -- operates this machine's processes and files under MODELOG_HOME (the broker, the
   processors, the server, a rebuild, key files): the operating system's permissions on MODELOG_HOME
-  (the key files and the admin token are mode 0600).
+  (the key files and the admin token are mode 0600). Reading the raw log (``rebuild``, ``audit
+  verify``) is also ``local``: it bypasses the views' read filtering, so only whoever may read the
+  topics themselves may run it -- on the embedded broker whoever reaches its loopback port, on a real
+  Kafka the principal's ACLs (Read on the modelog topics); nothing in modelog can narrow that.
 * ``read``   -- reads the views (SQL, registry, lineage, alerts, artifacts): whoever reaches the
   processor's endpoint (127.0.0.1 by default) or the views file; the SQL sandbox and its caps apply.
 * ``write``  -- publishes ordinary events (runs, registrations, requests, deployments, artifacts): the
@@ -27,7 +30,7 @@ RULES: dict[str, str] = {
     "modelog broker start": LOCAL, "modelog broker stop": LOCAL, "modelog broker status": LOCAL,
     "modelog process": LOCAL, "modelog rebuild": LOCAL, "modelog serve": LOCAL, "modelog drift": LOCAL,
     "modelog alerts webhook": LOCAL, "modelog schemas": LOCAL, "modelog init": LOCAL, "modelog keys create": LOCAL,
-    "modelog demo": LOCAL, "modelog demo monitoring": LOCAL,
+    "modelog demo": LOCAL, "modelog demo monitoring": LOCAL, "modelog audit verify": LOCAL,
     "modelog sql": READ, "modelog lineage upstream": READ, "modelog lineage downstream": READ,
     "modelog model download": READ, "modelog model list": READ, "modelog model show": READ,
     "modelog requests list": READ, "modelog deploy list": READ, "modelog access list": READ,
@@ -38,9 +41,13 @@ RULES: dict[str, str] = {
     "modelog model delete-version": WRITE, "modelog model delete": WRITE, "modelog model annotate": WRITE,
     "modelog deploy record": WRITE, "modelog deploy rollback": WRITE, "modelog monitor reference": WRITE,
     "modelog monitor configure": WRITE, "modelog artifacts log": WRITE, "modelog import tensorboard": WRITE,
+    "modelog import mlflow": WRITE,
     "modelog requests approve": APPROVER, "modelog requests reject": APPROVER,
     "modelog access grant": ADMIN, "modelog access revoke": ADMIN, "modelog policy set": ADMIN,
     "modelog token create": ADMIN, "modelog token revoke": ADMIN, "modelog keys revoke": ADMIN,
+    # erasure: the data key's deletion is authorized by write access to the key store ($MODELOG_HOME/keystore,
+    # mode 0600; a KMS's permissions later), like any crypto-shredding; the event records who (decision 0018)
+    "modelog erase": ADMIN,
 }
 
 

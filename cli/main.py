@@ -9,12 +9,14 @@ import click
 
 from modelog.cli.alerts import alerts
 from modelog.cli.artifacts import artifacts
+from modelog.cli.audit import audit
 from modelog.cli.broker import broker
 from modelog.cli.demo import demo_cmd
 from modelog.cli.importers import import_cmd
 from modelog.cli.keys import init_cmd, keys
 from modelog.cli.lineage import lineage
 from modelog.cli.monitor import drift, monitor
+from modelog.cli.privacy import erase_cmd
 from modelog.cli.process import process, rebuild_cmd
 from modelog.cli.registry import access, deploy, model, policy, requests
 from modelog.cli.serve import serve
@@ -35,7 +37,8 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 
 for _command in (broker, process, sql_cmd, rebuild_cmd, schemas_cmd, demo_cmd, lineage, model, requests, deploy,
-                 access, policy, token, alerts, drift, monitor, serve, artifacts, init_cmd, keys, import_cmd):
+                 access, policy, token, alerts, drift, monitor, serve, artifacts, init_cmd, keys, import_cmd, audit,
+                 erase_cmd):
     cli.add_command(_command)
 
 

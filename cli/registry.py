@@ -417,9 +417,30 @@ def policy() -> None:
 @click.option("--require-signatures/--no-require-signatures", "signatures", default=None,
               help="Refuse (or accept again) unsigned events logged from now on (global; admins only after "
                    "modelog init). Alone, it leaves the rules as they are.")
+@click.option("--sensitive-param", "sensitive_params", multiple=True, metavar="KEY",
+              help="A param key whose values are personal data: writers seal them with the run's subject's "
+                   "data key (global; replaces the list; alone, it leaves the rules as they are).")
+@click.option("--sensitive-tag", "sensitive_tags", multiple=True, metavar="KEY",
+              help="A tag key whose values are personal data (as --sensitive-param).")
+@click.option("--no-sensitive", "no_sensitive", is_flag=True, help="Mark no field sensitive any more.")
 @click.pass_context
-def policy_set(ctx, model_name, path, approval, gates, signatures, approvals) -> None:
+def policy_set(ctx, model_name, path, approval, gates, signatures, approvals, sensitive_params, sensitive_tags,
+               no_sensitive) -> None:
     """Replace the policy (global or of one model). With no rules, clears it."""
+    if sensitive_params or sensitive_tags or no_sensitive:
+        if model_name or path or approval or gates or signatures is not None:
+            raise click.BadParameter("--sensitive-param/--sensitive-tag/--no-sensitive go alone (a global list)")
+        if no_sensitive and (sensitive_params or sensitive_tags):
+            raise click.BadParameter("--no-sensitive clears the list: no --sensitive-param/--sensitive-tag with it")
+        from modelog.sdk.privacy import set_sensitive
+
+        c = _client(ctx)
+        try:
+            set_sensitive(c, list(sensitive_params), list(sensitive_tags))
+        finally:
+            c.close()
+        click.echo(f"sensitive fields: {len(sensitive_params)} param key(s), {len(sensitive_tags)} tag key(s)")
+        return
     if signatures is not None and not (path or approval or gates):
         if model_name:
             raise click.BadParameter("--require-signatures is global: no --model")

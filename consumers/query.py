@@ -251,7 +251,7 @@ def projected_positions(settings: Settings) -> dict[tuple[str, int], int]:
         try:
             with urllib.request.urlopen(info["health_url"], timeout=5) as resp:
                 data = json.loads(resp.read())
-        except (urllib.error.URLError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # OSError: a read that timed out
             raise QueryError(f"processor health endpoint unreachable: {exc}") from exc
         out = {}
         for k, v in data["positions"].items():
@@ -274,7 +274,13 @@ def wait_projected(settings: Settings, offsets: dict[tuple[str, int], int], time
     read = positions or projected_positions
     start = time.monotonic()
     while True:
-        pos = read(settings)
+        try:
+            pos = read(settings)
+        except QueryError:  # a processor too busy to answer, or restarting: ask again until the deadline
+            if time.monotonic() - start > timeout:
+                raise
+            time.sleep(interval)
+            continue
         if all(pos.get(tp, 0) > o for tp, o in offsets.items()):
             return time.monotonic() - start
         if time.monotonic() - start > timeout:

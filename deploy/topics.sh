@@ -47,7 +47,7 @@ done
 # as ensure_topics: min.insync.replicas = min(2, replication) when replication > 1, else 1
 if (( replication > 1 )); then min_isr=2; else min_isr=1; fi
 
-for name in tracking deadletter monitoring alerts; do
+for name in tracking deadletter monitoring alerts checkpoints; do
   cmd=("$kafka_topics" --bootstrap-server "$bootstrap" --create --if-not-exists
        --topic "${prefix}${name}" --partitions "$partitions" --replication-factor "$replication"
        --config retention.ms=-1 --config retention.bytes=-1 --config cleanup.policy=delete

@@ -4,12 +4,15 @@ Each directory under LOGDIR that holds event files (``events.out.tfevents.*``) b
 its path relative to LOGDIR; every scalar becomes a metric point with its step and its original wall time
 (TF1 ``simple_value`` and TF2 scalar tensors, float or double). The run is tagged
 ``modelog.import = tensorboard`` and ``source = <the directory>``, its id derived from the directory's
-absolute path, so importing the same logs again skips the runs already there (idempotent).
+absolute path, so importing the same logs again skips the runs already there (idempotent). The
+hyperparameters of an HParams session in the directory (the plugin's ``_hparams_/session_start_info``, as
+``tensorboardX``'s and PyTorch's ``add_hparams`` and TensorFlow's ``hp.hparams`` write it) become the run's
+params: numbers, text and booleans (whole numbers as int: TensorBoard keeps every number as a double).
 
 The reader is pure and small: TFRecord framing with its masked CRC-32C checks, and the few protobuf
-fields of ``Event``/``Summary``/``TensorProto`` that scalars use -- no TensorFlow or tensorboard package
+fields of ``Event``/``Summary``/``TensorProto`` that scalars and hparams use -- no TensorFlow or tensorboard package
 (hundreds of MB) to read a few numbers. A truncated or corrupted record ends that file's import with a
-warning; what came before it is kept. Histograms, images, text and hparams are skipped (counted).
+warning; what came before it is kept. Histograms, images and text are skipped (counted).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from modelog.wire.rules import MAX_PARAM_VALUE
 
 log = logging.getLogger("modelog.import")
 
@@ -141,6 +146,18 @@ class Scalar:
 
 def event_scalars(event: bytes) -> tuple[list[Scalar], int]:
     """The scalars of one Event record, and how many other summary values it held (skipped)."""
+    scalars, _, skipped = event_values(event)
+    return scalars, skipped
+
+
+HPARAMS_PLUGIN = "hparams"
+SESSION_START_TAG = "_hparams_/session_start_info"
+
+
+def event_values(event: bytes) -> tuple[list[Scalar], dict[str, object], int]:
+    """The scalars of one Event record, the hyperparameters of an HParams session start in it (the HParams
+    plugin's ``_hparams_/session_start_info``), and how many other summary values it held (skipped; the
+    plugin's other records, ``_hparams_/experiment`` and ``session_end_info``, are not counted)."""
     wall, step, summaries = 0.0, 0, []
     for number, wire, value in fields(event):
         if number == 1 and wire == 1:
@@ -149,12 +166,12 @@ def event_scalars(event: bytes) -> tuple[list[Scalar], int]:
             step = value
         elif number == 5 and wire == 2:
             summaries.append(value)
-    out, skipped = [], 0
+    out, hparams, skipped = [], {}, 0
     for summary in summaries:
         for number, _, value in fields(summary):
             if number != 1:
                 continue
-            tag, scalar = None, None
+            tag, scalar, plugin = None, None, None
             for vnum, vwire, v in fields(value):
                 if vnum == 1 and vwire == 2:
                     tag = v.decode("utf-8", errors="replace")
@@ -162,27 +179,87 @@ def event_scalars(event: bytes) -> tuple[list[Scalar], int]:
                     (scalar,) = struct.unpack("<f", v)
                 elif vnum == 8 and vwire == 2:
                     scalar = _tensor_scalar(v)
+                elif vnum == 9 and vwire == 2:
+                    plugin = _plugin_data(v)
             if tag is not None and scalar is not None:
                 out.append(Scalar(tag, step, wall, float(scalar)))
+            elif plugin is not None and plugin[0] == HPARAMS_PLUGIN:
+                if tag == SESSION_START_TAG:
+                    hparams.update(session_hparams(plugin[1]))
             else:
                 skipped += 1
-    return out, skipped
+    return out, hparams, skipped
+
+
+def _plugin_data(metadata: bytes) -> tuple[str, bytes] | None:
+    """(plugin name, content) of a SummaryMetadata's plugin_data, if it has one."""
+    for number, wire, value in fields(metadata):
+        if number == 1 and wire == 2:
+            name, content = "", b""
+            for pnum, pwire, pv in fields(value):
+                if pnum == 1 and pwire == 2:
+                    name = pv.decode("utf-8", errors="replace")
+                elif pnum == 2 and pwire == 2:
+                    content = pv
+            return name, content
+    return None
+
+
+def session_hparams(content: bytes) -> dict[str, object]:
+    """The hyperparameters of an ``HParamsPluginData`` holding a ``SessionStartInfo`` (field 3): its
+    ``hparams`` map of ``google.protobuf.Value`` (numbers, text, booleans; null as None; lists and structs
+    as their protobuf text is beyond TensorBoard's own UI and are skipped)."""
+    out: dict[str, object] = {}
+    for number, wire, value in fields(content):
+        if number != 3 or wire != 2:
+            continue
+        for snum, swire, entry in fields(value):
+            if snum != 1 or swire != 2:
+                continue
+            key, val, has = None, None, False
+            for enum_, ewire, ev in fields(entry):
+                if enum_ == 1 and ewire == 2:
+                    key = ev.decode("utf-8", errors="replace")
+                elif enum_ == 2 and ewire == 2:
+                    val, has = _protobuf_value(ev)
+            if key is not None and has:
+                out[key] = val
+    return out
+
+
+def _protobuf_value(buf: bytes) -> tuple[object, bool]:
+    """A google.protobuf.Value as a Python scalar, and whether it was one (number, string, bool, null).
+    Whole numbers come back as int (TensorBoard stores every number as a double)."""
+    for number, wire, value in fields(buf):
+        if number == 1:
+            return None, True
+        if number == 2 and wire == 1:
+            (x,) = struct.unpack("<d", value)
+            return (int(x) if x.is_integer() and abs(x) < 2**53 else x), True
+        if number == 3 and wire == 2:
+            return value.decode("utf-8", errors="replace"), True
+        if number == 4 and wire == 0:
+            return bool(value), True
+    return None, False
 
 
 @dataclass
 class FileScalars:
     scalars: list[Scalar] = field(default_factory=list)
+    hparams: dict[str, object] = field(default_factory=dict)
     skipped: int = 0
     error: str | None = None
 
 
 def read_scalars(path: Path) -> FileScalars:
-    """Every scalar of one event file, in file order; a corrupted tail ends the file (``error`` says where)."""
+    """Every scalar (and HParams session's hyperparameters) of one event file, in file order; a corrupted
+    tail ends the file (``error`` says where)."""
     out = FileScalars()
     try:
         for rec in records(path.read_bytes()):
-            got, skipped = event_scalars(rec)
+            got, hparams, skipped = event_values(rec)
             out.scalars.extend(got)
+            out.hparams.update(hparams)
             out.skipped += skipped
     except CorruptRecord as exc:
         out.error = f"{path}: {exc}"
@@ -220,7 +297,8 @@ class ImportSummary:
     runs: list[str] = field(default_factory=list)            # imported run names
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run name, why)
     points: int = 0
-    other_values: int = 0                                      # histograms, images, text, hparams ...
+    params: int = 0                                            # hyperparameters (HParams plugin)
+    other_values: int = 0                                      # histograms, images, text ...
     warnings: list[str] = field(default_factory=list)
 
 
@@ -240,19 +318,30 @@ def import_logdir(client, logdir: Path, experiment: str | None = None, existing:
                 progress(1)
             continue
         scalars: list[Scalar] = []
+        hparams: dict[str, object] = {}
         for f in sorted(directory.glob("events.out.tfevents.*")):
             got = read_scalars(f)
             scalars.extend(got.scalars)
+            hparams.update(got.hparams)
             summary.other_values += got.skipped
             if got.error:
                 summary.warnings.append(got.error)
-        if not scalars:
-            summary.skipped.append((name, "no scalars"))
+        if not scalars and not hparams:
+            summary.skipped.append((name, "no scalars or hparams"))
             if progress:
                 progress(1)
             continue
         run = client.start_run(experiment, name=safe_name(name), run_id=rid, environment=False,
                                tags={"modelog.import": "tensorboard", "source": str(directory.resolve())[:500]})
+        params = {}
+        for key, value in hparams.items():
+            if isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
+                summary.warnings.append(f"{name}: hparam {key!r} cut to {MAX_PARAM_VALUE} characters")
+                value = value[:MAX_PARAM_VALUE]
+            params[safe_name(key)] = value
+        if params:
+            run.log_params(params)
+            summary.params += len(params)
         for s in scalars:
             run.log_metric(safe_name(s.tag), s.value, step=s.step, timestamp=s.wall_time)
         run.end()

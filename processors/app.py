@@ -25,12 +25,14 @@ import faust
 
 from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
-from modelog.wire.envelope import Event
+from modelog.wire.envelope import Event, EventFactory
+from modelog.wire.keystore import keystore_for
 from modelog.wire.home import free_port, processor_file
-from modelog.wire.signing import headers_of, signer_for
+from modelog.wire.signing import signer_for
 from modelog.wire.topics import ensure_topics
 
 from . import _transport
+from .chain import Chain, raw_headers
 from .decider import Decider
 from .projection import RawRecord
 from .projector import Projector
@@ -44,9 +46,9 @@ log = logging.getLogger("modelog.processor")
 BATCH_RECORDS = 500  # records per transaction (each MetricsLogged record holds up to 5000 points)
 BATCH_WITHIN = 0.05  # seconds: a partial batch is applied after this long
 STREAM_BUFFER = 2 * BATCH_RECORDS  # records faust may hold for the agent before it pauses fetching
-# encoded bytes per transaction: a batch of 500 records of 5,000 points each decodes into ~2.5M Python
-# objects per column (the projector peaked at ~1 GiB with 10^7 points, bench/growth.py); 8 MB of Avro is
-# ~400k points
+# encoded bytes per transaction: a batch of 500 per-point records of 5,000 points each decoded into ~2.5M
+# Python objects per column (the projector peaked at ~1 GiB with 10^7 points, bench/growth.py); 8 MB of Avro
+# is ~300k points. Columnar batches (decision 0021) decode into arrays over their bytes instead.
 BATCH_BYTES = 8 * 1024 * 1024
 
 
@@ -130,7 +132,9 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
                         stream_buffer_maxsize=STREAM_BUFFER)
     tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
-    projector = Projector()
+    # sealed values are opened with the key store's data keys into one views file; a lake's shards keep
+    # them sealed, so its Parquet files never hold plaintext (decision 0018)
+    projector = Projector(keys=None if isinstance(store, ShardSet) else keystore_for(settings.home))
     store.decider = Decider(settings.processor_id)  # decisions are signed by this processor
     # RequestDecided records go on the log before their batch commits, signed with the processor's key
     # ($MODELOG_HOME/keys/<processor id>.key, registered by modelog init) when it has one
@@ -139,6 +143,25 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     def publish(records: list[dict]) -> None:
         decisions.emit([Event("RequestDecided", r["envelope"]["entity"]["key"], r) for r in records])
         decisions.flush()
+
+    if not sharded_store(store):
+        # tamper evidence (decision 0023): a Merkle tree per partition, checkpointed on the log, signed with
+        # the same key as the decisions (unsigned when the processor has none: audit verify says so)
+        store.chain = Chain(settings.checkpoint_every, settings.checkpoint_seconds)
+        stamps = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
+                              program="modelog-processor")
+
+        def publish_checkpoints(payloads: list[dict]) -> None:
+            events = []
+            for p in payloads:
+                key = f"{p['topic']}/{p['partition']}"
+                events.append(stamps.make("LogCheckpoint", "partition", key, **p))
+            decisions.emit(events)
+            decisions.flush()
+            log.info("published %d checkpoint(s): %s", len(events),
+                     ", ".join(f"{p['topic']}/{p['partition']}@{p['tree_size']}" for p in payloads))
+
+        store.publish_checkpoints = publish_checkpoints
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-duckdb")
     sharded = isinstance(store, ShardSet)
@@ -156,7 +179,7 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
                     continue
                 ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
                 records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value,
-                                         tuple(headers_of(m.headers).items())))
+                                         raw_headers(m.headers)))
             stats, dead = BatchStats(), []
             for chunk in by_size(records, BATCH_BYTES):  # one transaction each: bounded memory
                 st, dl = await loop.run_in_executor(executor, store.apply, chunk, projector, publish)
@@ -177,6 +200,11 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     @app.timer(1.0)
     async def _highwaters() -> None:  # keeps the lag in GET /metrics fresh while idle
         snapshot_highwaters(app)
+
+    if getattr(store, "chain", None) is not None and settings.checkpoint_seconds > 0:
+        @app.timer(max(0.5, min(settings.checkpoint_seconds / 4, 15.0)))
+        async def _checkpoints() -> None:  # an idle partition's last records get their checkpoint in time
+            await asyncio.get_running_loop().run_in_executor(executor, store.chain_tick)
 
     if sharded:
         @app.timer(PUBLISH_INTERVAL)
@@ -201,6 +229,10 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
 
 
 _highwater_errors_seen: set[str] = set()
+
+
+def sharded_store(store) -> bool:
+    return isinstance(store, ShardSet)
 
 
 def snapshot_highwaters(app: faust.App) -> None:

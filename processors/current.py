@@ -111,8 +111,9 @@ CURRENT: dict[str, Current] = {c.name: c for c in (
         columns=(("run_id", "VARCHAR"), ("key", "VARCHAR")) + _METRICS
                 + _cols("min_value DOUBLE, max_value DOUBLE, points BIGINT"),
         key=("run_id", "key"),
-        sources=(("log_metrics", METRIC_SUMMARY_SELECT.replace("{points}", "{rel}")),),
-        full=f"SELECT run_id, key, {_names(_METRICS)}, min_value, max_value, points FROM log_metric_summaries",
+        # from the batch's summaries (written to log_metric_summaries first): the points are summarised once
+        sources=(("log_metric_summaries", f"SELECT run_id, key, {_names(_METRICS)}, min_value, max_value, points "
+                                          "FROM {rel}"),),
         merge_sql=(f"SELECT run_id, key, {_pick(_METRICS, _METRIC_ORDER, 'arg_max_null')}, "
                    "min(min_value) AS min_value, max(max_value) AS max_value, CAST(sum(points) AS BIGINT) AS points "
                    "FROM {src} GROUP BY run_id, key"),

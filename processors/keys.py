@@ -61,7 +61,13 @@ def signature_policy_rows(r: dict, out: Rows) -> None:
         set_at=env["occurred_at"], set_by=env["actor"]["principal"])
 
 
+def _checkpoint(r: dict, out: Rows) -> None:
+    """Checkpoints belong on the checkpoints topic, which the projector does not read (``modelog audit
+    verify`` does, decision 0023); one found on a projected topic is only an audit row: it proves nothing."""
+
+
 PROJECTIONS: dict[str, Callable[[dict, Rows], None]] = {
     "KeyRegistered": _key_registered,
     "KeyRevoked": _key_revoked,
+    "LogCheckpoint": _checkpoint,
 }

@@ -1,4 +1,4 @@
-"""Event -> rows. Pure: imports neither faust nor duckdb.
+"""Event -> rows. Pure: imports neither faust nor duckdb (Arrow arrays hold a columnar event's rows).
 
 ``project(event, position, out)`` appends the rows one decoded, validated event
 contributes to the base tables, column by column (``out[table][column]``), so
@@ -12,6 +12,10 @@ derived by the views in ``views.sql``.
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import pyarrow as pa
+
+from modelog.wire import metric_columns
 
 from .rows import DeadLetter, RawRecord, Rows, add as _add, new_rows
 
@@ -72,6 +76,15 @@ def _params_logged(r: dict, out: Rows) -> None:
 
 def _metrics_logged(r: dict, out: Rows) -> None:
     cols = out["log_metrics"]
+    columns = r.get("columns")
+    if columns is not None:  # the columnar form (decision 0021): Arrow arrays over the event's own buffers
+        a = metric_columns.decode(columns)
+        n = a.points
+        cols.add_batch(event_id=pa.repeat(pa.scalar(r["envelope"]["event_id"], pa.string()), n),
+                       run_id=pa.repeat(pa.scalar(r["run_id"], pa.string()), n),
+                       key=pa.array(a.keys, pa.string()).take(pa.array(a.key_index)),
+                       value=a.values, step=a.steps, timestamp=a.timestamps)
+        return
     points = r["points"]
     n = len(points)
     cols["event_id"].extend([r["envelope"]["event_id"]] * n)
@@ -113,9 +126,9 @@ PROJECTIONS: dict[str, Callable[[dict, Rows], None]] = {
 }
 
 # Further event families register their projections here (one module per family).
-from . import access, keys, lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import access, keys, lineage, monitoring, privacy, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage, monitoring, access, keys):
+for _family in (registry, lineage, monitoring, access, keys, privacy):
     overlap = PROJECTIONS.keys() & _family.PROJECTIONS.keys()
     assert not overlap, f"event types projected twice: {overlap}"
     PROJECTIONS.update(_family.PROJECTIONS)

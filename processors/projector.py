@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modelog.wire.codec import Codec
+from modelog.wire.keystore import KeyStore
+from modelog.wire.sealing import opener
 from modelog.wire.errors import DecodeError, ValidationError
 from modelog.wire.rulecheck import check
 
+from .privacy import erased_key_ids, unseal
 from .projection import DeadLetter, RawRecord, Rows, dead_letter_row, new_rows, project
 from .trust import Refused, Trust
 
@@ -32,8 +35,11 @@ class Prepared:
 class Projector:
     """Turns raw records into rows for the base tables."""
 
-    def __init__(self, codec: Codec | None = None) -> None:
+    def __init__(self, codec: Codec | None = None, keys: KeyStore | None = None) -> None:
+        """``keys``: the data keys sealed values are opened with (decision 0018). None: sealed values are
+        projected as they are, ciphertext (the lake's shards: their Parquet files never hold plaintext)."""
         self.codec = codec or Codec()
+        self.keys = keys
 
     def prepare(self, records: list[RawRecord], trust: Trust | None = None) -> Prepared:
         """Verify, decode and validate ``records`` in order. ``trust``: the key registry and policy as
@@ -72,8 +78,10 @@ class Projector:
                                decoded.writer_id))
         return out
 
-    def rows(self, prepared: Prepared, known_ids: set[str]) -> tuple[Rows, list[DeadLetter], int]:
-        """Rows of the events not in ``known_ids`` (first occurrence wins inside the batch).
+    def rows(self, prepared: Prepared, known_ids: set[str], erased: set[str] | frozenset[str] = frozenset()
+             ) -> tuple[Rows, list[DeadLetter], int]:
+        """Rows of the events not in ``known_ids`` (first occurrence wins inside the batch). Sealed values are
+        opened unless their key id is in ``erased`` or erased by a ``SubjectErased`` of this batch.
 
         Returns (rows, dead letters incl. projection failures, number of events applied).
         """
@@ -81,11 +89,17 @@ class Projector:
         dead = list(prepared.dead)
         seen = set(known_ids)
         applied = 0
+        open_value = None
+        if self.keys is not None:
+            gone = set(erased) | erased_key_ids(prepared.events)
+            open_value = opener(self.keys.get, gone.__contains__)
         for event_id, event_type, record, rec, writer in prepared.events:
             if event_id in seen:
                 continue
             one = new_rows()
             try:
+                if open_value is not None:
+                    record = unseal(event_type, record, open_value, one)
                 project(event_type, record, rec, writer, one)
                 key_id = prepared.signed_by.get(event_id)
                 one["log_events"]["verified"].append(key_id is not None)
@@ -96,9 +110,7 @@ class Projector:
             seen.add(event_id)
             applied += 1
             for table, cols in one.items():
-                target = rows[table]
-                for col, values in cols.items():
-                    target[col].extend(values)
+                rows[table].merge(cols)
         for dl in dead:
             dead_letter_row(dl, rows)
         return rows, dead, applied

@@ -34,7 +34,7 @@ from modelog.wire.tokens import parse_token
 
 from . import metrics
 from .scope import Scope, governance_version, read_scope
-from .sql_guard import check_query
+from .sql_guard import MAX_QUERY_BYTES, check_query
 from .store import ViewStore
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,12 @@ class QueryServer:
             def do_POST(self) -> None:
                 if self.path != "/sql":
                     return self._send(404, b'{"error": "not found"}', "application/json")
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                if length > MAX_QUERY_BYTES:  # refused unread: the body is never held in memory
+                    self.close_connection = True
+                    return self._send(413, json.dumps({"error": f"query: must be at most {MAX_QUERY_BYTES} bytes "
+                                                                f"of SQL (got {length})"}).encode(), "application/json")
+                body = self.rfile.read(length)
                 as_of = self.headers.get("X-Modelog-As-Of")
                 try:
                     table = outer.answer(body, dict(self.headers.items()), as_of,

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from modelog.wire.keystore import keystore_for
 from modelog.wire.settings import Settings
 from modelog.wire.errors import BrokerError
 
-from modelog.wire.signing import headers_of
-
+from .chain import Chain, raw_headers
 from .projection import RawRecord
 from .projector import Projector
 from .store import ViewStore
@@ -35,8 +35,14 @@ Progress = Callable[[int, int], None]  # (records done, records known so far)
 TRUST_KEYS = (b"keys", b"access:", b"policy:")
 
 
+def _keys(settings: Settings):
+    """Sealed values open as they do live (decision 0018): with the key store for one views file; with a lake
+    (MODELOG_LAKE) not at all, as the lake's shards keep them sealed -- so a rebuild equals the lake."""
+    return None if settings.lake_path is not None else keystore_for(settings.home)
+
+
 def replay(settings: Settings, store: ViewStore, progress: Progress | None = None, batch: int = 2000,
-           idle_timeout: float = 10.0) -> int:
+           idle_timeout: float = 10.0, chain: Chain | None = None) -> int:
     """Project every record of the projected topics into ``store``. Returns the number of records read.
 
     Two passes: the trust records first (keys, admin grants, policies: ``TRUST_KEYS``) in log-time order
@@ -46,9 +52,12 @@ def replay(settings: Settings, store: ViewStore, progress: Progress | None = Non
     _replay(settings, store, None, batch, idle_timeout,
             only=lambda key: key is not None and key.startswith(TRUST_KEYS), collect=trust)
     trust.sort(key=lambda r: (r.timestamp_ms if r.timestamp_ms is not None else -1, r.topic, r.partition, r.offset))
-    projector = Projector()
+    projector = Projector(keys=_keys(settings))
     for i in range(0, len(trust), batch):
         store.apply(trust[i:i + batch], projector)
+    # the partitions' Merkle trees (decision 0023) over the full pass, in log order, so that the live processor
+    # that opens these views goes on with the same trees; a rebuild publishes no checkpoint of its own
+    store.chain = chain
     return _replay(settings, store, progress, batch, idle_timeout)
 
 
@@ -69,7 +78,7 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
         if not parts:
             return 0
         consumer.assign([TopicPartition(t, p, 0) for t, p in parts])
-        projector = Projector()
+        projector = Projector(keys=_keys(settings))
         done, high = 0, {tp: None for tp in parts}
         position = {tp: 0 for tp in parts}
         last_data = time.monotonic()
@@ -86,7 +95,7 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
                 if only is not None and not only(m.key()):
                     continue
                 records.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
-                                         m.key(), m.value(), tuple(headers_of(m.headers()).items())))
+                                         m.key(), m.value(), raw_headers(m.headers())))
             if records:
                 if collect is not None:
                     collect.extend(records)
@@ -113,7 +122,8 @@ def _replay(settings: Settings, store: ViewStore, progress: Progress | None, bat
 class _Bar:
     """A small progress bar on stderr (a line per update when not a terminal)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "rebuild") -> None:
+        self.label = label
         self.tty = sys.stderr.isatty()
         self.last = 0.0
         self.start = time.monotonic()
@@ -126,7 +136,7 @@ class _Bar:
         frac = done / total if total else 1.0
         bar = "#" * int(frac * 30)
         rate = done / max(now - self.start, 1e-9)
-        line = f"rebuild [{bar:<30}] {done}/{total} records ({rate:,.0f}/s)"
+        line = f"{self.label} [{bar:<30}] {done}/{total} records ({rate:,.0f}/s)"
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -155,7 +165,7 @@ def rebuild(settings: Settings, output: Path | None = None, show_progress: bool 
     store = ViewStore(tmp, instance_id=instance_id, memory_limit=settings.duckdb_memory_limit)
     bar = _Bar() if show_progress else None
     try:
-        n = replay(settings, store, progress=bar)
+        n = replay(settings, store, progress=bar, chain=Chain(settings.checkpoint_every, 0))
         store.checkpoint()
     finally:
         store.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .keys import signature_policy_rows
+from .privacy import sensitive_rows
 from .rows import Rows, add
 
 TS = pa.timestamp("us")
@@ -153,7 +154,8 @@ def _policy(r: dict, out: Rows) -> None:
     eid = r["envelope"]["event_id"]
     rules = r.get("rules", [])
     signature_policy_rows(r, out)
-    if r.get("rules_unchanged"):  # only the require-signatures switch changes
+    sensitive_rows(r, out)
+    if r.get("rules_unchanged"):  # only the require-signatures switch or the sensitive list changes
         return
     add(out, "log_policies", event_id=eid, scope=scope, set_at=at, set_by=who, rule_count=len(rules))
     for seq, rule in enumerate(rules):

@@ -9,7 +9,30 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-Columns = dict[str, list]
+class Columns(defaultdict):
+    """One table's rows: Python values column by column (``cols[name].append(v)``), then ``batches``: whole
+    columns of arrays (numpy or Arrow, one item per row), appended by ``add_batch`` -- a columnar event's
+    thousands of rows without a Python object per row. A column a batch lacks is NULL in its rows."""
+
+    def __init__(self) -> None:
+        super().__init__(list)
+        self.batches: list[dict[str, Any]] = []
+
+    def add_batch(self, **arrays: Any) -> None:
+        self.batches.append(arrays)
+
+    def merge(self, other: Columns) -> None:
+        """Append ``other``'s rows."""
+        for col, values in other.items():
+            self[col].extend(values)
+        self.batches.extend(other.batches)
+
+    @property
+    def num_rows(self) -> int:
+        listed = len(next(iter(self.values()))) if self else 0
+        return listed + sum(len(next(iter(b.values()))) for b in self.batches if b)
+
+
 Rows = dict[str, Columns]
 
 
@@ -36,7 +59,7 @@ class DeadLetter:
 
 
 def new_rows() -> Rows:
-    return defaultdict(lambda: defaultdict(list))
+    return defaultdict(Columns)
 
 
 def add(out: Rows, table: str, **values: Any) -> None:

@@ -73,7 +73,7 @@ class ShardStore(ViewStore):
         return stats, dead
 
     def _insert(self, rows) -> int:
-        written = {t for t, cols in rows.items() if cols and any(cols.values())}
+        written = {t for t, cols in rows.items() if cols.num_rows}
         self._dirty.update(written, *(DERIVED_FROM.get(t, ()) for t in written))
         return super()._insert(rows)
 

@@ -43,6 +43,16 @@ _ACCEPTED: dict[str, None] = {}  # texts already checked and accepted (the check
 MAX_ACCEPTED = 1024
 
 
+MAX_QUERY_BYTES = 256 * 1024  # of SQL text: larger is a mistake or an attack on the parser, never a query
+
+
+def check_size(query: str | bytes) -> None:
+    """Raise QueryError if the statement's text is longer than ``MAX_QUERY_BYTES``."""
+    n = len(query.encode() if isinstance(query, str) else query)
+    if n > MAX_QUERY_BYTES:
+        raise QueryError(f"query: must be at most {MAX_QUERY_BYTES} bytes of SQL (got {n})")
+
+
 def check_query(con: duckdb.DuckDBPyConnection, query: str, scoped: bool = False) -> None:
     """Raise QueryError unless ``query`` is one read-only statement that reads only views and tables.
 
@@ -55,6 +65,7 @@ def check_query(con: duckdb.DuckDBPyConnection, query: str, scoped: bool = False
     key = ("scoped:" if scoped else "") + query
     if key in _ACCEPTED:
         return
+    check_size(query)
     _check(con, query, scoped)
     if len(_ACCEPTED) >= MAX_ACCEPTED:
         _ACCEPTED.clear()

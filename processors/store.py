@@ -8,7 +8,11 @@ anywhere and the file holds either all of a batch or none of it.
 
 from __future__ import annotations
 
+import logging
+import os
+import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +24,9 @@ import duckdb
 from modelog.wire.errors import QueryError
 
 from . import current
+from .chain import Chain, PartitionChain
 from .decider import Decider
+from .merkle import CompactTree
 from .projection import RawRecord
 from .projector import Prepared, Projector
 from .registry import DECISION_TRIGGERS
@@ -28,9 +34,11 @@ from .rows import new_rows
 from .tables import DERIVED, DUCK_TYPES, TABLES, ddl, to_arrow
 from .trust import KeyInfo, Trust
 
-from . import access, keys, lineage, monitoring, registry
+from . import access, keys, lineage, monitoring, privacy, registry
 
-FAMILIES = (registry, lineage, monitoring, access, keys)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
+log = logging.getLogger(__name__)
+
+FAMILIES = (registry, lineage, monitoring, access, keys, privacy)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
 
 VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
               "artifacts", "audit_log", "dead_letters") + tuple(v for f in FAMILIES for v in f.VIEWS)
@@ -78,19 +86,10 @@ class ViewStore:
     def __init__(self, path: Path | str, instance_id: str | None = None, memory_limit: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:
-            raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
-        if memory_limit:
-            try:
-                self.con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
-            except duckdb.Error as exc:
-                self.con.close()
-                raise QueryError(f"MODELOG_DUCKDB_MEMORY_LIMIT: {exc}") from exc
+        self._memory_limit = memory_limit
+        self.con = self._connect()
         self._lock = threading.Lock()
-        if _has_tz(self.con):  # for every connection of this database, readers' cursors included
-            self.con.execute("SET GLOBAL TimeZone = 'UTC'")
+        self._swap = threading.Lock()  # held while the file is replaced (_rewrite); readers wait for it
         existing = {r[0] for r in self.con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         for table in TABLES:
@@ -100,6 +99,7 @@ class ViewStore:
         for table, (source, select) in DERIVED.items():
             if table not in existing and source in existing:  # a file from before the table existed
                 self.con.execute(f"INSERT INTO {table} BY NAME " + select.format(points=source))
+                existing.add(table)
         for cur in current.CURRENT.values():  # current-state tables (decision 0014)
             self.con.execute(current.ddl(cur))
             if cur.name not in existing and existing & {base for base, _ in cur.sources}:  # a file from before the table existed
@@ -107,6 +107,7 @@ class ViewStore:
         self.con.execute("CREATE TABLE IF NOT EXISTS positions (topic VARCHAR, \"partition\" INTEGER, "
                          "next_offset BIGINT, PRIMARY KEY (topic, \"partition\"))")
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self.con.execute(CHAIN_DDL)
         self.con.execute(views_sql())
         row = self.con.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
         if row is None:
@@ -116,6 +117,26 @@ class ViewStore:
             self.instance_id = row[0]
         self.decider = Decider()
         self._trust: Trust | None = None  # the key registry as of the last committed batch (None: read it)
+        # tamper evidence (decision 0023): the Merkle tree of every partition read, kept in ``log_chain``
+        # with the positions; None: not kept (the first pass of a rebuild, the workers of a lake)
+        self.chain: Chain | None = None
+        self.publish_checkpoints: Callable[[list[dict]], None] | None = None  # puts them on the log
+        self._chain_loaded = False
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            raise QueryError(f"cannot open {self.path} for writing (is another processor running?): {exc}") from exc
+        if self._memory_limit:
+            try:
+                con.execute(f"SET memory_limit = '{self._memory_limit.replace(chr(39), '')}'")
+            except duckdb.Error as exc:
+                con.close()
+                raise QueryError(f"MODELOG_DUCKDB_MEMORY_LIMIT: {exc}") from exc
+        if _has_tz(con):  # for every connection of this database, readers' cursors included
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+        return con
 
     def apply(self, records: list[RawRecord], projector: Projector,
               publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
@@ -139,8 +160,9 @@ class ViewStore:
                 prepared = projector.prepare(records, trust)
                 known = self._known(prepared.event_ids)
                 dead: list = []
+                erased = self._erased_keys() if projector.keys is not None else frozenset()
                 for i, segment in enumerate(_segments(prepared)):
-                    rows, seg_dead, applied = projector.rows(segment, known)
+                    rows, seg_dead, applied = projector.rows(segment, known, erased)
                     stats.applied += applied
                     dead.extend(seg_dead)
                     stats.rows += self._insert(rows)
@@ -155,21 +177,129 @@ class ViewStore:
                             decided.append(rec)
                 stats.duplicates = len(prepared.events) - stats.applied
                 stats.dead = len(dead)
+                erasing = privacy.erased_key_ids(prepared.events)
+                if erasing:
+                    self._erase(erasing)
                 self._advance(records)
+                chained = self._chain_records(records)
                 if decided and publish is not None:
                     publish(decided)
                 con.execute("COMMIT")
+                if chained is not None:
+                    self.chain.commit(chained)
                 if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
                     self._trust = trust
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            if erasing and projector.keys is not None:  # plaintext was replaced: leave none in free blocks
+                self._rewrite()
         stats.decided = len(decided)
         return stats, dead
+
+    def _erased_keys(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self.con.execute(
+            "SELECT DISTINCT key_id FROM log_erasures WHERE key_id IS NOT NULL").fetchall())
+
+    def _erase(self, key_ids: set[str]) -> None:
+        """Replace every value sealed with one of ``key_ids`` by ``[erased]`` (in the batch's transaction)."""
+        import pyarrow as pa
+
+        self.con.register("_erased", pa.table({"key_id": pa.array(sorted(key_ids), pa.string())}))
+        try:
+            for statement in privacy.erase_sql():
+                self.con.execute(statement)
+        finally:
+            self.con.unregister("_erased")
+
+    def _rewrite(self) -> None:
+        """Copy the views file into a fresh file and put it in its place (caller holds the lock).
+
+        An UPDATE leaves the old values in the file's free blocks and in its WAL, and neither CHECKPOINT
+        nor VACUUM overwrites them: after an erasure the only way to have the plaintext gone from the bytes
+        on disk is a file that never held it (decision 0018). Queries running on the old connection at
+        that moment fail and can be retried."""
+        with self._swap:
+            con = self.con
+            fresh = self.path.with_name(f".{self.path.name}.rewrite-{os.getpid()}")
+            for p in (fresh, Path(f"{fresh}.wal")):
+                p.unlink(missing_ok=True)
+            try:
+                con.execute("CHECKPOINT")
+                (catalog,) = con.execute("SELECT current_database()").fetchone()
+                con.execute("ATTACH '{}' AS _fresh".format(str(fresh).replace("'", "''")))
+                try:
+                    con.execute('COPY FROM DATABASE "{}" TO _fresh'.format(catalog.replace('"', '""')))
+                finally:
+                    con.execute("DETACH _fresh")
+            except (duckdb.Error, OSError) as exc:  # the erasure is committed; the next one rewrites the file
+                fresh.unlink(missing_ok=True)
+                log.warning("views file not rewritten after an erasure (%s): old values may remain in its free "
+                            "blocks until the next erasure", type(exc).__name__)
+                return
+            con.close()
+            try:
+                os.replace(fresh, self.path)
+                Path(f"{self.path}.wal").unlink(missing_ok=True)
+            finally:
+                self.con = self._connect()
+                self.con.execute(views_sql())  # recreated from their text, as on every open
 
     def _decide(self, con, event_type: str, record: dict, pos: RawRecord) -> list[dict]:
         """The decider's verdicts after a trigger event, reading state through ``con`` (in the batch's transaction)."""
         return self.decider.after(con, event_type, record, pos)
+
+    # -- tamper evidence ------------------------------------------------------------------------------
+    def _chain_records(self, records: list[RawRecord]) -> dict | None:
+        """Append ``records`` to their partitions' trees (in this transaction) and publish the checkpoints
+        that fell due, before the batch commits. Returns the changed trees, to keep once it committed."""
+        if self.chain is None:
+            return None
+        self._load_chain()
+        changed, due = self.chain.observe(records, time.time(), self.chain.partitions)
+        self._save_chain(changed, due)
+        return changed
+
+    def chain_tick(self) -> int:
+        """Checkpoint the partitions whose oldest record not checkpointed waited long enough. Returns how many."""
+        if self.chain is None:
+            return 0
+        with self._lock:
+            self._load_chain()
+            changed, due = self.chain.tick(time.time())
+            if not due:
+                return 0
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self._save_chain(changed, due)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.chain.commit(changed)
+            return len(due)
+
+    def _load_chain(self) -> None:
+        if self._chain_loaded:
+            return
+        assert self.chain is not None
+        for (topic, partition, base, nxt, size, nodes, cp_size, since, offsets, hints) in self.con.execute(
+                "SELECT * FROM log_chain").fetchall():
+            offs = bytes(offsets or b"")
+            self.chain.partitions[(topic, partition)] = PartitionChain(
+                topic, partition, base, nxt, CompactTree.from_bytes(size, bytes(nodes)), cp_size, since,
+                list(struct.unpack(f">{len(offs) // 8}q", offs)), bytearray(hints or b""))
+        self._chain_loaded = True
+
+    def _save_chain(self, changed: dict, due: list[dict]) -> None:
+        for pc in changed.values():
+            self.con.execute(
+                "INSERT OR REPLACE INTO log_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [pc.topic, pc.partition, pc.base_offset, pc.next_offset, pc.size, pc.tree.to_bytes(),
+                 pc.checkpoint_size, pc.pending_since, struct.pack(f">{len(pc.pending_offsets)}q", *pc.pending_offsets),
+                 bytes(pc.pending_hints)])
+        if due and self.publish_checkpoints is not None:
+            self.publish_checkpoints(due)
 
     def tick(self) -> None:
         """Periodic upkeep between batches (nothing for one file; shards publish to the lake)."""
@@ -185,14 +315,23 @@ class ViewStore:
                 continue
             arrow = to_arrow(table, cols)
             n += arrow.num_rows
-            self.con.register("_batch", arrow)
+            self._write(table, arrow)
+        return n
+
+    def _write(self, table: str, arrow) -> None:
+        """Insert ``arrow`` into ``table``, then the rows derived from it (computed once, from the batch only)
+        into theirs, and upsert the current-state tables either feeds."""
+        self.con.register("_batch", arrow)
+        try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
-            for derived in DERIVED_FROM.get(table, ()):
-                self.con.execute(f"INSERT INTO {derived} BY NAME " + DERIVED[derived][1].format(points="_batch"))
+            derived = {d: self.con.sql(DERIVED[d][1].format(points="_batch")).to_arrow_table()
+                       for d in DERIVED_FROM.get(table, ())}
             for cur in current.CURRENT_FROM.get(table, ()):
                 self.con.execute(current.upsert_sql(cur, f"({current.merged_batch_sql(cur, table)})"))
+        finally:
             self.con.unregister("_batch")
-        return n
+        for d, rows in derived.items():
+            self._write(d, rows)
 
     def _known(self, ids: list[str]) -> set[str]:
         if not ids:
@@ -230,7 +369,8 @@ class ViewStore:
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A separate connection for queries (DuckDB MVCC: sees committed batches only)."""
-        return self.con.cursor()
+        with self._swap:  # not while the file is being rewritten after an erasure
+            return self.con.cursor()
 
     def checkpoint(self) -> None:
         with self._lock:
@@ -239,6 +379,12 @@ class ViewStore:
     def close(self) -> None:
         with self._lock:
             self.con.close()
+
+
+CHAIN_DDL = """CREATE TABLE IF NOT EXISTS log_chain (
+    topic VARCHAR, "partition" INTEGER, base_offset BIGINT, next_offset BIGINT, size BIGINT, nodes BLOB,
+    checkpoint_size BIGINT, pending_since DOUBLE, pending_offsets BLOB, pending_hints BLOB,
+    PRIMARY KEY (topic, "partition"))"""
 
 
 def load_trust(con: duckdb.DuckDBPyConnection) -> Trust:
@@ -256,9 +402,19 @@ def load_trust(con: duckdb.DuckDBPyConnection) -> Trust:
             "JOIN log_events e USING (event_id) GROUP BY r.key_id").fetchall():
         if key_id in trust.keys:
             trust.keys[key_id].revoked_at = at
-    trust.admin_grants = [(p, at, bool(g)) for p, at, g in con.execute(
-        "SELECT principal, epoch_us(changed_at), coalesce(granted, true) FROM log_access "
-        "WHERE role = 'admin' AND model IS NULL").fetchall()]
+    for principal, at, role, experiment, model, granted in con.execute(
+            "SELECT principal, epoch_us(changed_at), role, experiment, model, coalesce(granted, true) FROM log_access "
+            "ORDER BY changed_at, event_id").fetchall():
+        trust.grants.setdefault(principal, []).append((at, role, experiment, model, bool(granted)))
+        if role == "admin" and model is None and experiment is None:
+            trust.admin_grants.append((principal, at, bool(granted)))
+
+    def run_lookup(run_id: str) -> str | None:  # the first RunStarted of the run, as the runs view has it
+        rows = con.execute("SELECT experiment FROM log_run_started WHERE run_id = ? ORDER BY event_id LIMIT 1",
+                           [run_id]).fetchall()
+        return rows[0][0] if rows else None
+
+    trust.run_lookup = run_lookup
     trust.signature_policy = [(at, bool(req)) for at, req in con.execute(
         "SELECT epoch_us(coalesce(e.logged_at, e.occurred_at)), p.require_signatures FROM log_signature_policy p "
         "JOIN log_events e USING (event_id)").fetchall()]

@@ -93,9 +93,9 @@ PRIMARY_KEYS = {
 }
 
 # Further event families declare their base tables in their own module.
-from . import access, keys, lineage, monitoring, registry  # noqa: E402  (registry first: lineage views read registry views)
+from . import access, keys, lineage, monitoring, privacy, registry  # noqa: E402  (registry first: lineage views read registry views)
 
-for _family in (registry, lineage, monitoring, access, keys):
+for _family in (registry, lineage, monitoring, access, keys, privacy):
     assert not TABLES.keys() & _family.TABLES.keys(), "a base table is declared twice"
     TABLES.update(_family.TABLES)
     PRIMARY_KEYS.update(getattr(_family, "PRIMARY_KEYS", {}))
@@ -122,8 +122,27 @@ def ddl(table: str) -> str:
 
 
 def to_arrow(table: str, columns: dict[str, list]) -> pa.Table:
+    """The rows of ``table`` in ``columns`` (``rows.Columns``: lists of values, then whole batches of arrays)."""
     schema = TABLES[table]
-    return pa.Table.from_pydict({f.name: columns.get(f.name, [None] * _len(columns)) for f in schema}, schema=schema)
+    batches = getattr(columns, "batches", ())
+    parts = []
+    if _len(columns) or not batches:
+        parts.append(pa.Table.from_pydict({f.name: columns.get(f.name, [None] * _len(columns)) for f in schema},
+                                          schema=schema))
+    for batch in batches:
+        n = len(next(iter(batch.values())))
+        parts.append(pa.Table.from_arrays([_array(batch.get(f.name), f.type, n) for f in schema], schema=schema))
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+
+def _array(values, typ: pa.DataType, n: int) -> pa.Array:
+    if values is None:
+        return pa.nulls(n, typ)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values if values.type == typ else values.cast(typ)
+    if typ == TS:  # int64 microseconds since the epoch: the same buffer, viewed as timestamps
+        return pa.array(values, pa.int64()).view(TS)
+    return pa.array(values, typ)
 
 
 def _len(columns: dict[str, list]) -> int:

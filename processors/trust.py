@@ -12,9 +12,13 @@ orders nothing across partitions, so "the registry as it stood at the event's lo
 "as of the event's log time" -- the same answer live and on rebuild, whatever order partitions are read
 in (decision 0015).
 
+Once the log is governed, every other write is authorized against the grants as of its log time
+(``permissions.py``, decision 0017): the actor must hold a role permitting the write in its scope.
+
 Refusal reasons (dead-letter codes): ``unknown_key``, ``revoked_key``, ``bad_signature``,
 ``actor_mismatch``, ``unsigned`` (under require-signatures), ``not_admin`` (a governed change by
-someone who is not an admin at that time), ``invalid_key`` (a registration whose key id or key is wrong).
+someone who is not an admin at that time), ``invalid_key`` (a registration whose key id or key is wrong),
+``not_authorized`` (a write by someone without a role permitting it there at that time).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from modelog.wire.signing import (DELEGATE, EVENT_ID_HEADER, KEY_ID_HEADER, SIG_HEADER, headers_of, key_id_of,
                                   verify)
 
+from .permissions import ACTIONS, Grant, UnknownRun, allowed, roles_for, scopes_of
 from .rows import RawRecord
 
 # Changes only an admin may make once the log has a bootstrap admin (modelog init): signing keys, policies,
@@ -73,6 +78,10 @@ class Trust:
     keys: dict[str, KeyInfo] = field(default_factory=dict)
     admin_grants: list[tuple[str, int, bool]] = field(default_factory=list)  # principal, at (µs), granted
     signature_policy: list[tuple[int, bool]] = field(default_factory=list)  # at (µs), require
+    # every grant and revocation: principal -> [(at µs, role, experiment, model, granted)]
+    grants: dict[str, list[tuple[int, str, str | None, str | None, bool]]] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)  # run id -> experiment, learned from RunStarted
+    run_lookup: object = None  # run id -> experiment | None, for runs started before this Trust was loaded
 
     # -- state as of a log time ------------------------------------------------------------------------
     def bootstrap_key(self) -> KeyInfo | None:
@@ -93,6 +102,45 @@ class Trust:
             if who == principal and t <= at and (latest is None or t >= latest[0]):
                 latest = (t, granted)
         return bool(latest and latest[1])
+
+    def held(self, principal: str, at: int) -> list[Grant]:
+        """The roles ``principal`` holds at ``at``: per (role, scope), the latest change at or before it."""
+        latest: dict[tuple[str, str | None, str | None], tuple[int, bool]] = {}
+        for t, role, experiment, model, granted in self.grants.get(principal, ()):
+            k = (role, experiment, model)
+            if t <= at and (k not in latest or t >= latest[k][0]):
+                latest[k] = (t, granted)
+        held = [Grant(role, experiment, model) for (role, experiment, model), (_, g) in latest.items() if g]
+        if self.is_admin(principal, at) and not any(g.role == ADMIN and g.experiment is None and g.model is None
+                                                    for g in held):
+            held.append(Grant(ADMIN))  # the bootstrap admin
+        return held
+
+    def run_experiment(self, run_id: str) -> str | None:
+        exp = self.runs.get(run_id)
+        if exp is None and callable(self.run_lookup):
+            exp = self.run_lookup(run_id)
+            if exp is not None:
+                self.runs[run_id] = exp
+        return exp
+
+    def authorize(self, event_type: str, record: dict, actor: str, at: int) -> None:
+        """Raise Refused(not_authorized) unless ``actor`` may make this write at ``at`` (decision 0017)."""
+        action = ACTIONS[event_type][0]
+        held = self.held(actor, at)
+        needs = " or ".join(roles_for(action)) if action != "reach" else "any role"
+        holds = ", ".join(sorted(map(str, held))) or "no role"
+        try:
+            scopes = scopes_of(event_type, record, self.run_experiment)
+        except UnknownRun as exc:  # only a role held everywhere reaches a run the log has not started
+            if not any(g.experiment is None and g.model is None for g in held if g.role in roles_for(action)):
+                raise Refused("not_authorized", f"{event_type} by {actor!r} needs {needs} everywhere: run "
+                                                f"{exc.args[0]} was not started (holds: {holds})") from None
+            return
+        for scope in scopes or ():
+            if not allowed(held, action, scope):
+                raise Refused("not_authorized", f"{event_type} by {actor!r} needs {needs} on {scope} "
+                                                f"(holds: {holds}; modelog access grant)")
 
     def requires_signatures(self, at: int) -> bool:
         latest = None
@@ -150,6 +198,8 @@ class Trust:
             if not (record.get("bootstrap") and event_type == "KeyRegistered" and key.bootstrap
                     and key.key_id == record.get("key_id")) and not self.is_admin(actor, at):
                 raise Refused("not_admin", f"{event_type} by {actor!r}, who is not an admin")
+        elif event_type in ACTIONS and self.governed(at):
+            self.authorize(event_type, record, actor, at)
         if event_type == "KeyRegistered":
             pk = record["public_key"]
             if len(pk) != 32 or key_id_of(pk) != record["key_id"]:
@@ -189,6 +239,11 @@ class Trust:
                 key.revoked_at = at
         elif event_type == "PolicySet" and record.get("require_signatures") is not None:
             self.signature_policy.append((at, bool(record["require_signatures"])))
-        elif event_type == "AccessChanged" and record.get("role") == ADMIN and record.get("model") is None:
-            self.admin_grants.append((record["principal"], record["envelope"]["occurred_at"],
-                                      bool(record.get("granted", True))))
+        elif event_type == "AccessChanged":
+            t, granted = record["envelope"]["occurred_at"], bool(record.get("granted", True))
+            self.grants.setdefault(record["principal"], []).append(
+                (t, record["role"], record.get("experiment"), record.get("model"), granted))
+            if record["role"] == ADMIN and record.get("model") is None and record.get("experiment") is None:
+                self.admin_grants.append((record["principal"], t, granted))
+        elif event_type == "RunStarted" and self.bootstrap_key() is not None:
+            self.runs.setdefault(record["run_id"], record["experiment"])

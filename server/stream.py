@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelog.consumers.alerts import alert_payload
+from modelog.wire import metric_columns
 from modelog.wire.codec import Codec
 from modelog.wire.errors import DecodeError
 from modelog.wire.settings import Settings
@@ -75,7 +76,8 @@ def to_item(record: dict[str, Any], event_type: str, topic: str, partition: int,
     env = record["envelope"]
     eid = env["event_id"]
     if event_type == "MetricsLogged":
-        return Item("metrics", eid, {"run_id": record["run_id"], "points": record["points"], "event_id": eid},
+        return Item("metrics", eid, {"run_id": record["run_id"], "points": metric_columns.points(record),
+                                      "event_id": eid},
                     run_id=record["run_id"])
     if event_type == "RunStarted":
         return Item("run", eid, {"run_id": record["run_id"], "status": "RUNNING", "experiment": record["experiment"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from modelog.wire import metric_columns
+
 ENVELOPE_DEFAULTS = {
     "actor": {"principal": "alice", "kind": "USER"},
     "source": {"host": "host-1", "pid": 42, "program": "tests", "sdk_version": "0.1.0"},
@@ -37,6 +39,18 @@ ENVIRONMENT = {
 }
 
 
+METRIC_POINTS = [{"key": "loss", "value": 0.5, "step": 0, "timestamp": 1_760_000_000_000_001},
+                 {"key": "loss", "value": math.nan, "step": 1, "timestamp": 1_760_000_000_000_002},
+                 {"key": "auc", "value": math.inf, "step": 1, "timestamp": 1_760_000_000_000_003},
+                 {"key": "auc", "value": -math.inf, "step": 2, "timestamp": 1_760_000_000_000_004}]
+
+
+def metric_points_record() -> dict[str, Any]:
+    """The sample MetricsLogged in its first form: one record per point (what events before columnar batches hold)."""
+    return {"envelope": envelope("MetricsLogged", RUN), "run_id": RUN, "points": [dict(p) for p in METRIC_POINTS],
+            "columns": None}
+
+
 def sample_records() -> dict[str, dict[str, Any]]:
     """One valid record for every event type (the evolution test keeps their encodings)."""
     return {
@@ -48,11 +62,8 @@ def sample_records() -> dict[str, dict[str, Any]]:
         "ParamsLogged": {"envelope": envelope("ParamsLogged", RUN), "run_id": RUN,
                          "params": [{"key": "lr", "value": "0.01", "value_type": "float"},
                                     {"key": "depth", "value": "6", "value_type": "int"}]},
-        "MetricsLogged": {"envelope": envelope("MetricsLogged", RUN), "run_id": RUN,
-                          "points": [{"key": "loss", "value": 0.5, "step": 0, "timestamp": 1_760_000_000_000_001},
-                                     {"key": "loss", "value": math.nan, "step": 1, "timestamp": 1_760_000_000_000_002},
-                                     {"key": "auc", "value": math.inf, "step": 1, "timestamp": 1_760_000_000_000_003},
-                                     {"key": "auc", "value": -math.inf, "step": 2, "timestamp": 1_760_000_000_000_004}]},
+        "MetricsLogged": {"envelope": envelope("MetricsLogged", RUN), "run_id": RUN, "points": [],
+                          "columns": metric_columns.from_points(METRIC_POINTS)},
         "TagsSet": {"envelope": envelope("TagsSet", RUN), "run_id": RUN, "tags": {"candidate": "yes"}},
         "ArtifactLogged": {"envelope": envelope("ArtifactLogged", RUN), "run_id": RUN, "path": "model.pkl",
                            "uri": "file:///tmp/model.pkl", "sha256": "0" * 64, "size_bytes": 123,
@@ -65,6 +76,8 @@ def sample_records() -> dict[str, dict[str, Any]]:
         **lineage_records(),
         **token_records(),
         **key_records(),
+        **checkpoint_records(),
+        **privacy_records(),
     }
 
 
@@ -99,7 +112,8 @@ def registry_records() -> dict[str, dict[str, Any]]:
              "role": "approver", "metric": None, "op": None, "threshold": None, "approvals": 2},
             {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
              "role": None, "metric": "auc", "op": ">=", "threshold": 0.8, "approvals": None}],
-                      "require_signatures": None, "rules_unchanged": False},
+                      "require_signatures": None, "rules_unchanged": False,
+                      "sensitive": [{"kind": "PARAM", "key": "patient_email"}, {"kind": "TAG", "key": "owner"}]},
     }
 
 
@@ -220,4 +234,27 @@ def key_records() -> dict[str, dict[str, Any]]:
                           "public_key": PUBLIC_KEY, "algorithm": "ed25519", "capabilities": [],
                           "bootstrap": False, "description": "bob's laptop"},
         "KeyRevoked": {"envelope": env("KeyRevoked"), "key_id": KEY_ID, "reason": "laptop lost"},
+    }
+
+
+_IDS["LogCheckpoint"] = "01890f5e-0000-7000-8007-000000000001"
+
+
+def checkpoint_records() -> dict[str, dict[str, Any]]:
+    """A processor's checkpoint of a partition's tree after three records (decision 0023)."""
+    env = envelope("LogCheckpoint", "modelog.tracking/0", entity_type="partition")
+    return {"LogCheckpoint": {"envelope": env, "topic": "modelog.tracking", "partition": 0, "base_offset": 0,
+                              "tree_size": 3, "next_offset": 3, "root_hash": bytes(range(32)), "previous_size": 0,
+                              "offsets": [0, 1, 2], "hints": bytes(range(24)),
+                              "algorithm": "rfc9162-sha256/modelog.leaf.v1"}}
+_IDS.update({"SubjectErased": "01890f5e-0000-7000-8006-000000000001"})
+SUBJECT = "patient-0042"
+DEK_ID = "dek-0123456789abcdef"
+
+
+def privacy_records() -> dict[str, dict[str, Any]]:
+    """One valid record per privacy event type: a subject erased (decision 0018)."""
+    return {
+        "SubjectErased": {"envelope": envelope("SubjectErased", f"subject:{SUBJECT}", entity_type="subject"),
+                          "subject": SUBJECT, "key_ids": [DEK_ID], "reason": "GDPR request #17"},
     }

@@ -14,6 +14,7 @@ from typing import Any
 from modelog.consumers.query import wait_projected
 from modelog.sdk import datasets, tracking
 from modelog.sdk.environment import capture as capture_environment
+from modelog.sdk.privacy import Sealer
 from modelog.sdk.registry import Registry
 from modelog.sdk.tracking import Run
 from modelog.sdk.uploads import Uploads
@@ -23,6 +24,7 @@ from modelog.wire.emitter import Emitter, KafkaEmitter
 from modelog.wire.envelope import EventFactory, now_micros
 from modelog.wire.errors import ModelogError, ValidationError
 from modelog.wire.ids import new_run_id
+from modelog.wire.keystore import check_subject
 from modelog.wire.models import tag_texts, validate
 from modelog.wire.settings import Settings
 
@@ -39,6 +41,7 @@ class Client:
         self._experiments: set[str] = set()
         self._registry: Registry | None = None
         self._uploads: Uploads | None = None
+        self.sealer = Sealer(self)  # sensitive params and tags: the policy and the data keys (decision 0018)
 
     @property
     def emitter(self) -> Emitter:
@@ -62,11 +65,17 @@ class Client:
 
     @property
     def uploads(self) -> Uploads:
-        """The background uploads of artifacts to the artifact store (raises ConfigError if there is none)."""
+        """The background uploads of artifacts to the artifact store (raises ConfigError if there is none):
+        ``MODELOG_ARTIFACT_URI``, else through the server with ``MODELOG_URL``, else the embedded S3 server."""
         if self._uploads is None:
             with self._lock:
                 if self._uploads is None:
-                    self._uploads = Uploads(self, ArtifactStore.from_settings(self.settings))
+                    if self.settings.url and not self.settings.artifact_uri:  # through the server's API
+                        from modelog.sdk.http_artifacts import ServerArtifacts
+
+                        self._uploads = Uploads(self, ServerArtifacts(self.settings))
+                    else:
+                        self._uploads = Uploads(self, ArtifactStore.from_settings(self.settings))
         return self._uploads
 
     def publish(self, event_type: str, entity_type: str, key: str, **payload: Any) -> None:
@@ -87,7 +96,7 @@ class Client:
         self._experiments.add(name)
 
     def start_run(self, experiment: str = "default", name: str | None = None, tags: dict[str, Any] | None = None,
-                  *, run_id: str | None = None, environment: bool = True) -> Run:
+                  *, run_id: str | None = None, environment: bool = True, subject: str | None = None) -> Run:
         """Start a run and make it the active one. See :func:`modelog.start_run`."""
         current = tracking.active_run()
         if current is not None:
@@ -106,14 +115,18 @@ class Client:
             _rules.name(run_name)
         except ValueError as exc:
             raise ValidationError("name", run_name, str(exc)) from None
+        if subject is not None:
+            check_subject(subject)
         texts = tag_texts(tags or {})
+        if texts:
+            texts = self.sealer.seal_tags(texts, subject)
         env = capture_environment() if environment else _EMPTY_ENV
         self.create_experiment(experiment)
         started = self.events.make("RunStarted", "run", rid, run_id=rid, experiment=experiment, name=run_name,
                                    start_time=now_micros(), tags=texts, environment=env)
         validate("RunStarted", started.record)
         self.emitter.emit([started])
-        run = Run(self, rid, experiment, run_name)
+        run = Run(self, rid, experiment, run_name, subject)
         tracking.activate(run)
         return run
 

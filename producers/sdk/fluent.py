@@ -52,18 +52,21 @@ def _require_run() -> Run:
 
 
 def start_run(experiment: str = "default", name: str | None = None, tags: dict[str, Any] | None = None,
-              *, run_id: str | None = None) -> Run:
+              *, run_id: str | None = None, subject: str | None = None) -> Run:
     """Start a run in ``experiment`` and make it active; use it as a context manager.
 
     Records the environment (Python, platform, packages, git, host, CPUs, GPUs, command).
-    Raises ValidationError for a bad experiment/name/tags, ModelogError if a run is already active.
+    ``subject``: the opaque id of the person this run's sensitive params and tags are about (e.g.
+    ``"patient-0042"``, never an e-mail address); their values are sealed with that subject's data key
+    and ``modelog erase --subject`` makes them unreadable everywhere (docs/security.md).
+    Raises ValidationError for a bad experiment/name/tags/subject, ModelogError if a run is already active.
 
     Example::
 
         with modelog.start_run(experiment="credit-risk", name="baseline", tags={"team": "risk"}) as run:
             run.log_metrics({"loss": 0.1}, step=1)
     """
-    return default_client().start_run(experiment, name, tags, run_id=run_id)
+    return default_client().start_run(experiment, name, tags, run_id=run_id, subject=subject)
 
 
 def wait_projected(timeout: float = 30.0) -> float:
@@ -84,20 +87,20 @@ def log_metrics(metrics: dict[str, float], step: int | None = None, timestamp: A
     _require_run().log_metrics(metrics, step=step, timestamp=timestamp)
 
 
-def log_param(key: str, value: Any) -> None:
-    _require_run().log_param(key, value)
+def log_param(key: str, value: Any, *, sensitive: bool = False) -> None:
+    _require_run().log_param(key, value, sensitive=sensitive)
 
 
-def log_params(params: dict[str, Any]) -> None:
-    _require_run().log_params(params)
+def log_params(params: dict[str, Any], *, sensitive: bool = False) -> None:
+    _require_run().log_params(params, sensitive=sensitive)
 
 
-def set_tag(key: str, value: Any) -> None:
-    _require_run().set_tag(key, value)
+def set_tag(key: str, value: Any, *, sensitive: bool = False) -> None:
+    _require_run().set_tag(key, value, sensitive=sensitive)
 
 
-def set_tags(tags: dict[str, Any]) -> None:
-    _require_run().set_tags(tags)
+def set_tags(tags: dict[str, Any], *, sensitive: bool = False) -> None:
+    _require_run().set_tags(tags, sensitive=sensitive)
 
 
 def log_artifact(local_path: str, artifact_path: str | None = None, *, store: bool = True) -> list[dict]:

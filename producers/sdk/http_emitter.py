@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from modelog.wire import metric_columns
 from modelog.wire.envelope import Event
 from modelog.wire.errors import DeliveryError, QueryError
 from modelog.wire.settings import Settings
@@ -50,6 +51,13 @@ def _request(settings: Settings, method: str, path: str, body: bytes | None = No
         except (ValueError, AttributeError):
             detail = raw[:300].decode(errors="replace")
         return exc.code, {"detail": detail}
+
+
+def _json_record(e: Event) -> dict[str, Any]:
+    """The record as JSON carries it: a columnar metric batch (bytes) as its points, which every server takes."""
+    if e.event_type == "MetricsLogged" and e.record.get("columns") is not None:
+        return {**{k: v for k, v in e.record.items() if k != "columns"}, "points": metric_columns.points(e.record)}
+    return e.record
 
 
 class HttpEmitter:
@@ -131,7 +139,7 @@ class HttpEmitter:
 
     def _send(self, batch: list[Event]) -> None:
         """POST one batch until it is acknowledged, refused, or MODELOG_FLUSH_TIMEOUT passes (same event ids)."""
-        body = json.dumps({"events": [{"event_type": e.event_type, "key": e.key, "record": e.record}
+        body = json.dumps({"events": [{"event_type": e.event_type, "key": e.key, "record": _json_record(e)}
                                       for e in batch]}).encode()
         deadline = time.monotonic() + self.settings.flush_timeout
         delay, why = 0.05, "no answer"

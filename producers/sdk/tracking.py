@@ -20,12 +20,14 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelog.sdk import datasets
 from modelog.sdk.uploads import files_under as _files_under
 from modelog.sdk.uploads import record_files
+from modelog.wire import metric_columns
 from modelog.wire import rules as _rules
 from modelog.wire.errors import DeliveryError, ModelogError, ValidationError
 from modelog.wire.envelope import now_micros
@@ -36,7 +38,41 @@ if TYPE_CHECKING:
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 BATCH_POINTS = 5000  # points per MetricsLogged event
+MAX_DRAIN = 100_000  # points turned into events at a time
 MAX_BUFFERED = 1_000_000  # log_metrics blocks (backpressure) above this many unsent points
+_STEP_MAX = 2**63 - 1
+
+
+def metric_batches(chunks: list[tuple[tuple, list, int, int]], n: int) -> list[dict]:
+    """The ``columns`` records of the points of ``chunks`` ((names, values, step, timestamp) per call, ``n``
+    points in all), BATCH_POINTS points each, in order: numpy does the per-point work."""
+    np = metric_columns.np
+    ids: dict[str, int] = {}  # metric name -> index in the dictionary
+    patterns: dict[tuple, np.ndarray] = {}  # names of a call -> their indexes
+    index_parts, counts, steps, stamps = [], [], [], []
+    for names, values, st, ts in chunks:
+        idx = patterns.get(names)
+        if idx is None:
+            idx = patterns[names] = np.array([ids.setdefault(k, len(ids)) for k in names], metric_columns.KEY_INDEX)
+        index_parts.append(idx)
+        counts.append(len(values))
+        steps.append(st)
+        stamps.append(ts)
+    keys = list(ids)
+    key_index = np.concatenate(index_parts) if len(index_parts) > 1 else index_parts[0]
+    values = np.fromiter(chain.from_iterable(c[1] for c in chunks), metric_columns.VALUE, count=n)
+    counts_a = np.array(counts, np.int64)
+    step_a = np.repeat(np.array(steps, metric_columns.STEP), counts_a)
+    ts_a = np.repeat(np.array(stamps, metric_columns.TIMESTAMP), counts_a)
+    out = []
+    for lo in range(0, n, BATCH_POINTS):
+        hi = min(n, lo + BATCH_POINTS)
+        ki, batch_keys = key_index[lo:hi], keys
+        if len(keys) > 64:  # many names in this drain: each event's dictionary holds only its own
+            used, ki = np.unique(ki, return_inverse=True)
+            batch_keys = [keys[i] for i in used.tolist()]
+        out.append(metric_columns.encode(batch_keys, ki, values[lo:hi], step_a[lo:hi], ts_a[lo:hi]))
+    return out
 
 
 class Terminated(SystemExit):
@@ -68,15 +104,19 @@ class Run:
             run.log_metrics({"loss": 0.3}, step=1)
     """
 
-    def __init__(self, client: Client, run_id: str, experiment: str, name: str) -> None:
+    def __init__(self, client: Client, run_id: str, experiment: str, name: str, subject: str | None = None) -> None:
         self._client = client
         self.id = run_id
         self.experiment = experiment
         self.name = name
+        self.subject = subject  # whose personal data this run's sensitive values are (decision 0018)
         self.status = "RUNNING"
         self._params: dict[str, str] = {}
         self._metric_keys: set[str] = set()
-        self._buf: deque[tuple[str, float, int, int]] = deque()
+        self._key_sets: set[tuple] = set()  # tuples of metric names already checked
+        self._chunks: deque[tuple[tuple, list, int, int]] = deque()  # (names, values, step, timestamp) per call
+        self._logged = 0  # points logged (the caller's thread only)
+        self._sent = 0  # points handed to the emitter (under _drain_lock only)
         self._wake = threading.Event()
         self._drain_lock = threading.Lock()
         self._stop = threading.Event()
@@ -97,6 +137,15 @@ class Run:
     # -- metrics (hot path) ------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
         """Log one metric point. See :meth:`log_metrics`."""
+        if (type(value) is float and timestamp is None and key in self._metric_keys and not self._ended
+                and self._error is None and (step is None or (type(step) is int and 0 <= step <= _STEP_MAX))):
+            self._chunks.append(((key,), [value], step or 0, now_micros()))  # checked before: the common case
+            self._logged += 1
+            if self._logged - self._sent >= BATCH_POINTS:
+                self._wake.set()
+                if self._logged - self._sent > MAX_BUFFERED:
+                    self._backpressure()
+            return
         self.log_metrics({key: value}, step=step, timestamp=timestamp)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp: Any = None) -> None:
@@ -105,43 +154,64 @@ class Run:
         Returns at once: points are published in batches in the background.
         Raises ValidationError (nothing of this call is kept) for a bad name, value or step.
         """
-        self._check_open()
+        if self._ended or self._error is not None:
+            self._check_open()
         ts = now_micros() if timestamp is None else _timestamp(timestamp, "timestamp")
         if step is None:
             st = 0
+        elif type(step) is int and 0 <= step <= _STEP_MAX:
+            st = step
         else:
             try:
                 st = _rules.step(step)
             except ValueError as exc:
                 raise ValidationError("step", step, str(exc)) from None
         try:
-            items = metrics.items()
-        except AttributeError:
+            names = tuple(metrics)
+            values = list(metrics.values())
+        except (AttributeError, TypeError):
             raise ValidationError("metrics", metrics, "must be a mapping of metric name to number") from None
+        if names not in self._key_sets:
+            self._check_names(names)
+        for v in values:
+            if type(v) is not float:
+                values = self._check_values(names, values)
+                break
+        # one entry per call, not per point: the flusher turns them into arrays (modelog.wire.metric_columns)
+        self._chunks.append((names, values, st, ts))
+        self._logged += len(values)
+        if self._logged - self._sent >= BATCH_POINTS:
+            self._wake.set()
+            if self._logged - self._sent > MAX_BUFFERED:
+                self._backpressure()
+
+    def _check_names(self, names: tuple) -> None:
         keys = self._metric_keys
-        points = []
-        for k, v in items:
+        for k in names:
             if k not in keys:
                 try:
                     _rules.name(k)
                 except ValueError as exc:
                     raise ValidationError("metric name", k, str(exc)) from None
                 keys.add(k)
+        if len(self._key_sets) >= 1024:  # a run logging ever new combinations: keep the cache small
+            self._key_sets.clear()
+        self._key_sets.add(names)
+
+    @staticmethod
+    def _check_values(names: tuple, values: list) -> list:
+        out = []
+        for k, v in zip(names, values):
             if type(v) is not float:
                 try:
                     v = _rules.metric_value(v)
                 except ValueError as exc:
                     raise ValidationError(f"metrics[{k!r}]", v, str(exc)) from None
-            points.append((k, v, st, ts))
-        buf = self._buf
-        buf.extend(points)
-        if len(buf) >= BATCH_POINTS:
-            self._wake.set()
-            if len(buf) > MAX_BUFFERED:
-                self._backpressure()
+            out.append(v)
+        return out
 
     def _backpressure(self) -> None:
-        while len(self._buf) > MAX_BUFFERED // 2 and self._error is None:
+        while self._logged - self._sent > MAX_BUFFERED // 2 and self._error is None:
             self._wake.set()
             time.sleep(0.005)
         self._raise_pending()
@@ -157,27 +227,35 @@ class Run:
                 return
 
     def _drain(self) -> None:
+        """Publish every buffered point: as columnar MetricsLogged events of at most BATCH_POINTS points."""
         with self._drain_lock:
-            buf = self._buf
-            while buf:
-                n = min(len(buf), BATCH_POINTS)
-                pop = buf.popleft
-                points = []
-                for _ in range(n):
-                    k, v, s, t = pop()
-                    points.append({"key": k, "value": v, "step": s, "timestamp": t})
-                event = self._client.events.make("MetricsLogged", "run", self.id, run_id=self.id, points=points)
-                self._client.emitter.emit([event])
+            chunks = self._chunks
+            while chunks:
+                taken = []
+                n = 0
+                while chunks and n < MAX_DRAIN:
+                    c = chunks.popleft()
+                    taken.append(c)
+                    n += len(c[1])
+                make = self._client.events.make
+                events = [make("MetricsLogged", "run", self.id, run_id=self.id, points=[], columns=columns)
+                          for columns in metric_batches(taken, n)]
+                self._client.emitter.emit(events)
+                self._sent += n
 
     # -- params, tags, artifacts ---------------------------------------------------
-    def log_param(self, key: str, value: Any) -> None:
+    def log_param(self, key: str, value: Any, *, sensitive: bool = False) -> None:
         """Log one hyperparameter. See :meth:`log_params`."""
-        self.log_params({key: value})
+        self.log_params({key: value}, sensitive=sensitive)
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
+    def log_params(self, params: Mapping[str, Any], *, sensitive: bool = False) -> None:
         """Log hyperparameters. Values: str, int, float, bool or None (kept as text with their type).
 
         A key can be logged once per run; logging it again with another value raises ValidationError.
+        Values of keys the policy marks sensitive (the ``sensitive_fields`` view), or all of them with
+        ``sensitive=True``, are sealed with the run's subject's data key: the log holds only ciphertext,
+        the views the plaintext until ``modelog erase --subject``. A sensitive value in a run started
+        without ``subject=`` raises ValidationError (nothing is published).
         """
         self._check_open()
         if not isinstance(params, Mapping):
@@ -199,21 +277,24 @@ class Run:
             if old is None:
                 new.append({"key": k, "value": text, "value_type": typ})
         if new:
-            self._client.publish("ParamsLogged", "run", self.id, run_id=self.id, params=new)
+            sealed = self._client.sealer.seal_params(new, self.subject, sensitive)
+            self._client.publish("ParamsLogged", "run", self.id, run_id=self.id, params=sealed)
             for p in new:
                 self._params[p["key"]] = p["value"]
 
-    def set_tag(self, key: str, value: Any) -> None:
+    def set_tag(self, key: str, value: Any, *, sensitive: bool = False) -> None:
         """Set one tag. See :meth:`set_tags`."""
-        self.set_tags({key: value})
+        self.set_tags({key: value}, sensitive=sensitive)
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags (values are converted with ``str``). A later value for a key replaces the earlier one."""
+    def set_tags(self, tags: Mapping[str, Any], *, sensitive: bool = False) -> None:
+        """Set tags (values are converted with ``str``). A later value for a key replaces the earlier one.
+        Sensitive values are sealed as in :meth:`log_params`."""
         self._check_open()
         if not isinstance(tags, Mapping):
             raise ValidationError("tags", tags, "must be a mapping of tag name to text")
         if tags:
-            self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=tag_texts(tags))
+            texts = self._client.sealer.seal_tags(tag_texts(tags), self.subject, sensitive)
+            self._client.publish("TagsSet", "run", self.id, run_id=self.id, tags=texts)
 
     def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None, *,
                      store: bool = True) -> list[dict]:

@@ -6,7 +6,8 @@ only once the bytes are in the store, so an ``ArtifactLogged`` with a ``content_
 names an object that is there. ``wait(run_id)`` (``run.flush()``, ``end_run``) blocks until the
 run's uploads are done and raises :class:`~modelog.DeliveryError` if one failed, or if none made
 progress for ``MODELOG_FLUSH_TIMEOUT`` seconds (a stalled store; a large file that keeps moving is
-waited for: docs/decisions/0013-artifact-store.md).
+waited for: docs/decisions/0013-artifact-store.md). Under ``MODELOG_URL`` without a store of its own the
+bytes go through the server (:mod:`modelog.sdk.http_artifacts`), which logs the event once it stored them.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ class Uploads:
         while True:
             up = self._queue.get()
             try:
+                if getattr(self.store, "publishes", False):  # through a modelog server: it stores and logs
+                    self._client.emitter.flush()  # the run's earlier events first (RunStarted), in log order
+                    self.store.upload(up, progress=self._moved)
+                    continue
                 address = self.store.put_file(up.file, up.sha256, up.size_bytes, progress=self._moved)
                 self._client.publish("ArtifactLogged", "run", up.run_id, run_id=up.run_id, path=up.path, uri=up.uri,
                                      sha256=up.sha256, size_bytes=up.size_bytes, media_type=up.media_type,

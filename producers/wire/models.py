@@ -73,7 +73,16 @@ def _record_model(schema: dict, models: dict[str, type[BaseModel]]) -> type[Base
             typ = Annotated[typ, AfterValidator(_rules.RULES[rule])]
         default = f.get("default", ...)
         fields[f["name"]] = (typ, default)
-    model = pydantic.create_model(fullname.rsplit(".", 1)[-1], __base__=_Base, **fields)
+    validators = {}
+    if schema.get("modelog.rule"):  # a rule of the whole record (MetricsLogged: points or columns)
+        whole = _rules.RULES[schema["modelog.rule"]]
+
+        def _record_rule(self):
+            whole(self.model_dump())
+            return self
+
+        validators["_record_rule"] = pydantic.model_validator(mode="after")(_record_rule)
+    model = pydantic.create_model(fullname.rsplit(".", 1)[-1], __base__=_Base, __validators__=validators, **fields)
     models[fullname] = model
     models[fullname.rsplit(".", 1)[-1]] = model
     return model
@@ -95,7 +104,11 @@ def validate(event_type: str, record: dict[str, Any]) -> None:
         event_models()[event_type].model_validate(record)
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
+        parts = [str(p) for p in err["loc"]]
+        part = getattr(err.get("ctx", {}).get("error"), "field", None)  # a record rule names the broken part
+        if part:
+            parts.append(part)
+        loc = ".".join(parts)
         msg = _RULE_WORDS.get(err.get("ctx", {}).get("pattern")) if err["type"] == "string_pattern_mismatch" else None
         if msg is None:
             msg = err["msg"]

@@ -39,8 +39,10 @@ def _plan_for(schema: Any, prefix: Path, out: list[tuple[Path, str]]) -> None:
 
 @cache
 def plan(event_type: str) -> tuple[tuple[Path, str], ...]:
-    out: list[tuple[Path, str]] = []
-    _plan_for(current_schemas()[event_type].expanded, (), out)
+    """(path, rule) of every rule of the event's schema; path () is a rule of the whole record."""
+    schema = current_schemas()[event_type].expanded
+    out: list[tuple[Path, str]] = [((), schema["modelog.rule"])] if "modelog.rule" in schema else []
+    _plan_for(schema, (), out)
     return tuple(out)
 
 
@@ -76,6 +78,8 @@ def _distinct(record: dict[str, Any], path: Path) -> Any:
         node = record
         for step in path[:-2]:
             node = node[step]
+            if node is None:  # an optional array (a union with null) that is null: nothing to check
+                return set()
         leaf = path[-1]
         try:
             return {item[leaf] for item in node}
@@ -97,4 +101,16 @@ def check(event_type: str, record: dict[str, Any]) -> None:
             try:
                 fn(v)
             except ValueError as exc:
+                part = getattr(exc, "field", None)  # a rule of a whole record names the part that broke it
+                if part is not None:
+                    where = ".".join(p for p in (_locate(record, path, v), part) if p)
+                    raise ValidationError(f"{event_type}.{where}", _part(v, part), str(exc)) from None
                 raise ValidationError(f"{event_type}.{_locate(record, path, v)}", v, str(exc)) from None
+
+
+def _part(node: Any, field: str) -> Any:
+    for name in field.split("."):
+        if not isinstance(node, dict):
+            return node
+        node = node.get(name)
+    return node

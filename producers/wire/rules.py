@@ -156,6 +156,37 @@ def alias(value: Any) -> Any:
     return value
 
 
+class PartError(ValueError):
+    """A rule of a whole record broken by one of its parts: ``field`` names the part (``points``, ``columns.keys``)."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(rule)
+        self.field = field
+
+
+def metric_batch(record: Any) -> Any:
+    """A ``MetricsLogged`` record: its points as records (``points``) or as arrays (``columns``), exactly one
+    of the two, at least one and at most MAX_BATCH points."""
+    from modelog.wire import metric_columns
+
+    columns = record.get("columns")
+    if columns is None:
+        try:
+            nonempty(record.get("points"))
+        except ValueError as exc:
+            raise PartError("points", f"{exc} (or give the batch as columns)") from None
+        return record
+    if record.get("points"):
+        raise PartError("points", "must be empty when columns holds the batch")
+    try:
+        arrays = metric_columns.check(columns, name)
+    except metric_columns.ColumnsError as exc:
+        raise PartError(f"columns.{exc.field}", str(exc)) from None
+    if arrays.points > MAX_BATCH:
+        raise PartError("columns.key_index", f"must hold at most {MAX_BATCH} points")
+    return record
+
+
 # Rules that are only a pattern and a length run inside pydantic-core (no Python call per value):
 # rule -> (regex, max length, the rule in words). The words replace pydantic's message.
 CONSTRAINTS: dict[str, tuple[str | None, int | None, str]] = {
@@ -181,6 +212,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "version": version,
     "semver": semver,
     "alias": alias,
+    "metric_batch": metric_batch,
 }
 
 

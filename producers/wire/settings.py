@@ -44,6 +44,10 @@ MODELOG_ARTIFACT_URI         where ``log_artifact`` stores the bytes, content-ad
 MODELOG_SIGNING_KEY          this process's Ed25519 signing key: a path to a PEM file, or the PEM text. Unset: the
                              key file of MODELOG_PRINCIPAL under ``$MODELOG_HOME/keys/`` if there is one, else
                              events are published unsigned (``modelog keys create``; decision 0015)
+MODELOG_CHECKPOINT_EVERY     the processor signs a checkpoint of a partition's Merkle tree every this many
+                             records of it (default 1000; decision 0023, ``modelog audit verify``)
+MODELOG_CHECKPOINT_SECONDS   ... and at the latest this many seconds after its oldest record not checkpointed
+                             yet (default 60; 0: only every MODELOG_CHECKPOINT_EVERY records)
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class Settings:
     artifact_uri: str | None = None
     artifact_options: Mapping[str, str] = field(default_factory=dict, repr=False)  # AWS_* for the S3 client
     signing_key: str | None = field(default=None, repr=False)
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 60.0
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -126,8 +132,14 @@ class Settings:
         return f"{self.topic_prefix}alerts"
 
     @property
+    def checkpoints_topic(self) -> str:
+        """The processors' signed checkpoints of the projected partitions' Merkle trees (decision 0023)."""
+        return f"{self.topic_prefix}checkpoints"
+
+    @property
     def metadata_topics(self) -> tuple[str, ...]:
-        return (self.tracking_topic, self.deadletter_topic, self.monitoring_topic, self.alerts_topic)
+        return (self.tracking_topic, self.deadletter_topic, self.monitoring_topic, self.alerts_topic,
+                self.checkpoints_topic)
 
     @property
     def projected_topics(self) -> tuple[str, ...]:
@@ -140,6 +152,8 @@ class Settings:
             return self.monitoring_topic
         if event_type == "AlertChanged":
             return self.alerts_topic
+        if event_type == "LogCheckpoint":
+            return self.checkpoints_topic
         return self.tracking_topic
 
     @property
@@ -216,9 +230,12 @@ class Settings:
         if self.actor_kind not in ("USER", "SERVICE"):
             raise ConfigError(f"MODELOG_ACTOR_KIND: must be USER or SERVICE (got {self.actor_kind!r})")
         for attr, name in (("partitions", "MODELOG_TOPIC_PARTITIONS"), ("replication", "MODELOG_TOPIC_REPLICATION"),
-                           ("session_timeout_ms", "MODELOG_SESSION_TIMEOUT_MS"), ("sql_max_rows", "MODELOG_SQL_MAX_ROWS")):
+                           ("session_timeout_ms", "MODELOG_SESSION_TIMEOUT_MS"), ("sql_max_rows", "MODELOG_SQL_MAX_ROWS"),
+                           ("checkpoint_every", "MODELOG_CHECKPOINT_EVERY")):
             if getattr(self, attr) < 1:
                 raise ConfigError(f"{name}: must be >= 1 (got {getattr(self, attr)})")
+        if not self.checkpoint_seconds >= 0:
+            raise ConfigError(f"MODELOG_CHECKPOINT_SECONDS: must be >= 0 (got {self.checkpoint_seconds})")
         if not self.sql_timeout > 0:
             raise ConfigError(f"MODELOG_SQL_TIMEOUT: must be > 0 seconds (got {self.sql_timeout})")
         if self.linger_ms < 0 or self.flush_timeout <= 0:
@@ -272,6 +289,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_TOKEN": ("token", str),
     "MODELOG_ARTIFACT_URI": ("artifact_uri", str),
     "MODELOG_SIGNING_KEY": ("signing_key", str),
+    "MODELOG_CHECKPOINT_EVERY": ("checkpoint_every", _positive_int),
+    "MODELOG_CHECKPOINT_SECONDS": ("checkpoint_seconds", float),
 }
 
 # The standard AWS variables an S3-compatible artifact store is configured with -> obstore's S3 config keys.

@@ -34,7 +34,7 @@ EVENT_PERMISSIONS = {
                      "PredictionsLogged", "LabelsLogged", "MonitorConfigured"), "write"),
     **dict.fromkeys(("ModelVersionRegistered", "ModelAnnotated", "ChangeRequested", "DeploymentRecorded"), "registry"),
     "ApprovalGiven": "approve",
-    **dict.fromkeys(("AccessChanged", "PolicySet", "TokenIssued", "TokenRevoked"), "admin"),
+    **dict.fromkeys(("AccessChanged", "PolicySet", "TokenIssued", "TokenRevoked", "SubjectErased"), "admin"),
 }
 # RequestDecided, DriftMeasured, AlertChanged: published by the processors only
 

@@ -1,12 +1,21 @@
-"""Tracking writes: start a run, log a batch (metrics, params, tags), end it. Each is an event on the log,
-validated like the SDK's before anything is published, stamped with the caller's principal."""
+"""Tracking writes: start a run, log a batch (metrics, params, tags), end it, upload an artifact's bytes. Each
+is an event on the log, validated like the SDK's before anything is published, stamped with the caller's
+principal."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import mimetypes
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from modelog.server.auth import Principal, requires
 from modelog.server.problems import Problem, not_found
@@ -147,3 +156,80 @@ def end_run(request: Request, run_id: str, body: RunEnd, principal: Principal = 
                    error=body.error[:8000] if body.error else None)
     client.flush()
     return {"run_id": run_id, "status": body.status}
+
+
+# -- artifact bytes ----------------------------------------------------------------------------------------
+
+def digest_of(header: str | None) -> str:
+    """The sha256 (hex) of a ``Repr-Digest: sha-256=:<base64>:`` header (RFC 9530); ValidationError if absent
+    or malformed."""
+    rule = "must be 'sha-256=:<base64 of the 32-byte sha256>:' (RFC 9530), the sha256 of the body"
+    for item in (header or "").split(","):
+        algo, _, value = item.strip().partition("=")
+        if algo.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
+            try:
+                raw = base64.b64decode(value[1:-1], validate=True)
+            except (binascii.Error, ValueError):
+                break
+            if len(raw) == 32:
+                return raw.hex()
+            break
+    raise ValidationError("Repr-Digest", header, rule)
+
+
+def _store_artifact(request: Request, principal: Principal, run_id: str, path: str, tmp: Path, sha256: str,
+                    size: int, media: str, uri: str) -> str:
+    client = request.app.state.publisher.client(principal.name)
+    address = client.uploads.store.put_file(tmp, sha256, size)  # ConfigError: the server has no artifact store
+    client.publish("ArtifactLogged", "run", run_id, run_id=run_id, path=path, uri=uri, sha256=sha256,
+                   size_bytes=size, media_type=media, content_address=address)
+    client.flush()
+    return address
+
+
+@router.put("/runs/{run_id}/artifacts/{path:path}", status_code=201,
+            summary="Upload an artifact's bytes (streamed, checked against Repr-Digest) and log it to the run")
+async def upload_artifact(request: Request, run_id: str, path: str,
+                          uri: str | None = Query(None, max_length=2000, description="where the file was logged "
+                                                  "from (default: the API path)"),
+                          principal: Principal = requires("write")) -> dict[str, Any]:
+    """The request body is the file. It is streamed to a temporary file while hashed (never held in memory),
+    compared with the ``Repr-Digest`` header (``sha-256=:<base64>:``), stored content-addressed in the
+    server's artifact store (each content once) and then logged as ``ArtifactLogged`` with its content
+    address (actor: the token's principal). 422 for a path that could escape the run (``..``, ``%2e%2e``,
+    absolute, ``file:``), a missing or malformed digest, or bytes that are not the announced sha256
+    (nothing is stored or logged then). The SDK uses it for ``run.log_artifact`` under ``MODELOG_URL``."""
+    _check("run_id", run_id, _rules.ident)
+    _check("path", path, _rules.stored_artifact_path)
+    expected = digest_of(request.headers.get("repr-digest"))
+    media = (request.headers.get("content-type") or "").split(";")[0].strip() or \
+        mimetypes.guess_type(path)[0] or "application/octet-stream"
+    fd, name = tempfile.mkstemp(prefix="modelog-upload-")
+    tmp = Path(name)
+    try:
+        h, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.stream():
+                h.update(chunk)
+                size += len(chunk)
+                await run_in_threadpool(fh.write, chunk)
+        actual = h.hexdigest()
+        if actual != expected:
+            raise ValidationError("body", f"{size} bytes with sha256 {actual}",
+                                  f"must be the bytes of Repr-Digest's sha256 {expected}: the upload was "
+                                  "changed or cut on the way; nothing was stored")
+        address = await run_in_threadpool(_store_artifact, request, principal, run_id, path, tmp, actual, size,
+                                          media, uri or f"{request.url.path}")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"run_id": run_id, "path": path, "sha256": actual, "size_bytes": size, "media_type": media,
+            "content_address": address}
+
+
+@router.get("/artifact-store", summary="Where this server stores artifact bytes (the root of content addresses)")
+def artifact_store(request: Request, principal: Principal = requires("read")) -> dict[str, Any]:
+    """``root``: a stored artifact's content address is ``<root>/sha256/<hex>``. 400 when the server has no
+    artifact store (set MODELOG_ARTIFACT_URI where it runs)."""
+    from modelog.wire.artifact_store import ArtifactStore
+
+    return {"root": ArtifactStore.from_settings(request.app.state.settings).root}

@@ -21,6 +21,7 @@ def test_bad_records_are_dead_lettered_with_a_reason(client, processor, settings
     invalid = dict(sample_records()["MetricsLogged"])
     invalid["envelope"] = dict(invalid["envelope"], event_id=str(uuid.uuid4()))
     invalid["points"] = [{"key": "bad key!", "value": 1.0, "step": 0, "timestamp": 1}]
+    invalid["columns"] = None
     bad = {
         b"garbage": "not_modelog_event",
         b"\xc3\x01" + b"\x42" * 8 + b"\x00": "unknown_schema",

@@ -28,6 +28,11 @@ def test_rebuild_equals_live(env, client, processor, settings, tmp_path, bootstr
             for s in range(200):
                 run.log_metrics({"loss": math.nan if s == 3 else 1 / (s + 1), "acc": s / 200}, step=s)
             run.set_tags({"i": str(i + 10)})
+    with client.start_run(experiment="rb", name="per-point") as run:  # batches in the first form, as the API writes them
+        client.publish("MetricsLogged", "run", run.id, run_id=run.id, points=[
+            {"key": "loss", "value": math.inf if s == 5 else s / 7, "step": s, "timestamp": 1_760_000_000_000_000 + s}
+            for s in range(50)])
+        run.log_metrics({"loss": 0.5}, step=50)  # and the SDK's columnar batch after them
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": bootstrap})
@@ -44,7 +49,7 @@ def test_rebuild_equals_live(env, client, processor, settings, tmp_path, bootstr
     for view in VIEW_NAMES:
         live, rebuilt = rows(settings.views_path, view), rows(tmp_path / "rebuilt.duckdb", view)
         assert live == rebuilt, view
-    assert len(rows(settings.views_path, "metrics")) == 1200
+    assert len(rows(settings.views_path, "metrics")) == 1251
     assert len(rows(settings.views_path, "dead_letters")) == 1
 
     # in place, with the processor stopped: same again

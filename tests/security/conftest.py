@@ -98,6 +98,7 @@ def secured(bootstrap, tmp_path_factory):
         assert unsigned.returncode == 0
         run_cli(env, "init")
         run_cli(env, "keys", "create", "--principal", "bob")
+        run_cli(env, "access", "grant", "bob", "writer")  # once governed, every write needs a role (decision 0017)
 
         def keys():
             rows = s.sql("SELECT principal, key_id FROM signing_keys WHERE status = 'active'")

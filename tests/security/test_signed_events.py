@@ -169,6 +169,7 @@ def test_an_unknown_key_is_refused(secured):
 
 def test_a_revoked_key_is_refused_and_earlier_signatures_still_verify_on_rebuild(secured, tmp_path):
     run_cli(secured.env, "keys", "create", "--principal", "erin")
+    run_cli(secured.env, "access", "grant", "erin", "writer")
     erin = Signer.from_pem(secured.key_file("erin").read_bytes())
     wait_until(lambda: secured.sql(f"SELECT 1 FROM signing_keys WHERE key_id = '{erin.key_id}'"), 30, "erin's key")
     (tp, offset), _, _ = produce(secured, experiment_record("erin", "before-revocation"), erin)
@@ -254,6 +255,8 @@ def test_the_server_signs_for_its_tokens_principal(secured):
     run_cli(secured.env, "serve", "--background", "--port", str(port), "--timeout", "120")
     try:
         token = run_cli(secured.env, "token", "create", "gina", "--role", "writer").stdout.strip()
+        # the token says what it may do at the API; where gina may write is her grants' (decision 0017)
+        run_cli(secured.env, "access", "grant", "gina", "writer", "--experiment", "via-server")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as api:
             r = api.post("/runs", json={"experiment": "via-server", "name": "r1"},
                          headers={"Authorization": f"Bearer {token}"})

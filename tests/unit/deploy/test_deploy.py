@@ -360,9 +360,9 @@ def env_file(path: Path) -> dict[str, str]:
 def test_deploy_has_the_expected_files():
     for rel in ("Dockerfile", "Dockerfile.dockerignore", "compose.yaml", "modelog.env", "topics.sh",
                 "k8s/kustomization.yaml", "k8s/namespace.yaml", "k8s/configmap.yaml", "k8s/projector.yaml",
-                "k8s/drift.yaml", "k8s/webhook.yaml", "k8s/kafka-secret.example.yaml"):
+                "k8s/drift.yaml", "k8s/webhook.yaml", "k8s/kafka-secret.example.yaml", "kafka-acls.sh"):
         assert (DEPLOY / rel).is_file(), rel
-    assert os.access(DEPLOY / "topics.sh", os.X_OK)
+    assert os.access(DEPLOY / "topics.sh", os.X_OK) and os.access(DEPLOY / "kafka-acls.sh", os.X_OK)
 
 
 @pytest.mark.parametrize("path", yaml_paths(), ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -570,7 +570,7 @@ def test_topics_sh_creates_what_ensure_topics_creates(case, monkeypatch):
         code_env |= {k: cm[k] for k in ("MODELOG_TOPIC_PARTITIONS", "MODELOG_TOPIC_REPLICATION")}
     script, code = created_by_script(env), created_by_code(code_env, monkeypatch)
     assert script == code
-    assert len(code) == 4
+    assert len(code) == 5  # tracking, deadletter, monitoring, alerts, checkpoints
 
 
 def test_topics_sh_configs_are_the_codes_constants(monkeypatch):
@@ -1077,3 +1077,54 @@ def test_dockerfile_copies_everything_pip_install_needs():
     assert ".venv" in patterns and ".git" in patterns
     for path in needed:
         assert not any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.removeprefix("**/")) for p in patterns), path
+
+
+# -- kafka-acls.sh: least privilege per kind of client ------------------------------------------------------
+
+def _acls(env: dict[str, str]) -> list[list[str]]:
+    proc = subprocess.run(["bash", str(DEPLOY / "kafka-acls.sh"), "--dry-run"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line) for line in proc.stdout.splitlines()]
+
+
+def _grants(lines: list[list[str]]) -> set[tuple[str, str, str]]:
+    """(principal, operation, resource) for every ACL line."""
+    out = set()
+    for args in lines:
+        who = args[args.index("--allow-principal") + 1]
+        ops = [args[i + 1] for i, a in enumerate(args) if a == "--operation"]
+        if "--topic" in args:
+            res = "topic:" + args[args.index("--topic") + 1]
+        elif "--group" in args:
+            res = "group:" + args[args.index("--group") + 1]
+        else:
+            res = "cluster"
+        out |= {(who, op, res) for op in ops}
+    return out
+
+
+def test_kafka_acls_give_each_client_only_what_it_needs():
+    g = _grants(_acls({"MODELOG_KAFKA_BOOTSTRAP": "b:9093", "MODELOG_TOPIC_PREFIX": "ml.",
+                       "KAFKA_ACL_WRITERS": "trainer,server"}))
+    for writer in ("User:trainer", "User:server"):
+        mine = {(op, res) for who, op, res in g if who == writer}
+        assert mine == {("Write", "topic:ml.tracking"), ("Describe", "topic:ml.tracking"),
+                        ("Write", "topic:ml.monitoring"), ("Describe", "topic:ml.monitoring"),
+                        ("IdempotentWrite", "cluster")}  # no Read: a writer cannot read the log
+    proc = {(op, res) for who, op, res in g if who == "User:modelog-processor"}
+    assert {("Read", f"topic:ml.{t}") for t in ("tracking", "deadletter", "monitoring", "alerts")} <= proc
+    assert ("Write", "topic:ml.deadletter") in proc and ("Write", "topic:ml.alerts") in proc
+    assert ("Write", "topic:ml.checkpoints") in proc  # its signed Merkle checkpoints
+    auditor = {(op, res) for who, op, res in g if who == "User:modelog-auditor"}
+    assert {op for op, _ in auditor} == {"Read", "Describe"} and ("Read", "topic:ml.checkpoints") in auditor
+    # nobody may alter or delete modelog's topics: the log is the audit trail
+    assert not {(who, op, res) for who, op, res in g if res.startswith("topic:ml.") and op in ("Delete", "Alter", "All")}
+    alerts = {(op, res) for who, op, res in g if who == "User:modelog-alerts"}
+    assert ("Read", "topic:ml.alerts") in alerts and not any(r.startswith("topic:ml.tracking") for _, r in alerts)
+
+
+def test_kafka_acls_refuse_a_missing_bootstrap():
+    proc = subprocess.run(["bash", str(DEPLOY / "kafka-acls.sh"), "--dry-run"], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "MODELOG_KAFKA_BOOTSTRAP"}, timeout=30)
+    assert proc.returncode != 0 and "MODELOG_KAFKA_BOOTSTRAP" in proc.stderr

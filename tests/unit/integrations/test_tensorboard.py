@@ -77,3 +77,35 @@ def test_run_directories_and_stable_ids(tmp_path):
     assert [d.relative_to(tmp_path).as_posix() for d in dirs] == ["exp/a", "exp/b"]
     assert tb.run_id_for(dirs[0]) == tb.run_id_for(tmp_path / "exp" / "a") != tb.run_id_for(dirs[1])
     assert len(tb.run_id_for(dirs[0])) == 32
+
+
+def test_hparams_of_a_tensorboardx_session_are_read_and_not_counted_as_skipped(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    w = SummaryWriter(str(tmp_path / "a"))
+    w.add_scalar("loss", 0.5, 0, walltime=1_700_000_000.0)
+    # the session goes to a directory of its own (a/session), as TensorBoard's HParams dashboard expects
+    w.add_hparams({"lr": 0.001, "layers": 4, "optimizer": "adam", "nesterov": True}, {"hparam/acc": 0.9},
+                  name="session")
+    w.close()
+    [path] = (tmp_path / "a" / "session").glob("events.out.tfevents.*")
+    got = tb.read_scalars(path)
+    assert got.hparams == {"lr": 0.001, "layers": 4, "optimizer": "adam", "nesterov": True}
+    assert got.skipped == 0 and [s.tag for s in got.scalars] == ["hparam/acc"]
+
+
+def test_a_session_in_a_directory_of_its_own_becomes_a_run_with_params(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    from modelog import Client, Settings
+    from modelog.wire.emitter import MemoryEmitter
+
+    with SummaryWriter(str(tmp_path / "logs" / "exp")) as w:
+        w.add_hparams({"lr": 0.1, "note": "x" * 7000}, {})  # its own directory, hparams and no scalar
+    client = Client(Settings.load(env={"MODELOG_HOME": str(tmp_path / "home")}), emitter=MemoryEmitter())
+    summary = tb.import_logdir(client, tmp_path / "logs")
+    assert len(summary.runs) == 1 and summary.params == 2 and summary.points == 0
+    assert summary.warnings == [f"{summary.runs[0]}: hparam 'note' cut to 6000 characters"]
+    params = [e.record["params"] for e in client._emitter.events if e.event_type == "ParamsLogged"]
+    assert sorted((p["key"], p["value_type"], len(p["value"])) for p in params[0]) == [("lr", "float", 3),
+                                                                                ("note", "str", 6000)]

@@ -7,6 +7,7 @@ import pytest
 
 from factories import sample_records
 from modelog.wire.codec import Codec
+from modelog.wire.metric_columns import from_points
 from modelog.wire.errors import QueryError
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
@@ -143,11 +144,12 @@ def metric_events(codec, n_events=40, seed=7):
     out = []
     for i in range(n_events):
         rec = sample_records()["MetricsLogged"]
+        points = [{"key": rng.choice(["loss", "auc"]), "step": rng.randrange(10),  # ties and repeats
+                   "value": rng.choice([math.nan, rng.random(), -1.0]),
+                   "timestamp": 1_760_000_000_000_000 + rng.randrange(1000)} for _ in range(rng.randrange(1, 6))]
         rec = {**rec, "envelope": {**rec["envelope"], "event_id": f"01890f5e-0000-7000-8002-{i:012d}"},
-               "run_id": f"run-{i % 3}",
-               "points": [{"key": rng.choice(["loss", "auc"]), "step": rng.randrange(10),  # ties and repeats
-                           "value": rng.choice([math.nan, rng.random(), -1.0]),
-                           "timestamp": 1_760_000_000_000_000 + rng.randrange(1000)} for _ in range(rng.randrange(1, 6))]}
+               "run_id": f"run-{i % 3}",  # both forms of a batch: records, and columns (decision 0021)
+               **({"points": points, "columns": None} if i % 2 else {"points": [], "columns": from_points(points)})}
         out.append(codec.encode("MetricsLogged", rec))
     return out
 
@@ -210,3 +212,44 @@ def test_batches_are_split_by_bytes_in_order():
     chunks = by_size(recs, 6)
     assert [[r.offset for r in c] for c in chunks] == [[0, 1], [2], [3], [4, 5]]
     assert by_size([], 6) == []
+
+
+def test_the_partition_trees_persist_with_the_batch_and_survive_a_rollback_and_a_restart(tmp_path, encoded):
+    """Tamper evidence (decision 0023): every record, dead letters too, goes into its partition's tree in
+    the batch's transaction; due checkpoints are published before the commit; a failed publish rolls the
+    batch back and leaves the tree as it was; a reopened file goes on with the same tree."""
+    from modelog.processors.chain import Chain, record_leaf
+    from modelog.processors.merkle import root_of
+
+    log = records(encoded + [b"garbage"], topic="t") + records(encoded, topic="t", start=N + 1)
+    published: list[dict] = []
+
+    def open_store():
+        s = ViewStore(tmp_path / "views.duckdb")
+        s.chain = Chain(every=4, seconds=0)
+        s.publish_checkpoints = published.extend
+        return s
+
+    s = open_store()
+    s.apply(log[:N], Projector())
+    assert [c["tree_size"] for c in published] == [4 * i for i in range(1, N // 4 + 1)]
+
+    def refuse(payloads):
+        raise OSError("broker down")
+
+    s.publish_checkpoints = refuse
+    with pytest.raises(OSError):
+        s.apply(log[N:N + 8], Projector())  # the checkpoint due in this batch cannot be published
+    assert s.chain.partitions[("t", 0)].size == N  # nothing of the failed batch
+    s.publish_checkpoints = published.extend
+    s.apply(log[N:N + 8], Projector())  # redelivered
+    s.close()
+
+    s = open_store()  # a restart: the tree comes from log_chain
+    s.apply(log[N + 4:], Projector())  # at-least-once: 4 records again
+    s.close()
+    leaves = [record_leaf(r)[0] for r in log]
+    assert [c["tree_size"] for c in published] == [4 * i for i in range(1, len(log) // 4 + 1)]
+    for c in published:
+        assert c["root_hash"] == root_of(leaves[:c["tree_size"]]), c["tree_size"]
+        assert c["offsets"] == list(range(c["previous_size"], c["tree_size"]))

@@ -28,6 +28,13 @@ def created(actor: str) -> dict:
     return record("ExperimentCreated", actor, experiment="e", description=None)
 
 
+def grant(actor: str, principal: str, role: str, at_us: int, model=None, experiment=None, granted=True) -> dict:
+    rec = record("AccessChanged", actor, _key=f"access:{principal}", principal=principal, role=role, model=model,
+                 experiment=experiment, granted=granted)
+    rec["envelope"]["occurred_at"] = at_us  # grants count from their occurred_at
+    return rec
+
+
 def registered(actor: str, signer: Signer, principal: str, bootstrap=False, caps=()) -> dict:
     return record("KeyRegistered", actor, _key="keys", key_id=signer.key_id, principal=principal,
                   public_key=signer.public_key, algorithm="ed25519", capabilities=list(caps), bootstrap=bootstrap,
@@ -55,9 +62,11 @@ ADMIN, BOB = Signer.generate(), Signer.generate()
 
 
 def bootstrapped():
-    """A trust with alice as bootstrap admin and bob's key registered by her (log times 1000 and 2000 ms)."""
+    """A trust with alice as bootstrap admin and bob's key registered by her (log times 1000 and 2000 ms),
+    bob a writer everywhere (granted by alice, at 2500 ms)."""
     p, trust = run([raw("KeyRegistered", registered("alice", ADMIN, "alice", bootstrap=True), ADMIN, 1000),
-                    raw("KeyRegistered", registered("alice", BOB, "bob"), ADMIN, 2000)])
+                    raw("KeyRegistered", registered("alice", BOB, "bob"), ADMIN, 2000),
+                    raw("AccessChanged", grant("alice", "bob", "writer", at_us=2_500_000), ADMIN, 2500)])
     assert not p.dead, p.dead
     return trust
 
@@ -155,8 +164,9 @@ def test_a_delegate_key_may_sign_for_the_principal_it_authenticated():
     trust = bootstrapped()
     server = Signer.generate()
     p, _ = run([raw("KeyRegistered", registered("alice", server, "modelog-server", caps=["delegate"]), ADMIN, 3000),
+                raw("AccessChanged", grant("alice", "dora", "writer", at_us=3_000_500), ADMIN, 3000),
                 raw("ExperimentCreated", created("dora"), server, 3001)], trust)
-    assert not p.dead and len(p.signed_by) == 2
+    assert not p.dead and len(p.signed_by) == 3
 
 
 @pytest.mark.parametrize("drop", ["modelog.sig", "modelog.event_id"])

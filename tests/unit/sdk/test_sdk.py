@@ -11,6 +11,7 @@ import pytest
 
 import modelog
 from modelog import Client, MemoryEmitter, ModelogError, NoActiveRunError, Settings, ValidationError
+from modelog.wire import metric_columns
 from modelog.wire.models import validate
 
 
@@ -39,7 +40,8 @@ def test_a_full_run_publishes_valid_events_in_order(client, tmp_path):
     for e in client.emitter.events:
         validate(e.event_type, e.record)  # everything published passes the schema rules
         assert e.key == run.id or e.event_type == "ExperimentCreated"
-    points = [p for e in client.emitter.events if e.event_type == "MetricsLogged" for p in e.record["points"]]
+    points = [p for e in client.emitter.events if e.event_type == "MetricsLogged"
+              for p in metric_columns.points(e.record)]
     assert len(points) == 20
     assert math.isnan(next(p["value"] for p in points if p["key"] == "auc" and p["step"] == 3))
     params = next(e for e in client.emitter.events if e.event_type == "ParamsLogged").record["params"]
@@ -138,7 +140,8 @@ def test_a_rejected_batch_publishes_none_of_its_points(client):
         with pytest.raises(ValidationError):
             run.log_metrics({"good": 1.0, "bad": "x"})
         run.log_metrics({"ok": 2.0})
-    points = [p for e in client.emitter.events if e.event_type == "MetricsLogged" for p in e.record["points"]]
+    points = [p for e in client.emitter.events if e.event_type == "MetricsLogged"
+              for p in metric_columns.points(e.record)]
     assert [p["key"] for p in points] == ["ok"]
 
 
@@ -180,9 +183,47 @@ def test_many_points_are_batched_into_few_events(client):
     with client.start_run(experiment="e") as run:
         for step in range(12_000):
             run.log_metrics({"a": 1.0, "b": 2.0}, step=step)
-    batches = [len(e.record["points"]) for e in client.emitter.events if e.event_type == "MetricsLogged"]
+    batches = [len(metric_columns.points(e.record)) for e in client.emitter.events if e.event_type == "MetricsLogged"]
     assert sum(batches) == 24_000
     assert max(batches) <= 5000 and len(batches) <= 24_000 / 1000
+
+
+def test_points_are_published_as_columns_in_the_order_logged(client):
+    """The SDK's batches are columnar (decision 0021): a dictionary of names and one array item per point."""
+    with client.start_run(experiment="e") as run:
+        for step in range(3):
+            run.log_metrics({"loss": 1.0 / (step + 1), "auc": step * 0.25}, step=step, timestamp=1_760_000_000 + step)
+        run.log_metric("lr", 0.5, step=7, timestamp=1_760_000_100)
+    (event,) = [e for e in client.emitter.events if e.event_type == "MetricsLogged"]
+    assert event.record["points"] == [] and set(event.record["columns"]["keys"]) == {"loss", "auc", "lr"}
+    got = [(p["key"], p["value"], p["step"], p["timestamp"]) for p in metric_columns.points(event.record)]
+    assert got == [("loss", 1.0, 0, 1_760_000_000_000_000), ("auc", 0.0, 0, 1_760_000_000_000_000),
+                   ("loss", 0.5, 1, 1_760_000_001_000_000), ("auc", 0.25, 1, 1_760_000_001_000_000),
+                   ("loss", 1 / 3, 2, 1_760_000_002_000_000), ("auc", 0.5, 2, 1_760_000_002_000_000),
+                   ("lr", 0.5, 7, 1_760_000_100_000_000)]
+
+
+def test_columns_of_many_names_carry_only_the_names_each_event_uses():
+    from modelog.sdk.tracking import BATCH_POINTS, metric_batches
+
+    chunks = [((f"m{i}",), [float(i)], i, 1000 + i) for i in range(2 * BATCH_POINTS + 10)]
+    batches = metric_batches(chunks, len(chunks))
+    assert [len(b["keys"]) for b in batches] == [BATCH_POINTS, BATCH_POINTS, 10]
+    pts = [p for b in batches for p in metric_columns.points({"columns": b})]
+    assert pts == [{"key": f"m{i}", "value": float(i), "step": i, "timestamp": 1000 + i} for i in range(len(chunks))]
+
+
+def test_values_of_other_numeric_types_are_converted_and_bad_ones_rejected(client):
+    import numpy as np
+
+    with client.start_run(experiment="e") as run:
+        run.log_metrics({"i": 3, "np": np.float32(0.5), "np64": np.float64(2.5), "inf": math.inf}, step=np.int64(4))
+        with pytest.raises(ValidationError) as err:
+            run.log_metrics({"ok": 1.0, "flag": True})
+        assert err.value.field == "metrics['flag']"
+    pts = [p for e in client.emitter.events if e.event_type == "MetricsLogged" for p in metric_columns.points(e.record)]
+    assert [(p["key"], p["value"], p["step"]) for p in pts] == [("i", 3.0, 4), ("np", 0.5, 4), ("np64", 2.5, 4),
+                                                                ("inf", math.inf, 4)]
 
 
 def test_git_environment_inside_a_repository(tmp_path):

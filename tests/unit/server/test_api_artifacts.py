@@ -76,3 +76,54 @@ def test_a_missing_object_is_502(stored, tok):
     (store / "sha256" / hashlib.sha256(b"weights" * 1000).hexdigest()).unlink()
     r = api.get(f"/api/v1/runs/{run_id}/artifacts/models/model.pkl", headers=auth(tok["reader"]))
     assert r.status_code == 502 and "missing" in r.json()["detail"]
+
+
+# -- PUT /api/v1/runs/{run_id}/artifacts/{path}: upload, checked against Repr-Digest ------------------------
+
+def digest(body: bytes) -> dict[str, str]:
+    import base64
+
+    return {"Repr-Digest": f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"}
+
+
+def test_an_upload_is_stored_and_logged_with_the_token_s_principal(stored, tok, live):
+    api, run_id, store = stored
+    body = b"uploaded " * 5000
+    r = api.put(f"/api/v1/runs/{run_id}/artifacts/up/data.bin?uri=file:///train/data.bin", content=body,
+                headers={**auth(tok["writer"]), **digest(body), "Content-Type": "application/x-thing"})
+    assert r.status_code == 201, r.text
+    sha = hashlib.sha256(body).hexdigest()
+    assert r.json() == {"run_id": run_id, "path": "up/data.bin", "sha256": sha, "size_bytes": len(body),
+                        "media_type": "application/x-thing", "content_address": f"{store.as_uri()}/sha256/{sha}"}
+    assert (store / "sha256" / sha).read_bytes() == body
+    live.project()
+    rows = live.sql("SELECT uri, media_type FROM artifacts WHERE run_id = ? AND path = 'up/data.bin'", [run_id])
+    assert rows == [{"uri": "file:///train/data.bin", "media_type": "application/x-thing"}]
+    got = api.get(f"/api/v1/runs/{run_id}/artifacts/up/data.bin", headers=auth(tok["reader"]))
+    assert got.content == body
+    assert api.get("/api/v1/artifact-store", headers=auth(tok["reader"])).json() == {"root": store.as_uri()}
+
+
+@pytest.mark.parametrize("path", ["%2e%2e/%2e%2e/etc/passwd", "a/%2E%2E/b", "file:/etc/passwd", "a//b", "C:x"])
+def test_uploads_to_paths_that_escape_are_refused_before_reading(stored, tok, path):
+    api, run_id, store = stored
+    r = api.put(f"/api/v1/runs/{run_id}/artifacts/{path}", content=b"x", headers={**auth(tok["writer"]), **digest(b"x")})
+    assert r.status_code == 422 and r.json()["field"] == "path", r.text
+    assert not (store / "sha256" / hashlib.sha256(b"x").hexdigest()).exists()
+
+
+@pytest.mark.parametrize("headers, why", [
+    ({}, "Repr-Digest"), ({"Repr-Digest": "sha-256=:bm90IDMyIGJ5dGVz:"}, "Repr-Digest"),
+    ({"Repr-Digest": "md5=:AAAA:"}, "Repr-Digest"), (digest(b"other bytes"), "nothing was stored")])
+def test_uploads_without_the_right_digest_are_refused_and_nothing_is_stored(stored, tok, headers, why):
+    api, run_id, store = stored
+    r = api.put(f"/api/v1/runs/{run_id}/artifacts/x.bin", content=b"the body", headers={**auth(tok["writer"]), **headers})
+    assert r.status_code == 422 and why in r.text, r.text
+    assert not (store / "sha256" / hashlib.sha256(b"the body").hexdigest()).exists()
+
+
+def test_uploads_need_write(stored, tok):
+    api, run_id, _ = stored
+    r = api.put(f"/api/v1/runs/{run_id}/artifacts/x.bin", content=b"b", headers={**auth(tok["reader"]), **digest(b"b")})
+    assert r.status_code == 403
+    assert api.put(f"/api/v1/runs/{run_id}/artifacts/x.bin", content=b"b", headers=digest(b"b")).status_code == 401

@@ -7,8 +7,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from factories import same, sample_records
+from factories import metric_points_record, same, sample_records
 from modelog import DecodeError
+from modelog.wire import metric_columns
 from modelog.wire.codec import Codec
 from modelog.wire.schemas import crc64_avro, current_schemas
 
@@ -30,10 +31,13 @@ def test_round_trip_every_event(event_type):
     assert same(decoded.record, record)
 
 
-def test_nan_and_infinities_survive():
-    rec = Codec().decode(Codec().encode("MetricsLogged", sample_records()["MetricsLogged"])).record
-    values = [p["value"] for p in rec["points"]]
+@pytest.mark.parametrize("form", ["columns", "points"])
+def test_nan_and_infinities_survive(form):
+    record = sample_records()["MetricsLogged"] if form == "columns" else metric_points_record()
+    rec = Codec().decode(Codec().encode("MetricsLogged", record)).record
+    values = [p["value"] for p in metric_columns.points(rec)]
     assert values[0] == 0.5 and math.isnan(values[1]) and values[2] == math.inf and values[3] == -math.inf
+    assert (rec["columns"] is None) == (form == "points")
 
 
 @pytest.mark.parametrize("data, reason", [

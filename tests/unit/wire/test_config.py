@@ -9,6 +9,9 @@ def test_defaults(tmp_path):
     assert s.views_path == tmp_path.resolve() / "views.duckdb"
     assert s.tracking_topic == "modelog.tracking" and s.deadletter_topic == "modelog.deadletter"
     assert s.principal
+    assert (s.checkpoint_every, s.checkpoint_seconds) == (1000, 60.0)
+    assert s.checkpoints_topic == "modelog.checkpoints" and s.topic_for("LogCheckpoint") == s.checkpoints_topic
+    assert s.checkpoints_topic in s.metadata_topics and s.checkpoints_topic not in s.projected_topics
 
 
 def test_environment_and_passthrough(tmp_path):
@@ -33,6 +36,9 @@ def test_arguments_win_over_environment(tmp_path):
     ({"MODELOG_TOPIC_PARTITIONS": "many"}, "MODELOG_TOPIC_PARTITIONS"),
     ({"MODELOG_TOPIC_PARTITIONS": "0"}, "MODELOG_TOPIC_PARTITIONS"),
     ({"MODELOG_ACTOR_KIND": "robot"}, "MODELOG_ACTOR_KIND"),
+    ({"MODELOG_CHECKPOINT_EVERY": "0"}, "MODELOG_CHECKPOINT_EVERY"),
+    ({"MODELOG_CHECKPOINT_SECONDS": "-1"}, "MODELOG_CHECKPOINT_SECONDS"),
+    ({"MODELOG_CHECKPOINT_SECONDS": "soon"}, "MODELOG_CHECKPOINT_SECONDS"),
 ])
 def test_bad_settings_name_the_variable(tmp_path, env, name):
     with pytest.raises(ConfigError, match=name):
