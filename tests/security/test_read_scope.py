@@ -35,6 +35,9 @@ class Teams:
 def teams(secured) -> Teams:
     import pandas as pd
 
+    # the deployment gives bob writer everywhere (so its other tests may write as bob); a role held everywhere
+    # reads everything, so here bob keeps only reader on team-a
+    run_cli(secured.env, "access", "revoke", "bob", "writer")
     run_cli(secured.env, "access", "grant", "bob", "reader", "--experiment", "team-a")
     alice = Client(secured.settings)
     runs = {}
@@ -54,8 +57,8 @@ def teams(secured) -> Teams:
         alice.wait_projected(60)
     finally:
         alice.close()
-    wait_until(lambda: secured.sql("SELECT * FROM role_assignments WHERE principal = 'bob' "
-                                   "AND experiment = 'team-a'"), 30, "bob's grant on team-a is projected")
+    wait_until(lambda: secured.sql("SELECT role, experiment FROM role_assignments WHERE principal = 'bob'")
+               == [{"role": "reader", "experiment": "team-a"}], 30, "bob holds only reader on team-a")
     events = {team: [r["event_id"] for r in secured.sql(f"SELECT event_id FROM audit_log WHERE entity_key = '{rid}'")]
               for team, rid in runs.items()}
     assert all(events.values())
