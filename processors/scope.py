@@ -85,6 +85,11 @@ FILTERS: dict[str, str] = {
     "log_lineage": "_scope_node(src) AND _scope_node(dst)",
     "log_dataset_versions": "'dataset:' || dataset || '@' || version IN (SELECT node FROM _scope_datasets)",
     "log_dead_letters": "false",
+    # privacy (decision 0018): which keys are sensitive is policy, public like the global rules; which rows a
+    # subject's key sealed follows the run; who was erased names people: admins only
+    "log_sensitive_fields": "true",
+    "log_sealed": f"run_id IN {_RUNS}",
+    "log_erasures": "false",
 }
 
 
