@@ -1,4 +1,7 @@
-"""Every write is authorized by the grants as of its log time, once the log is governed (decision 0017)."""
+"""Every write is authorized by the grants as of its log time, once the log is governed (decision 0017).
+
+(tests/security/test_write_authorization.py drives the same rules on the real broker.)
+"""
 
 import pytest
 
