@@ -8,6 +8,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # factories, waiting
 
+# the SIGTERM handler this process started with: what every test ends with, even when a module-scoped fixture
+# started a run (and so installed the SDK's handler) before a test's own snapshot below was taken
+_SIGTERM_AT_START = signal.getsignal(signal.SIGTERM)
+
 
 @pytest.fixture(autouse=True)
 def _process_state_reset():
@@ -16,12 +20,11 @@ def _process_state_reset():
     from modelog.consumers import query
     from modelog.sdk import fluent, tracking
 
-    handler = signal.getsignal(signal.SIGTERM)
     yield
     with fluent._default_lock:
         client, fluent._default = fluent._default, None
-    if handler is not None:  # None: installed outside Python, nothing of ours to undo
-        signal.signal(signal.SIGTERM, handler)
+    if _SIGTERM_AT_START is not None:  # None: installed outside Python, nothing of ours to undo
+        signal.signal(signal.SIGTERM, _SIGTERM_AT_START)
     tracking._sigterm_installed = False
     query.close_readers()
     query.close_connections()

@@ -17,7 +17,7 @@ from modelog import Client
 from modelog.wire.sealing import ERASED
 from waiting import wait_until
 
-from conftest import run_cli
+from conftest import Processor, deployment_env, run_cli
 from test_signed_events import produce_raw
 
 pytestmark = pytest.mark.broker
@@ -141,7 +141,6 @@ def test_the_lake_of_several_workers_never_holds_the_plaintext(bootstrap, tmp_pa
     """With `modelog process --workers 2` the shards publish append-only Parquet files: their projector
     leaves sealed values sealed, so the lake never holds the plaintext, before or after the erasure, and a
     rebuild from the log equals the lake."""
-    from conftest import Processor, deployment_env
     from modelog import Settings
 
     home = tmp_path / "home"
