@@ -4,16 +4,18 @@ W = 10 runs x (20 params, 5 tags, 20 metrics x 500 steps) = 100,000 metric point
 
 Reports SDK time per point inside the training loop, points/s until every point
 is visible in SQL, and event-to-query freshness p50/p99 (one point logged, then
-polled with SQL until visible). Then (unless --signing off) `modelog init` makes the
-benchmark's principal the bootstrap admin and the workload runs again with every event
-signed (Ed25519, one signature per batch event; decision 0014): the signing cost is the
-difference in the loop and end to end. Prints a table and writes bench/results/backbone.json.
+polled with SQL until visible). Then (unless --signing off) the same workload runs on a
+second, governed stack (`modelog init` makes the benchmark's principal the bootstrap admin, so every
+event is signed with Ed25519, one signature per batch event, and the processor verifies and authorizes
+each; decisions 0015, 0017): the two stacks run side by side and the repetitions alternate between
+them (A B B A ...), so both see the same machine load and the same growing log. The signing cost is
+the difference in the loop and end to end. Prints a table and writes bench/results/backbone.json.
 
-    python bench/backbone.py [--storage s3|memory] [--runs 10] [--steps 500] [--probes 200] [--repeat 3]
+    python bench/backbone.py [--storage s3|memory] [--runs 10] [--steps 500] [--probes 200] [--repeat 5]
                              [--signing on|off]
 
-With --repeat N the workload runs N times against the same broker and processor and
-the table reports the median (JSON keeps every repetition).
+With --repeat N the workload runs N times against each stack's broker and processor and
+the table reports the medians (JSON keeps every repetition).
 """
 
 from __future__ import annotations
@@ -77,15 +79,35 @@ def freshness(client, settings, probes: int) -> dict:
             "freshness_p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "freshness_max_ms": lat[-1]}
 
 
-def signing(settings, args) -> dict:
-    """`modelog init`, then the workload again with every event signed; the sign cost of one batch event."""
-    import timeit
+class Stack:
+    """One embedded broker and one processor in a home of their own; `signed` makes it governed."""
 
+    def __init__(self, storage: str, signed: bool) -> None:
+        from modelog import Settings
+        from modelog.local.broker import EmbeddedBroker
+        from modelog.local.processes import start_processor_background
+
+        self.home = Path(tempfile.mkdtemp(prefix="modelog-bench-"))
+        self.broker = EmbeddedBroker(self.home, storage=storage)
+        self.settings = Settings.load(env={}, home=self.home, bootstrap=self.broker.start(), session_timeout_ms=2000)
+        start_processor_background(self.settings)
+        if signed:
+            governed(self.settings)
+
+    def stop(self) -> None:
+        from modelog.local.processes import stop_processor
+        from modelog.wire.home import running_processor
+
+        info = running_processor(self.settings)
+        if info:
+            stop_processor(self.settings, info)
+        self.broker.stop()
+
+
+def governed(settings) -> None:
+    """`modelog init`: the benchmark's principal becomes the bootstrap admin and signs from now on."""
     import modelog
-    from modelog import Client
     from modelog.sdk.keys import bootstrap
-    from modelog.wire.codec import Codec
-    from modelog.wire.signing import signer_for
 
     bootstrap(settings, program="bench")
     deadline = time.monotonic() + 60
@@ -93,11 +115,15 @@ def signing(settings, args) -> dict:
         if time.monotonic() > deadline:
             raise TimeoutError("the bootstrap key was not projected")
         time.sleep(0.05)
-    client = Client(settings)
-    assert client.emitter.signer is not None, "the benchmark's client has no signing key"
-    reps = [workload(client, args.runs, 20, 5, 20, args.steps, 100 + rep) for rep in range(args.repeat)]
-    client.close()
-    median = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
+
+
+def sign_cost(settings) -> tuple[float, int]:
+    """Microseconds for one signature of a 5,000-point MetricsLogged, and its size."""
+    import timeit
+
+    from modelog.wire.codec import Codec
+    from modelog.wire.signing import signer_for
+
     points = [{"key": f"metric_{j % 20:02d}", "value": j * 0.5, "step": j, "timestamp": 1_760_000_000_000_000 + j}
               for j in range(5000)]
     value = Codec().encode("MetricsLogged", {
@@ -107,12 +133,23 @@ def signing(settings, args) -> dict:
                      "entity": {"type": "run", "key": "r"}}, "run_id": "r", "points": points})
     signer = signer_for(settings)
     n = 200
-    sign_us = min(timeit.repeat(lambda: signer.headers("t", "e", value), number=n, repeat=5)) / n * 1e6
-    verified = modelog.sql_arrow("SELECT count(*) FILTER (WHERE verified) AS v, count(*) AS n FROM audit_log "
-                                 "WHERE entity_key IN (SELECT run_id FROM runs WHERE regexp_matches(experiment, '^bench-w1[0-9]{2}$'))",
-                                 settings).to_pylist()[0]
-    return {"repetitions": reps, "median": median, "sign_us_per_event": sign_us, "event_bytes": len(value),
-            "verified_events": verified["v"], "events": verified["n"]}
+    return min(timeit.repeat(lambda: signer.headers("t", "e", value), number=n, repeat=5)) / n * 1e6, len(value)
+
+
+def verified_counts(settings) -> dict:
+    import modelog
+
+    return modelog.sql_arrow("SELECT count(*) FILTER (WHERE verified) AS v, count(*) AS n FROM audit_log "
+                             "WHERE entity_key IN (SELECT run_id FROM runs WHERE starts_with(experiment, 'bench-w'))",
+                             settings).to_pylist()[0]
+
+
+def alternate(repeat: int) -> list[bool]:
+    """A B B A A B B A ...: which stack (signed or not) each slot runs, balanced against drift in load."""
+    order: list[bool] = []
+    for i in range(repeat):
+        order += [False, True] if i % 2 == 0 else [True, False]
+    return order
 
 
 def main() -> None:
@@ -121,38 +158,50 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--probes", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--signing", choices=["on", "off"], default="on",
                     help="also run the workload with signed events (after modelog init) and report the cost")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "backbone.json")
     args = ap.parse_args()
 
-    from modelog import Client, Settings
-    from modelog.local.broker import EmbeddedBroker
-    from modelog.local.processes import start_processor_background, stop_processor
-    from modelog.wire.home import running_processor
+    from modelog import Client
 
-    home = Path(tempfile.mkdtemp(prefix="modelog-bench-"))
-    broker = EmbeddedBroker(home, storage=args.storage)
-    settings = Settings.load(env={}, home=home, bootstrap=broker.start(), session_timeout_ms=2000)
+    stacks = {False: Stack(args.storage, signed=False)}
     try:
-        start_processor_background(settings)
-        client = Client(settings)
-        t0 = time.perf_counter()  # one-time per process: connect, create topics, idempotent-producer id
-        client.create_experiment("bench-warmup")
-        client.flush()
-        connect_s = time.perf_counter() - t0
-        reps = [workload(client, args.runs, 20, 5, 20, args.steps, rep) for rep in range(args.repeat)]
+        if args.signing == "on":
+            stacks[True] = Stack(args.storage, signed=True)
+        clients = {signed: Client(stack.settings) for signed, stack in stacks.items()}
+        connect_s = 0.0
+        for signed, client in clients.items():  # one-time per process: connect, create topics, producer id
+            t0 = time.perf_counter()
+            client.create_experiment("bench-warmup")
+            client.flush()
+            connect_s = max(connect_s, time.perf_counter() - t0)
+        if True in clients:
+            assert clients[True].emitter.signer is not None, "the governed stack's client has no signing key"
+        runs: dict[bool, list[dict]] = {False: [], True: []}
+        order = alternate(args.repeat) if True in clients else [False] * args.repeat
+        for slot, signed in enumerate(order):
+            runs[signed].append(workload(clients[signed], args.runs, 20, 5, 20, args.steps, slot))
+        reps = runs[False]
         w = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
         w["points"] = reps[0]["points"]
-        f = freshness(client, settings, args.probes)
-        client.close()
-        signed = signing(settings, args) if args.signing == "on" else None
+        f = freshness(clients[False], stacks[False].settings, args.probes)
+        signed = None
+        if True in clients:
+            sreps = runs[True]
+            sign_us, event_bytes = sign_cost(stacks[True].settings)
+            counts = verified_counts(stacks[True].settings)
+            ratios = [s["points_per_s_into_views"] / u["points_per_s_into_views"] for s, u in zip(sreps, reps)]
+            signed = {"repetitions": sreps, "median": {k: statistics.median(r[k] for r in sreps) for k in sreps[0]},
+                      "throughput_ratio_per_pair": ratios, "throughput_ratio_median": statistics.median(ratios),
+                      "sign_us_per_event": sign_us, "event_bytes": event_bytes,
+                      "verified_events": counts["v"], "events": counts["n"]}
+        for client in clients.values():
+            client.close()
     finally:
-        info = running_processor(settings)
-        if info:
-            stop_processor(settings, info)
-        broker.stop()
+        for stack in stacks.values():
+            stack.stop()
 
     result = {"workload": f"{args.runs} runs x 20 params x 5 tags x 20 metrics x {args.steps} steps",
               "storage": args.storage, "machine": machine(), "client_connect_s": connect_s, "repeat": args.repeat, **w, **f,
@@ -175,6 +224,7 @@ def main() -> None:
             ("signed: SDK time per point in the training loop", f"{s['sdk_us_per_point']:.2f} us", "<= 2 us"),
             ("signed: points/s until visible in SQL", f"{s['points_per_s_into_views']:,.0f}",
              f"within 10% of {w['points_per_s_into_views']:,.0f}"),
+            ("  (signed / unsigned, median of the pairs)", f"{signed['throughput_ratio_median']:.2f}", ">= 0.90"),
             ("  (one Ed25519 signature of a 5,000-point event)", f"{signed['sign_us_per_event']:.1f} us",
              f"= {signed['sign_us_per_event'] / 5000:.4f} us/point"),
             ("  (signed events shown verified in audit_log)", f"{signed['verified_events']:,}",
