@@ -10,6 +10,8 @@ Each integration module (``sklearn``, ``xgboost``, ``lightgbm``, ``keras``, ``li
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import math
 import numbers
@@ -273,3 +275,57 @@ def restore(patched: dict) -> None:
     for (owner, name), original in patched.items():
         setattr(owner, name, original)
     patched.clear()
+
+
+def boosting_train(original, flavor: str, options: Options, *, params: Callable[[dict], Mapping[str, Any]],
+                   dataset: Callable[[Any, dict], None], callback: Callable[[Any], Any], model_file: str):
+    """Wrap a gradient-boosting library's ``train(params, data, ..., callbacks=)`` (XGBoost, LightGBM).
+
+    For the outermost training call: ``params(call)`` (the bound call's arguments) become params,
+    ``dataset(run, call)`` logs the training data before training (a library may free it), the
+    ``callback(run)`` that logs each round's evaluations joins the caller's callbacks, and the booster
+    is stored as ``model/<model_file>`` with its own ``save_model``."""
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def train(*args, **kwargs):
+        with training(flavor, f"{flavor}.train", options) as run:
+            if run is None:
+                return original(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            call = bound.arguments
+            safely("params", lambda: run.log_params(params_of(params(call))))
+            safely("dataset", lambda: dataset(run, call))
+            call["callbacks"] = [*(call.get("callbacks") or []), callback(run)]
+            booster = original(*bound.args, **bound.kwargs)
+            log_model(run, options, lambda d: booster.save_model(str(d / model_file)), f"model/{model_file}")
+            return booster
+
+    return train
+
+
+def boosting_fit(original, flavor: str, options: Options, *, history: Callable[[Any], Mapping],
+                 save: Callable[[Any, str], None], model_file: str):
+    """Wrap ``fit(X, y, ...)`` of a gradient-boosting library's scikit-learn API.
+
+    For the outermost training call: ``get_params()`` as params, ``history(estimator)`` (the
+    per-round evaluations of ``eval_set``) with step = the round, ``training_score`` when ``y`` is
+    given, X and y as the dataset version, and ``save(estimator, path)`` as ``model/<model_file>``."""
+
+    @functools.wraps(original)
+    def fit(self, X, y=None, *args, **kwargs):
+        name = type(self).__name__
+        with training(flavor, name, options, {"estimator": name}) as run:
+            if run is None:
+                return original(self, X, y, *args, **kwargs)
+            safely("params", lambda: run.log_params(params_of(self.get_params())))
+            fitted = original(self, X, y, *args, **kwargs)
+            safely("metrics", lambda: log_history(run, history(self)))
+            if y is not None:
+                safely("metrics", lambda: run.log_metric("training_score", float(self.score(X, y))))
+            log_training_data(run, options, X, y)
+            log_model(run, options, lambda d: save(self, str(d / model_file)), f"model/{model_file}")
+            return fitted
+
+    return fit

@@ -19,8 +19,6 @@ is part of that fit and logs nothing of its own.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from pathlib import Path
 
 import lightgbm
@@ -68,25 +66,10 @@ def enabled() -> bool:
 
 
 def _wrap_train(original):
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def train(*args, **kwargs):
-        with _autolog.training(FLAVOR, "lightgbm.train", _options) as run:
-            if run is None:
-                return original(*args, **kwargs)
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            call = bound.arguments
-            params = {**(call.get("params") or {}), "num_boost_round": call.get("num_boost_round")}
-            _autolog.safely("params", lambda: run.log_params(_autolog.params_of(params)))
-            _log_dataset(run, call.get("train_set"))  # before training: LightGBM may free the raw data
-            call["callbacks"] = [*(call.get("callbacks") or []), metrics_callback(run)]
-            booster = original(*bound.args, **bound.kwargs)
-            _autolog.log_model(run, _options, lambda d: booster.save_model(str(d / "model.txt")), "model/model.txt")
-            return booster
-
-    return train
+    return _autolog.boosting_train(
+        original, FLAVOR, _options, model_file="model.txt", callback=metrics_callback,
+        params=lambda call: {**(call.get("params") or {}), "num_boost_round": call.get("num_boost_round")},
+        dataset=lambda run, call: _log_dataset(run, call.get("train_set")))
 
 
 def _log_dataset(run, train_set) -> None:
@@ -94,25 +77,11 @@ def _log_dataset(run, train_set) -> None:
         return
     data = getattr(train_set, "data", None)
     if isinstance(data, (str, Path)):  # built from a file: that file's content is the version
-        _autolog.safely("dataset", lambda: run.log_dataset("training-data", str(data), role="train"))
+        run.log_dataset("training-data", str(data), role="train")
         return
     _autolog.log_training_data(run, _options, data, getattr(train_set, "label", None))
 
 
 def _wrap_fit(original):
-    @functools.wraps(original)
-    def fit(self, X, y, *args, **kwargs):
-        name = type(self).__name__
-        with _autolog.training(FLAVOR, name, _options, {"estimator": name}) as run:
-            if run is None:
-                return original(self, X, y, *args, **kwargs)
-            _autolog.safely("params", lambda: run.log_params(_autolog.params_of(self.get_params())))
-            fitted = original(self, X, y, *args, **kwargs)
-            _autolog.safely("metrics", lambda: _autolog.log_history(run, self.evals_result_))
-            _autolog.safely("metrics", lambda: run.log_metric("training_score", float(self.score(X, y))))
-            _autolog.log_training_data(run, _options, X, y)
-            _autolog.log_model(run, _options, lambda d: self.booster_.save_model(str(d / "model.txt")),
-                               "model/model.txt")
-            return fitted
-
-    return fit
+    return _autolog.boosting_fit(original, FLAVOR, _options, history=lambda est: est.evals_result_,
+                                 save=lambda est, path: est.booster_.save_model(path), model_file="model.txt")

@@ -19,9 +19,6 @@ that scikit-learn autologging logs is part of that fit and logs nothing of its o
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 import xgboost
 
 from modelog.integrations import _autolog
@@ -69,29 +66,11 @@ def enabled() -> bool:
 
 
 def _wrap_train(original):
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def train(*args, **kwargs):
-        with _autolog.training(FLAVOR, "xgboost.train", _options) as run:
-            if run is None:
-                return original(*args, **kwargs)
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            call = bound.arguments
-            params = dict(call.get("params") or {})
-            params.update(num_boost_round=call.get("num_boost_round"),
-                          early_stopping_rounds=call.get("early_stopping_rounds"))
-            _autolog.safely("params", lambda: run.log_params(_autolog.params_of(params)))
-            dtrain = call.get("dtrain")
-            _autolog.safely("dataset", lambda: _log_dmatrix(run, dtrain))
-            call["callbacks"] = [*(call.get("callbacks") or []), MetricsCallback(run)]
-            booster = original(*bound.args, **bound.kwargs)
-            _autolog.log_model(run, _options, lambda d: booster.save_model(str(d / "model.json")),
-                               "model/model.json")
-            return booster
-
-    return train
+    return _autolog.boosting_train(
+        original, FLAVOR, _options, model_file="model.json", callback=MetricsCallback,
+        params=lambda call: {**(call.get("params") or {}), "num_boost_round": call.get("num_boost_round"),
+                             "early_stopping_rounds": call.get("early_stopping_rounds")},
+        dataset=lambda run, call: _log_dmatrix(run, call.get("dtrain")))
 
 
 def _log_dmatrix(run, dtrain) -> None:
@@ -107,19 +86,5 @@ def _log_dmatrix(run, dtrain) -> None:
 
 
 def _wrap_fit(original):
-    @functools.wraps(original)
-    def fit(self, X, y=None, *args, **kwargs):
-        name = type(self).__name__
-        with _autolog.training(FLAVOR, name, _options, {"estimator": name}) as run:
-            if run is None:
-                return original(self, X, y, *args, **kwargs)
-            _autolog.safely("params", lambda: run.log_params(_autolog.params_of(self.get_params())))
-            fitted = original(self, X, y, *args, **kwargs)
-            _autolog.safely("metrics", lambda: _autolog.log_history(run, self.evals_result()))
-            if y is not None:
-                _autolog.safely("metrics", lambda: run.log_metric("training_score", float(self.score(X, y))))
-            _autolog.log_training_data(run, _options, X, y)
-            _autolog.log_model(run, _options, lambda d: self.save_model(str(d / "model.json")), "model/model.json")
-            return fitted
-
-    return fit
+    return _autolog.boosting_fit(original, FLAVOR, _options, history=lambda est: est.evals_result(),
+                                 save=lambda est, path: est.save_model(path), model_file="model.json")
