@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import mimetypes
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -19,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelog.server.auth import Principal, requires
 from modelog.server.problems import Problem, not_found
+from modelog.server.uploads import received, store_and_log
 from modelog.wire import rules as _rules
 from modelog.wire.envelope import now_micros
 from modelog.wire.errors import ValidationError
@@ -177,16 +173,6 @@ def digest_of(header: str | None) -> str:
     raise ValidationError("Repr-Digest", header, rule)
 
 
-def _store_artifact(request: Request, principal: Principal, run_id: str, path: str, tmp: Path, sha256: str,
-                    size: int, media: str, uri: str) -> str:
-    client = request.app.state.publisher.client(principal.name)
-    address = client.uploads.store.put_file(tmp, sha256, size)  # ConfigError: the server has no artifact store
-    client.publish("ArtifactLogged", "run", run_id, run_id=run_id, path=path, uri=uri, sha256=sha256,
-                   size_bytes=size, media_type=media, content_address=address)
-    client.flush()
-    return address
-
-
 @router.put("/runs/{run_id}/artifacts/{path:path}", status_code=201,
             summary="Upload an artifact's bytes (streamed, checked against Repr-Digest) and log it to the run")
 async def upload_artifact(request: Request, run_id: str, path: str,
@@ -202,28 +188,16 @@ async def upload_artifact(request: Request, run_id: str, path: str,
     _check("run_id", run_id, _rules.ident)
     _check("path", path, _rules.stored_artifact_path)
     expected = digest_of(request.headers.get("repr-digest"))
-    media = (request.headers.get("content-type") or "").split(";")[0].strip() or \
-        mimetypes.guess_type(path)[0] or "application/octet-stream"
-    fd, name = tempfile.mkstemp(prefix="modelog-upload-")
-    tmp = Path(name)
-    try:
-        h, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in request.stream():
-                h.update(chunk)
-                size += len(chunk)
-                await run_in_threadpool(fh.write, chunk)
-        actual = h.hexdigest()
-        if actual != expected:
-            raise ValidationError("body", f"{size} bytes with sha256 {actual}",
+    async with received(request, path) as body:
+        if body.sha256 != expected:
+            raise ValidationError("body", f"{body.size} bytes with sha256 {body.sha256}",
                                   f"must be the bytes of Repr-Digest's sha256 {expected}: the upload was "
                                   "changed or cut on the way; nothing was stored")
-        address = await run_in_threadpool(_store_artifact, request, principal, run_id, path, tmp, actual, size,
-                                          media, uri or f"{request.url.path}")
-    finally:
-        tmp.unlink(missing_ok=True)
-    return {"run_id": run_id, "path": path, "sha256": actual, "size_bytes": size, "media_type": media,
-            "content_address": address}
+        publisher = request.app.state.publisher
+        address = await run_in_threadpool(lambda: store_and_log(publisher.client(principal.name), run_id, path,
+                                                                uri or f"{request.url.path}", body))
+    return {"run_id": run_id, "path": path, "sha256": body.sha256, "size_bytes": body.size,
+            "media_type": body.media_type, "content_address": address}
 
 
 @router.get("/artifact-store", summary="Where this server stores artifact bytes (the root of content addresses)")

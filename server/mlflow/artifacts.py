@@ -12,11 +12,6 @@ into ``/api/2.0/mlflow-artifacts/artifacts/<experiment_id>/<run_id>/artifacts/<p
 
 from __future__ import annotations
 
-import hashlib
-import mimetypes
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelog.server.api import tracking as _tracking
 from modelog.server.auth import Principal, requires
+from modelog.server.uploads import received, store_and_log
 from modelog.server.mlflow.common import MlflowJSON, client, invalid, missing, projected, refused, views
 from modelog.wire import rules as _rules
 from modelog.wire.errors import ValidationError
@@ -88,16 +84,6 @@ def download(request: Request, path: str, principal: Principal = requires("read"
     return _tracking.artifact(request, run_id, rel, principal)
 
 
-def _store(request: Request, principal: Principal, run_id: str, rel: str, tmp: Path, sha256: str, size: int,
-           media: str) -> None:
-    c = client(request, principal)
-    address = c.uploads.store.put_file(tmp, sha256, size)  # ConfigError: no artifact store configured
-    uri = "mlflow-artifacts:/" + quote(request.path_params["path"].strip("/"), safe="/")
-    c.publish("ArtifactLogged", "run", run_id, run_id=run_id, path=rel, uri=uri, sha256=sha256, size_bytes=size,
-              media_type=media, content_address=address)
-    c.flush()
-
-
 @router.put("/artifacts/{path:path}")
 async def upload(request: Request, path: str, principal: Principal = requires("write", basic=True)):
     run_id, rel = split(path)
@@ -106,20 +92,9 @@ async def upload(request: Request, path: str, principal: Principal = requires("w
     except ValueError as exc:
         raise ValidationError("path", rel, str(exc)) from None
     await run_in_threadpool(_run, request, run_id)
-    media = (request.headers.get("content-type") or "").split(";")[0].strip() or \
-        mimetypes.guess_type(rel)[0] or "application/octet-stream"
-    fd, name = tempfile.mkstemp(prefix="modelog-mlflow-")
-    tmp = Path(name)
-    try:
-        h, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in request.stream():
-                h.update(chunk)
-                size += len(chunk)
-                await run_in_threadpool(fh.write, chunk)
-        await run_in_threadpool(_store, request, principal, run_id, rel, tmp, h.hexdigest(), size, media)
-    finally:
-        tmp.unlink(missing_ok=True)
+    uri = "mlflow-artifacts:/" + quote(path.strip("/"), safe="/")
+    async with received(request, rel) as body:
+        await run_in_threadpool(lambda: store_and_log(client(request, principal), run_id, rel, uri, body))
     await run_in_threadpool(projected, request, principal)
     return {}
 
