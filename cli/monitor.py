@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from modelog.cli.daemon import control
 from modelog.local.processes import running_drift, start_drift_background, stop_drift
 
 
@@ -20,18 +21,10 @@ def drift(ctx: click.Context, background: bool, stop: bool, status: bool, loglev
     """Run the drift processor: prediction windows vs reference profiles -> drift metrics and alerts."""
     settings = ctx.obj["settings"]
     info = running_drift(settings)
-    if status:
-        if info:
-            click.echo(f"running  pid={info['pid']}  ready={info.get('ready')}")
-        else:
-            click.echo("not running")
-            ctx.exit(1)
+    if control(ctx, info, status=status, stop=stop, stopper=lambda: stop_drift(settings),
+               describe=lambda i: f"pid={i['pid']}  ready={i.get('ready')}",
+               already="a drift processor already runs (pid {pid})"):
         return
-    if stop:
-        click.echo("stopped" if stop_drift(settings) else "not running")
-        return
-    if info:
-        raise click.ClickException(f"a drift processor already runs (pid {info['pid']})")
     if background:
         pid = start_drift_background(settings, loglevel=loglevel, timeout=timeout)
         click.echo(f"drift processor running in the background (pid {pid}); log: {settings.home / 'drift.log'}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from modelog.cli.daemon import control
 from modelog.local.processes import start_processor_background, stop_processor
 from modelog.wire.home import running_processor
 
@@ -38,23 +39,17 @@ def process(ctx: click.Context, background: bool, stop: bool, status: bool, logl
         run_processor(settings, loglevel=loglevel, publish_info=False, on_joined=lambda: mark_worker_ready(settings))
         return
     info = running_processor(settings)
-    if status:
+
+    def stopper() -> bool:
         if info:
-            click.echo(f"running  pid={info['pid']}  ready={info.get('ready')}  sql={info['sql_url']}  db={info['db']}"
-                       + (f"  metrics={info['metrics_url']}" if info.get("metrics_url") else ""))
-        else:
-            click.echo("not running")
-            ctx.exit(1)
+            stop_processor(settings, info)
+        return bool(info)
+
+    if control(ctx, info, status=status, stop=stop, stopper=stopper,
+               describe=lambda i: f"pid={i['pid']}  ready={i.get('ready')}  sql={i['sql_url']}  db={i['db']}"
+               + (f"  metrics={i['metrics_url']}" if i.get("metrics_url") else ""),
+               already="a processor already runs for {db} (pid {pid})"):
         return
-    if stop:
-        if not info:
-            click.echo("not running")
-            return
-        stop_processor(settings, info)
-        click.echo("stopped")
-        return
-    if info:
-        raise click.ClickException(f"a processor already runs for {info['db']} (pid {info['pid']})")
     if background:
         pid = start_processor_background(settings, loglevel=loglevel, timeout=timeout, workers=workers)
         click.echo(f"processor running in the background (pid {pid}); log: {settings.home / 'processor.log'}")

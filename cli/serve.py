@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from modelog.cli.daemon import control
 from modelog.local.processes import start_server_background, stop_server
 from modelog.wire.home import admin_token_file, running_server
 
@@ -22,18 +23,10 @@ def serve(ctx: click.Context, host: str, port: int, background: bool, stop: bool
     """Serve the REST API (/api/v1), the web UI (/) and the OpenAPI document; print the URL to open."""
     settings = ctx.obj["settings"]
     info = running_server(settings)
-    if status:
-        if info:
-            click.echo(f"running  pid={info['pid']}  url={info['url']}")
-        else:
-            click.echo("not running")
-            ctx.exit(1)
+    if control(ctx, info, status=status, stop=stop, stopper=lambda: stop_server(settings),
+               describe=lambda i: f"pid={i['pid']}  url={i['url']}",
+               already="a server already runs at {url} (pid {pid})"):
         return
-    if stop:
-        click.echo("stopped" if stop_server(settings) else "not running")
-        return
-    if info:
-        raise click.ClickException(f"a server already runs at {info['url']} (pid {info['pid']})")
     if background:
         info = start_server_background(settings, host, port, loglevel=loglevel, timeout=timeout)
         token = admin_token_file(settings).read_text().strip()
