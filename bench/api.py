@@ -36,7 +36,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ from api_common import (  # noqa: E402
     Dataset,
     timed,
 )
-from compare_common import cleanup_spawned, machine, record_spawn, write_json  # noqa: E402
+from compare_common import cleanup_spawned, machine, record_spawn, run_bounded, write_json  # noqa: E402
 
 GOAL_SPEEDUP = 10.0
 GOAL_RENDER_MS = 1000.0
@@ -310,18 +309,7 @@ def mlflow_side(args, workdir: Path) -> dict:
     how = "through its server" if args.mlflow_load == "server" else "with MlflowClient on its sqlite file"
     print(f"mlflow: loading {args.runs:,} runs and {args.points:,} points {how} (log: {log})", flush=True)
     with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(sub),
-                                start_new_session=True)
-        try:
-            rc = proc.wait(args.load_budget_s + 6 * args.budget_s + 300)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-            rc = "timeout"
+        rc = run_bounded(cmd, fh, sub, args.load_budget_s + 6 * args.budget_s + 300)
     try:
         data = json.loads(out.read_text())
     except (OSError, ValueError):

@@ -1,9 +1,11 @@
 """Side by side: workload W through modelog, MLflow 3.x and W&B (offline), on this machine.
 
-    .venv/bin/python bench/compare.py [--runs 10] [--steps 500] [--repeat 3] [--only modelog,mlflow,wandb]
-                                      [--no-durability] [--per-point-seconds 20] [--outage-s 10] [--markdown PATH]
+    .venv/bin/python bench/compare.py [--workload W|W10] [--runs N] [--steps 500] [--repeat 3]
+                                      [--only modelog,mlflow,wandb] [--no-durability] [--per-point-seconds 20]
+                                      [--outage-s 10] [--markdown PATH]
 
-W = 10 runs x (20 params, 5 tags, 20 metrics x 500 steps) = 100,000 metric points, through:
+W = 10 runs x (20 params, 5 tags, 20 metrics x 500 steps) = 100,000 metric points; W10 = the same with
+100 runs = 1,000,000 points (issue 10's capacity workload; its own JSON and chart). Each goes through:
 
 * modelog: SDK -> embedded broker (tansu s3:// on localbucket) -> projector, until every point is
   visible in SQL (``bench/compare_modelog.py``, this project's venv);
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -41,13 +42,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from compare_common import W, cleanup_spawned, machine, write_json  # noqa: E402
+from compare_common import W, cleanup_spawned, machine, run_bounded, write_json  # noqa: E402
 
 PEERS_VENV = HERE / ".venv-peers"
 PEERS_REQUIREMENTS = HERE / "requirements-peers.txt"
 SYSTEMS = ("modelog", "mlflow", "wandb")
+WORKLOADS = {"W": 10, "W10": 100}  # runs of 20 metrics x 500 steps
 TARGETS = {
-    "sdk_us_per_point": 2.0,
+    "sdk_us_per_point": 1.0,  # issue 10 (issue 2 asked for <= 2 us)
     "throughput_x_mlflow_log_batch": 100.0,
     "throughput_x_wandb_offline": 20.0,
     "freshness_p99_ms": 1000.0,
@@ -97,18 +99,7 @@ def run_system(name: str, python: Path, script: str, workdir: Path, extra: list[
     print(f"\n== {name}: {' '.join(cmd[1:2])} (log: {log})", flush=True)
     t0 = time.perf_counter()
     with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(sub),
-                                start_new_session=True)
-        try:
-            rc = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-            rc = "timeout"
+        rc = run_bounded(cmd, fh, sub, timeout)
     wall = time.perf_counter() - t0
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith((f"{name}", "mlflow", "wandb")) and ("points/s" in line):
@@ -242,7 +233,7 @@ def check_targets(res: dict, rows: list[dict], rats: list[dict], qrows: list[dic
 
     if m:
         v = m["us_per_point_in_loop"]
-        add("time per point in the training loop", v, "<= 2 us", v is not None and v <= TARGETS["sdk_us_per_point"],
+        add("time per point in the training loop", v, f"<= {TARGETS['sdk_us_per_point']:g} us", v is not None and v <= TARGETS["sdk_us_per_point"],
             f"{_f(v, '.2f')} us")
     for key, name, goal in (("mlflow_log_batch", "throughput vs MLflow log_batch", TARGETS["throughput_x_mlflow_log_batch"]),
                             ("wandb_offline", "throughput vs W&B offline", TARGETS["throughput_x_wandb_offline"])):
@@ -278,7 +269,7 @@ def print_report(report: dict) -> None:
           f"load average at start {mc.get('loadavg_1_5_15')}, at end {report.get('loadavg_end')}")
     print("versions: " + "; ".join(f"{k} {v}" for k, v in report["versions"].items() if v))
 
-    print("\nThroughput (W; CPU = user+sys of every process over the window; RSS = sum of each process's peak)")
+    print(f"\nThroughput ({report['workload']['name']}; CPU = user+sys of every process over the window; RSS = sum of each process's peak)")
     hdr = ("system", "variant", "points/s", "us/point in loop", "CPU s", "peak RSS MiB", "procs", "verified", "queryable")
     rows = [(r["system"], r["variant"] + (" [extrapolated]" if r["extrapolated"] else ""), _f(r["points_per_s"]),
              _f(r["us_per_point_in_loop"], ",.2f"), _f(r["cpu_s"], ",.2f"), _f(r["peak_rss_mib"], ",.0f"),
@@ -389,7 +380,9 @@ def markdown(report: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), default="W",
+                    help="W: 10 runs (10^5 points); W10: 100 runs (10^6 points)")
+    ap.add_argument("--runs", type=int, default=None, help="override the workload's number of runs")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3, help="throughput repetitions per system (median reported)")
     ap.add_argument("--only", default=",".join(SYSTEMS), help="comma-separated subset of modelog,mlflow,wandb")
@@ -401,12 +394,16 @@ def main() -> int:
     ap.add_argument("--outage-at", type=float, default=8.0, help="durability: stop after this many s of logging")
     ap.add_argument("--outage-s", type=float, default=10.0, help="durability: down for this many s")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per system script")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "compare.json")
-    ap.add_argument("--chart", type=Path, default=ROOT / "docs" / "benchmarks-compare.png")
+    ap.add_argument("--out", type=Path, default=None, help="default bench/results/compare[-w10].json")
+    ap.add_argument("--chart", type=Path, default=None, help="default docs/benchmarks-compare[-w10].png")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the tables as Markdown here")
     ap.add_argument("--keep-workdir", action="store_true")
     args = ap.parse_args()
+    suffix = "" if args.workload == "W" else f"-{args.workload.lower()}"
+    args.runs = WORKLOADS[args.workload] if args.runs is None else args.runs
+    args.out = args.out or HERE / "results" / f"compare{suffix}.json"
+    args.chart = args.chart or ROOT / "docs" / f"benchmarks-compare{suffix}.png"
 
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SYSTEMS)
@@ -414,7 +411,7 @@ def main() -> int:
         ap.error(f"--only: unknown {sorted(unknown)}")
     w = W(args.runs, args.steps)
     started = time.perf_counter()
-    report: dict = {"workload": w.as_dict(), "workload_text": w.describe(), "machine": machine(),
+    report: dict = {"workload": {"name": args.workload, **w.as_dict()}, "workload_text": w.describe(), "machine": machine(),
                     "command": " ".join([".venv/bin/python", "bench/compare.py", *sys.argv[1:]]),
                     "settings": {k: v for k, v in vars(args).items() if k not in ("out", "chart", "markdown")},
                     "targets_spec": TARGETS, "issue_reference": ISSUE_REFERENCE, "errors": [], "not_measured": []}

@@ -13,6 +13,7 @@ import os
 import platform
 import signal
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -232,6 +233,23 @@ def terminate_tree(pid: int, timeout: float = 15.0) -> None:
                 pass
     time.sleep(0.05)
     _reap(pids)
+
+
+def run_bounded(cmd: list[str], log, cwd: Path, timeout: float) -> int | str:
+    """Run a benchmark script in a session of its own, output to the open ``log``; its exit code, or
+    "timeout" after ``timeout`` s (then the whole session is stopped: TERM, and KILL 20 s later)."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(cwd),
+                            start_new_session=True)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        return "timeout"
 
 
 def _reap(pids: list[int]) -> None:
