@@ -137,6 +137,16 @@ def browser(width: int = 1400, height: int = 1000):
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
 
+def settle(d, timeout: float = 20.0) -> None:
+    """Wait until every chart on the page has fetched and drawn its data (``data-state=ready``), then a
+    moment for the drawing to reach the screen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and d.execute_script(
+            "return document.querySelectorAll('figure.chart:not([data-state=ready])').length"):
+        time.sleep(0.2)
+    time.sleep(1.0)
+
+
 def page_weight(base: str, cookie: str, path: str) -> dict:
     """Bytes (raw, gzip) of a page's HTML plus the CSS and scripts it links from /static."""
     def get(url: str) -> bytes:
@@ -162,12 +172,13 @@ def main() -> None:
 
     from modelog import Client, Settings
     from modelog.local.broker import running_broker
+    from modelog.wire.home import free_port
 
     home = Path(tempfile.mkdtemp(prefix="modelog-ui-home-"))
     with running_broker(home / "broker-home", storage="memory") as bootstrap:
         env = {"MODELOG_HOME": str(home), "MODELOG_KAFKA_BOOTSTRAP": bootstrap, "MODELOG_LINGER_MS": "20",
                "MODELOG_TOPIC_PREFIX": f"ui{uuid.uuid4().hex[:6]}.", "MODELOG_SESSION_TIMEOUT_MS": "2000",
-               "MODELOG_PRINCIPAL": "alice"}
+               "MODELOG_PRINCIPAL": "alice", "MODELOG_ARTIFACT_URI": (home / "artifacts").as_uri()}
         full = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}, **env}
         cli = [sys.executable, "-m", "modelog"]
         subprocess.run(cli + ["process", "--background"], env=full, check=True, capture_output=True)
@@ -176,7 +187,7 @@ def main() -> None:
             t = time.monotonic()
             made = fill(client)
             print(f"demo data logged and projected in {time.monotonic() - t:.1f} s")
-            port = _free_port()
+            port = free_port()
             served = subprocess.run(cli + ["serve", "--background", "--port", str(port)], env=full, check=True,
                                     capture_output=True, text=True).stdout
             login = re.search(r"open: (\S+)", served).group(1)
@@ -199,10 +210,10 @@ def main() -> None:
                 cookie = "; ".join(f"{c['name']}={c['value']}" for c in d.get_cookies())
                 for name, path in pages:
                     d.get(base + path)
-                    time.sleep(1.5)  # charts fetch after load
+                    settle(d)
                     height = d.execute_script("return document.documentElement.scrollHeight")
                     d.set_window_size(1400, min(max(900, height + 40), 1600))
-                    time.sleep(0.3)
+                    settle(d)  # the charts draw again at the new size
                     d.save_screenshot(str(out / f"{name}.png"))
                     d.set_window_size(1400, 1000)
                     errors = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"
@@ -219,14 +230,6 @@ def main() -> None:
         finally:
             subprocess.run(cli + ["serve", "--stop"], env=full, capture_output=True)
             subprocess.run(cli + ["process", "--stop"], env=full, capture_output=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":
