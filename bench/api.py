@@ -34,7 +34,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -77,12 +76,6 @@ FIRST_ROWS_JS = """
   obs.observe(document, { childList: true, subtree: true, attributes: true });
 })();
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def loadavg() -> list[str] | None:
@@ -201,6 +194,7 @@ def modelog_side(args, ds: Dataset, workdir: Path) -> dict:
     from modelog import Client, Settings
     from modelog.local.broker import EmbeddedBroker
     from modelog.local.processes import start_processor_background, start_server_background, stop_processor, stop_server
+    from modelog.wire.home import free_port
     from modelog.wire.home import admin_token_file, running_processor
 
     out: dict = {"system": "modelog", "storage": args.storage, "errors": []}

@@ -10,26 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
 from modelog import Client, Settings
+from modelog.wire.home import free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 HAVE_BROWSER = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
 XSS = "<img src=x onerror=alert(1)>"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
@@ -93,7 +86,7 @@ def stack(tmp_path_factory):
         probe = Stack(env, "", "x?token=x")
         probe.cli("process", "--background")
         try:
-            out = probe.cli("serve", "--background", "--port", str(_free_port())).stdout
+            out = probe.cli("serve", "--background", "--port", str(free_port())).stdout
             login = re.search(r"open: (http://\S+/\?token=\S+)", out).group(1)
             yield Stack(env, login.split("/?", 1)[0], login)
         finally:
