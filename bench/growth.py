@@ -14,6 +14,7 @@ A table, ``bench/results/growth.json`` and, when ``bench/.venv-peers`` has matpl
 builds it), ``docs/benchmarks-growth.png``.
 
     python bench/growth.py [--points 1e5,1e6,1e7] [--runs 1e2,1e3,1e4] [--storage s3|memory]
+                           [--duckdb-memory-limit SIZE]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from compare_common import cpu_seconds, median_ms, peak_rss_mib, reset_peak_rss 
 METRICS = 20
 
 
-def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict:
+def measure(storage: str, runs: int, steps: int, params: int, tags: int, memory_limit: str | None = None) -> dict:
     from modelog import Client, Settings, sql_arrow
     from modelog.local.broker import EmbeddedBroker
     from modelog.local.processes import start_processor_background, stop_processor
@@ -46,7 +47,8 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int) -> dict
 
     home = Path(tempfile.mkdtemp(prefix="modelog-growth-"))
     broker = EmbeddedBroker(home, storage=storage)
-    settings = Settings.load(env={}, home=home, bootstrap=broker.start(), session_timeout_ms=2000)
+    env = {"MODELOG_DUCKDB_MEMORY_LIMIT": memory_limit} if memory_limit else {}
+    settings = Settings.load(env=env, home=home, bootstrap=broker.start(), session_timeout_ms=2000)
     keys = [f"metric_{j:02d}" for j in range(METRICS)]
     try:
         start_processor_background(settings)
@@ -121,13 +123,16 @@ def main() -> None:
     ap.add_argument("--points", default="1e5,1e6,1e7")
     ap.add_argument("--runs", default="1e2,1e3,1e4")
     ap.add_argument("--storage", choices=["s3", "memory"], default="s3")
+    ap.add_argument("--duckdb-memory-limit", default=None, metavar="SIZE",
+                    help="the projector's MODELOG_DUCKDB_MEMORY_LIMIT (default: DuckDB's, 80%% of RAM)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "growth.json")
     ap.add_argument("--chart", type=Path, default=ROOT / "docs" / "benchmarks-growth.png")
     args = ap.parse_args()
 
     series: dict[str, list[dict]] = {"points": [], "runs": []}
     for n in [int(float(x)) for x in args.points.split(",") if x]:
-        r = measure(args.storage, runs=100, steps=n // (100 * METRICS), params=20, tags=5)
+        r = measure(args.storage, runs=100, steps=n // (100 * METRICS), params=20, tags=5,
+                    memory_limit=args.duckdb_memory_limit)
         series["points"].append(r)
         c = r["cpu_us_per_point"]
         print(f"  points {r['points']:>10,}: {r['points_per_s']:>9,.0f} points/s, filter {r['filter_order_ms']:.1f} ms, "
@@ -135,7 +140,7 @@ def main() -> None:
               f"sdk {c['sdk'] or 0:.2f}, projector {c['projector'] or 0:.2f}, broker {c['broker'] or 0:.2f}; "
               f"load average {r['load_average'][0]:.1f}", flush=True)
     for n in [int(float(x)) for x in args.runs.split(",") if x]:
-        r = measure(args.storage, runs=n, steps=5, params=5, tags=2)
+        r = measure(args.storage, runs=n, steps=5, params=5, tags=2, memory_limit=args.duckdb_memory_limit)
         series["runs"].append(r)
         print(f"  runs {r['runs']:>8,}: {r['points_per_s']:>9,.0f} points/s, {r['sdk_ms_per_run_excl_points']:.2f} ms/run, "
               f"filter {r['filter_order_ms']:.1f} ms, projector {r['peak_rss_mib']['projector']:.0f} MiB", flush=True)
@@ -151,7 +156,7 @@ def main() -> None:
                   f"{r['sdk_us_per_point']:>6.2f} {r['filter_order_ms']:>9.1f} {r['history_ms']:>10.1f} "
                   f"{r['runs_list_ms']:>12.1f} {r['views_file_mib']:>9.1f} "
                   f"{m['sdk']:>8.0f}/{m['projector']:>6.0f}/{m['broker']:>6.0f}")
-    out = {"machine": machine(), "storage": args.storage, "metrics": METRICS, "series": series}
+    out = {"machine": machine(), "storage": args.storage, "duckdb_memory_limit": args.duckdb_memory_limit, "metrics": METRICS, "series": series}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwrote {args.out}")
