@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from modelog.cli.session import cli_client
 
 
 @click.group()
@@ -41,11 +42,9 @@ def artifacts_list(ctx: click.Context, run_id: str, fmt: str) -> None:
 def artifacts_log(ctx: click.Context, run_id: str, local_path: Path, artifact_path: str | None, no_store: bool) -> None:
     """Log LOCAL_PATH (a file, or a directory's files under its name) as an artifact of RUN_ID and store it;
     waits until the bytes are stored and the events acknowledged."""
-    from modelog.sdk.client import Client
     from modelog.sdk.uploads import files_under, record_files
 
-    client = Client(ctx.obj["settings"], program="modelog-cli")
-    try:
+    with cli_client(ctx) as client:
         base = artifact_path or local_path.name
         files = ([(local_path, base)] if local_path.is_file()
                  else [(f, f"{base}/{f.relative_to(local_path).as_posix()}") for f in files_under(local_path)])
@@ -53,8 +52,6 @@ def artifacts_log(ctx: click.Context, run_id: str, local_path: Path, artifact_pa
         if not no_store:
             client.uploads.wait(run_id, client.settings.flush_timeout)
         client.flush()
-    finally:
-        client.close()
     for art in recorded:
         click.echo(f"{art['path']}  {art['sha256']}  {art['content_address'] or art['uri'] + ' (reference only)'}")
 

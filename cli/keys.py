@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import click
 
-from modelog.cli.registry import _client, _fmt, _show
+from modelog.cli.registry import _fmt, _show
+from modelog.cli.session import cli_client
 
 
 @click.command("init")
@@ -43,12 +44,9 @@ def keys_create(ctx, principal, delegate, description) -> None:
     MODELOG_SIGNING_KEY set, that key is registered."""
     from modelog.sdk.keys import create_key
 
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         signer, path = create_key(c, principal, capabilities=("delegate",) if delegate else (),
                                   description=description)
-    finally:
-        c.close()
     who = principal or ctx.obj["settings"].principal
     click.echo(f"key {signer.key_id} for {who}" + (f": {path} (mode 0600)" if path else " (MODELOG_SIGNING_KEY)"))
 
@@ -77,11 +75,8 @@ def keys_revoke(ctx, key_id, reason) -> None:
         rules.key_id(key_id)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="KEY_ID") from None
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         revoke_key(c, key_id, reason)
-    finally:
-        c.close()
     click.echo(f"revocation of {key_id} published")
 
 

@@ -8,6 +8,7 @@ import click
 
 from modelog.cli.daemon import control
 from modelog.local.processes import running_drift, start_drift_background, stop_drift
+from modelog.cli.session import cli_client
 
 
 @click.command("drift")
@@ -50,16 +51,12 @@ def monitor_reference(ctx, model, path, version, prediction, label) -> None:
     """Profile a CSV or Parquet file as MODEL's reference (training) data."""
     import pandas as pd
 
-    from modelog.sdk.client import Client
     from modelog.sdk.monitoring import log_reference
 
     df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
-    c = Client(ctx.obj["settings"], program="modelog-cli")
-    try:
+    with cli_client(ctx) as c:
         n = log_reference(model, version, df, prediction=prediction, label=label, client=c)
         c.flush()
-    finally:
-        c.close()
     click.echo(f"reference for {model}" + (f" version {version}" if version else "") + f": {n} columns, {len(df)} rows")
 
 
@@ -76,7 +73,6 @@ def monitor_reference(ctx, model, path, version, prediction, label) -> None:
 def monitor_configure(ctx, model, window_rows, window_seconds, methods, thresholds, drift_share, raise_after,
                       resolve_after) -> None:
     """Set MODEL's windows, per-column methods/thresholds and alert hysteresis."""
-    from modelog.sdk.client import Client
     from modelog.sdk.monitoring import configure_monitor
 
     def pairs(values, what, cast):
@@ -88,12 +84,9 @@ def monitor_configure(ctx, model, window_rows, window_seconds, methods, threshol
             out[k] = cast(val)
         return out
 
-    c = Client(ctx.obj["settings"], program="modelog-cli")
-    try:
+    with cli_client(ctx) as c:
         configure_monitor(model, window_rows=window_rows, window_seconds=window_seconds,
                           methods=pairs(methods, "--method", str), thresholds=pairs(thresholds, "--threshold", float),
                           drift_share=drift_share, raise_after=raise_after, resolve_after=resolve_after, client=c)
         c.flush()
-    finally:
-        c.close()
     click.echo(f"monitor configured for {model}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from modelog.cli.registry import _client
+from modelog.cli.session import cli_client
 
 
 @click.command("erase")
@@ -22,11 +22,8 @@ def erase_cmd(ctx, subject, reason) -> None:
     Irreversible."""
     from modelog.sdk.privacy import erase
 
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         key_ids = erase(c, subject, reason)
-    finally:
-        c.close()
     if key_ids:
         click.echo(f"subject {subject} erased: data key {', '.join(key_ids)} deleted; its values show as [erased]")
     else:

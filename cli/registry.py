@@ -14,12 +14,7 @@ import sys
 from pathlib import Path
 
 import click
-
-
-def _client(ctx: click.Context):
-    from modelog.sdk.client import Client
-
-    return Client(ctx.obj["settings"], program="modelog-cli")
+from modelog.cli.session import cli_client
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -102,12 +97,9 @@ def model_download(ctx, name, dest, version, alias, stage) -> None:
 @click.pass_context
 def model_register(ctx, name, run_id, artifact, uri, semver, description, tags, no_wait) -> None:
     """Register a new version of model NAME and print its number."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         mv = c.registry.register_model(name, run_id=run_id, artifact=artifact, uri=uri, semver=semver,
                                        description=description, tags=_pairs(tags, "--tag"), wait=not no_wait)
-    finally:
-        c.close()
     click.echo(f"registered {name} version {mv.version}" if mv.version else f"registered {name} (event {mv.event_id})")
 
 
@@ -140,11 +132,8 @@ def model_show(ctx, name, fmt) -> None:
 @click.pass_context
 def model_promote(ctx, name, version, stage, comment, wait, timeout) -> None:
     """Request VERSION of NAME be moved to a stage (decided by the processor under the policy)."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         _finish(c.registry.promote(name, version, stage, comment=comment, wait=wait, timeout=timeout), wait)
-    finally:
-        c.close()
 
 
 @model.command("alias")
@@ -157,11 +146,8 @@ def model_promote(ctx, name, version, stage, comment, wait, timeout) -> None:
 @click.pass_context
 def model_alias(ctx, name, alias, version, comment, wait, timeout) -> None:
     """Request ALIAS (production, staging, champion, ...) point at VERSION of NAME."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         _finish(c.registry.set_alias(name, alias, version, comment=comment, wait=wait, timeout=timeout), wait)
-    finally:
-        c.close()
 
 
 @model.command("unalias")
@@ -173,11 +159,8 @@ def model_alias(ctx, name, alias, version, comment, wait, timeout) -> None:
 @click.pass_context
 def model_unalias(ctx, name, alias, comment, wait, timeout) -> None:
     """Request ALIAS be removed from NAME."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         _finish(c.registry.remove_alias(name, alias, comment=comment, wait=wait, timeout=timeout), wait)
-    finally:
-        c.close()
 
 
 def _lifecycle(action: str, doc: str):
@@ -188,12 +171,9 @@ def _lifecycle(action: str, doc: str):
     @_timeout
     @click.pass_context
     def command(ctx, name, version, comment, wait, timeout) -> None:
-        c = _client(ctx)
-        try:
+        with cli_client(ctx) as c:
             _finish(c.registry.request(name, action, version=version, comment=comment, wait=wait,
                                        timeout=timeout), wait)
-        finally:
-            c.close()
 
     command.__doc__ = doc
     return command
@@ -213,11 +193,8 @@ model.command("delete-version")(_lifecycle(
 @click.pass_context
 def model_delete(ctx, name, comment, wait, timeout) -> None:
     """Request every version of NAME be deleted (tombstones; the log and audit views keep the history)."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         _finish(c.registry.delete_model(name, comment=comment, wait=wait, timeout=timeout), wait)
-    finally:
-        c.close()
 
 
 @model.command("annotate")
@@ -230,13 +207,10 @@ def model_delete(ctx, name, comment, wait, timeout) -> None:
 @click.pass_context
 def model_annotate(ctx, name, version, description, tags, remove, annotations) -> None:
     """Set the description, tags or annotations of NAME (or of one VERSION). Not governed."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         c.registry.annotate(name, version, description=description, tags=_pairs(tags, "--tag"),
                             remove_tags=remove, annotations=_pairs(annotations, "--annotation"))
         c.flush()
-    finally:
-        c.close()
     click.echo("annotated")
 
 
@@ -272,11 +246,8 @@ def _verdict(ctx, request_id: str, comment: str | None, verdict: str) -> None:
         raise click.ClickException(f"no request {request_id} (see `modelog requests list`)")
     if rows[0]["status"] != "PENDING":
         raise click.ClickException(f"request {request_id} is already {rows[0]['status']}")
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         c.registry.approve(rows[0]["model"], request_id, comment, verdict=verdict)
-    finally:
-        c.close()
     done = "approved" if verdict == "APPROVE" else "rejected"
     click.echo(f"{done} request {request_id} as {ctx.obj['settings'].principal}")
 
@@ -315,11 +286,8 @@ def deploy() -> None:
 @click.pass_context
 def deploy_record(ctx, name, version, environment, endpoint, comment) -> None:
     """Record that VERSION of NAME now serves in an environment."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         c.registry.record_deployment(name, version, environment, endpoint=endpoint, comment=comment)
-    finally:
-        c.close()
     click.echo(f"recorded {name} version {version} in {environment}")
 
 
@@ -331,11 +299,8 @@ def deploy_record(ctx, name, version, environment, endpoint, comment) -> None:
 @click.pass_context
 def deploy_rollback(ctx, name, environment, to_version, comment) -> None:
     """Deploy an earlier version again (a new deployment event that points back)."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         v = c.registry.rollback(name, environment, to_version, comment=comment)
-    finally:
-        c.close()
     click.echo(f"rolled back {name} in {environment} to version {v}")
 
 
@@ -368,11 +333,8 @@ def _scope_text(model_name: str | None, experiment: str | None) -> str:
 @click.pass_context
 def access_grant(ctx, principal, role, model_name, experiment) -> None:
     """Give PRINCIPAL the ROLE (everywhere unless --model or --experiment). Admin only once the log has one."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         c.registry.grant(principal, role, model_name, experiment=experiment)
-    finally:
-        c.close()
     click.echo(f"granted {role} to {principal}{_scope_text(model_name, experiment)}")
 
 
@@ -384,11 +346,8 @@ def access_grant(ctx, principal, role, model_name, experiment) -> None:
 @click.pass_context
 def access_revoke(ctx, principal, role, model_name, experiment) -> None:
     """Take the ROLE from PRINCIPAL, in the scope it was granted in."""
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         c.registry.revoke(principal, role, model_name, experiment=experiment)
-    finally:
-        c.close()
     click.echo(f"revoked {role} from {principal}{_scope_text(model_name, experiment)}")
 
 
@@ -434,21 +393,15 @@ def policy_set(ctx, model_name, path, approval, gates, signatures, approvals, se
             raise click.BadParameter("--no-sensitive clears the list: no --sensitive-param/--sensitive-tag with it")
         from modelog.sdk.privacy import set_sensitive
 
-        c = _client(ctx)
-        try:
+        with cli_client(ctx) as c:
             set_sensitive(c, list(sensitive_params), list(sensitive_tags))
-        finally:
-            c.close()
         click.echo(f"sensitive fields: {len(sensitive_params)} param key(s), {len(sensitive_tags)} tag key(s)")
         return
     if signatures is not None and not (path or approval or gates):
         if model_name:
             raise click.BadParameter("--require-signatures is global: no --model")
-        c = _client(ctx)
-        try:
+        with cli_client(ctx) as c:
             c.registry.require_signatures(signatures)
-        finally:
-            c.close()
         click.echo("unsigned events will be " + ("refused" if signatures else "accepted (shown unverified)"))
         return
     if approvals is not None and not approval:
@@ -473,11 +426,8 @@ def policy_set(ctx, model_name, path, approval, gates, signatures, approvals, se
             raise click.BadParameter(f"gate condition must be 'METRIC OP THRESHOLD', got {cond!r}")
         rules.append({"name": f"gate-{parts[0]}", "kind": "METRIC_GATE", "action": action, "stage": stage,
                       "metric": parts[0], "op": parts[1], "threshold": parts[2]})
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         c.registry.set_policy(rules, model_name, require_signatures=signatures)
-    finally:
-        c.close()
     click.echo(f"policy for {model_name or 'every model'}: {len(rules)} rule(s)")
 
 

@@ -18,18 +18,13 @@ import click
 
 from modelog.wire import tokens as _tokens
 from modelog.wire.errors import QueryError
+from modelog.cli.session import cli_client
 
 _fmt = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
                     show_default=True)
 _timeout = click.option("--timeout", type=float, default=30.0, show_default=True,
                         help="Seconds to wait for the views to show the change.")
 _no_wait = click.option("--no-wait", is_flag=True, help="Do not wait for the views (e.g. no processor running yet).")
-
-
-def _client(ctx: click.Context):
-    from modelog.sdk.client import Client
-
-    return Client(ctx.obj["settings"], program="modelog-cli")
 
 
 def _q(text: str) -> str:
@@ -77,8 +72,7 @@ def token_create(ctx, principal, roles, expires, description, timeout, no_wait) 
     from modelog.sdk.tokens import issue_token
 
     _tokens.parse_expires(expires)  # a bad --expires fails before anything happens, naming the option
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         issued = issue_token(c, principal, roles or None, expires=expires, description=description)
         click.echo(issued.token)
         sys.stdout.flush()
@@ -86,8 +80,6 @@ def token_create(ctx, principal, roles, expires, description, timeout, no_wait) 
                    f"{_when(issued.expires_at)}). Store it now: it will not be shown again.", err=True)
         if not no_wait:
             _wait(c, timeout, f"token {issued.token_id}")
-    finally:
-        c.close()
 
 
 @token.command("list")
@@ -133,10 +125,7 @@ def token_revoke(ctx, token_id, reason, timeout) -> None:
         click.echo(f"token {token_id} was already revoked at {rows[0]['revoked_at']} by {rows[0]['revoked_by']}",
                    err=True)
         return
-    c = _client(ctx)
-    try:
+    with cli_client(ctx) as c:
         revoke_token(c, token_id, reason)
         _wait(c, timeout, f"the revocation of token {token_id}")
-    finally:
-        c.close()
     click.echo(f"revoked token {token_id}")
