@@ -47,21 +47,21 @@ class TrustReader:
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.tracking_topic
-        self.consumer = Consumer(settings.librdkafka(**{
-            "group.id": f"modelog-trust-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
-        }))
+        self.settings = settings
+        self.consumer = _consumer(settings)  # the reader thread's alone (a Consumer is not for two threads)
+        self._lister: Consumer | None = None  # the deciding thread's, for ListOffsets
         meta = self.consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
         if meta is None or not meta.partitions:
             raise BrokerError(f"topic {self.topic} has no partitions")
         self.partitions = sorted(meta.partitions)
         self.consumer.assign([TopicPartition(self.topic, p, 0) for p in self.partitions])
         self.read = {p: 0 for p in self.partitions}  # next offset to read per partition
+        self.ends: dict[int, int] | None = None  # the high watermarks of the last fetch responses (all known)
         self.pending: list[RawRecord] = []  # trust records read, not drained yet
         self.failure: BaseException | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._need: dict[int, int] = {}
         self._thread = threading.Thread(target=self._run, name="modelog-trust-reader", daemon=True)
 
     def start(self) -> TrustReader:
@@ -81,10 +81,13 @@ class TrustReader:
                         ts_type, ts = m.timestamp()
                         trust.append(RawRecord(m.topic(), m.partition(), m.offset(), ts if ts_type else None,
                                                m.key(), m.value(), raw_headers(m.headers())))
+                ends = self._highwaters()  # after the messages: at least as fresh as the responses they came in
                 with self._cond:
                     self.pending.extend(trust)
                     for p, o in last.items():
                         self.read[p] = max(self.read[p], o)
+                    if ends is not None:
+                        self.ends = ends
                     self._cond.notify_all()
         except BaseException as exc:  # noqa: BLE001 -- the deciding thread raises it (the worker restarts)
             log.error("trust reader stopped: %s", exc)
@@ -105,9 +108,11 @@ class TrustReader:
         return out
 
     def _listed(self) -> dict[int, int]:
+        if self._lister is None:
+            self._lister = _consumer(self.settings)
         out = {}
         for p in self.partitions:
-            _, hi = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10, cached=False)
+            _, hi = self._lister.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10, cached=False)
             out[p] = max(hi, 0)
         return out
 
@@ -128,29 +133,30 @@ class TrustReader:
     def wait_for(self, records: Iterable[RawRecord], timeout: float = CATCH_UP_TIMEOUT) -> None:
         """Block until the reader holds every trust record appended before ``records`` (see the module doc)."""
         deadline = time.monotonic() + timeout
-        self._wait(self.targets(records), deadline, "the batch's own records")
-        ends = None
-        while ends is None:  # a watermark for every partition (there is one once the first fetch answered)
-            ends = self._highwaters()
-            if ends is None:
-                self._wait({}, deadline, "the first fetch", pause=0.02)
-        self._wait(ends, deadline, "the high watermarks")
-
-    def _wait(self, need: dict[int, int], deadline: float, what: str, pause: float | None = None) -> None:
+        self._wait(lambda: self.targets_met(self._need), deadline, "the batch's own records",
+                   need=self.targets(records))
+        self._wait(lambda: self.ends is not None, deadline, "a first fetch response")
         with self._cond:
+            ends = dict(self.ends or {})
+        self._wait(lambda: self.targets_met(ends), deadline, "the high watermarks", need=ends)
+
+    def targets_met(self, need: dict[int, int]) -> bool:
+        return all(self.read.get(p, 0) >= o for p, o in need.items())
+
+    def _wait(self, done, deadline: float, what: str, need: dict[int, int] | None = None) -> None:
+        with self._cond:
+            self._need = need or {}
             while True:
                 if self.failure is not None:
                     raise BrokerError(f"the trust reader failed: {self.failure}")
-                if pause is None and all(self.read.get(p, 0) >= o for p, o in need.items()):
+                if done():
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    behind = {p: (self.read.get(p, 0), o) for p, o in need.items() if self.read.get(p, 0) < o}
+                    behind = {p: (self.read.get(p, 0), o) for p, o in self._need.items() if self.read.get(p, 0) < o}
                     raise BrokerError(f"the trust reader did not catch up with {what} of {self.topic} in time "
                                       f"(partition: (read, needed) {behind})")
-                self._cond.wait(min(left, pause or 1.0))
-                if pause is not None:
-                    return
+                self._cond.wait(min(left, 1.0))
 
     def drain(self) -> list[RawRecord]:
         with self._cond:
@@ -162,3 +168,13 @@ class TrustReader:
         if self._thread.is_alive():
             self._thread.join(10)
         self.consumer.close()
+        if self._lister is not None:
+            self._lister.close()
+
+
+def _consumer(settings: Settings) -> Consumer:
+    return Consumer(settings.librdkafka(**{
+        "group.id": f"modelog-trust-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
+        "fetch.wait.max.ms": FETCH_WAIT_MS,
+    }))
