@@ -112,12 +112,29 @@ def prelude_sql(db: str) -> list[str]:
         f"CREATE OR REPLACE TEMP VIEW _scope_runs AS SELECT DISTINCT run_id FROM {base}.log_run_started "
         f"WHERE experiment IN {_EXPS}",
         f"CREATE OR REPLACE TEMP MACRO _scope_node0(n) AS coalesce({node0}, false)",
+        # the lineage ends _scope_node0 holds readable, by one semi-join per kind (cheap to bind, unlike the macro)
+        "CREATE OR REPLACE TEMP VIEW _scope_nodes0 AS "
+        f"WITH nodes AS MATERIALIZED (SELECT src AS k FROM {base}.log_lineage UNION SELECT dst FROM {base}.log_lineage) "
+        + readable_nodes_sql("nodes"),
         "CREATE OR REPLACE TEMP VIEW _scope_datasets AS "
-        f"SELECT dst AS node FROM {base}.log_lineage WHERE starts_with(dst, 'dataset:') AND _scope_node0(src) "
-        f"UNION SELECT src FROM {base}.log_lineage WHERE starts_with(src, 'dataset:') AND _scope_node0(dst)",
+        f"SELECT dst AS node FROM {base}.log_lineage WHERE starts_with(dst, 'dataset:') AND src IN (SELECT k FROM _scope_nodes0) "
+        f"UNION SELECT src FROM {base}.log_lineage WHERE starts_with(src, 'dataset:') AND dst IN (SELECT k FROM _scope_nodes0)",
         "CREATE OR REPLACE TEMP MACRO _scope_node(n) AS "
         "_scope_node0(n) OR (starts_with(n, 'dataset:') AND n IN (SELECT node FROM _scope_datasets))",
     ]
+
+
+def readable_nodes_sql(keys: str) -> str:
+    """The keys of relation ``keys`` (column ``k``) that ``_scope_node0`` holds readable: run, artifact, model and
+    deployment node ids (and entity keys of that form), one semi-join per kind."""
+    rest = "substr(k, strpos(k, ':') + 1)"
+    under = (f"({rest} = m.model OR regexp_extract({rest}, '^(.*)/[^/]*$', 1) = m.model "
+             f"OR split_part({rest}, '/', 1) = m.model)")
+    return (f"SELECT k FROM {keys} SEMI JOIN _scope_runs r ON k = 'run:' || r.run_id "
+            f"UNION SELECT k FROM {keys} SEMI JOIN _scope_runs r ON starts_with(k, 'artifact:') "
+            "AND split_part(substr(k, 10), '/', 1) = r.run_id "
+            f"UNION SELECT k FROM {keys} SEMI JOIN _scope_models m ON split_part(k, ':', 1) IN ('model', 'deployment') "
+            f"AND {under}")
 
 
 def _under(prefix: str, n: str = "n") -> str:
@@ -166,9 +183,6 @@ def event_keys_sql(db: str) -> str:
         "UNION SELECT k FROM keyed SEMI JOIN log_tokens t ON k = 'token:' || t.token_id "
         "UNION SELECT k FROM keyed WHERE k = 'policy:*' "
         "UNION SELECT k FROM keyed SEMI JOIN _scope_models m ON k = 'policy:' || m.model "
-        "UNION SELECT k FROM keyed SEMI JOIN _scope_runs r ON k = 'run:' || r.run_id "
-        "UNION SELECT k FROM keyed SEMI JOIN _scope_runs r ON starts_with(k, 'artifact:') "
-        "AND split_part(substr(k, 10), '/', 1) = r.run_id "
-        "UNION SELECT k FROM keyed SEMI JOIN _scope_models m ON split_part(k, ':', 1) IN ('monitor', 'model', "
-        f"'deployment') AND {under} "
+        f"UNION SELECT k FROM keyed SEMI JOIN _scope_models m ON starts_with(k, 'monitor:') AND {under} "
+        "UNION " + readable_nodes_sql("keyed") + " "
         "UNION SELECT k FROM keyed SEMI JOIN _scope_datasets d ON k = d.node")
