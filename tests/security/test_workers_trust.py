@@ -5,8 +5,9 @@ Each worker owns only some partitions, while the key registry, the grants and th
 ``trust_reader.py``) and decides each record as the single processor does (decision 0015, amended). Each
 shard keeps its partition's Merkle tree and signs checkpoints, so `modelog audit verify` holds (0023).
 
-The deployment: alice runs `modelog init` against the workers, gives bob a key and writer on experiment
-``wt-a`` only, carol a key and writer everywhere (revoked later), and turns --require-signatures on.
+The deployment: alice runs `modelog init` (before the workers start, so they sign from their first
+checkpoint), gives bob a key and writer on experiment ``wt-a`` only, carol a key and writer everywhere
+(revoked later), and turns --require-signatures on.
 """
 
 from __future__ import annotations
