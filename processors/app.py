@@ -40,6 +40,7 @@ from .query_server import QueryLimits, QueryServer
 from .lake import Lake, LakeReader
 from .shards import PUBLISH_INTERVAL, ShardSet
 from .store import BatchStats, ViewStore
+from .trust_reader import TrustReader
 
 log = logging.getLogger("modelog.processor")
 
@@ -144,24 +145,27 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
         decisions.emit([Event("RequestDecided", r["envelope"]["entity"]["key"], r) for r in records])
         decisions.flush()
 
-    if not sharded_store(store):
-        # tamper evidence (decision 0023): a Merkle tree per partition, checkpointed on the log, signed with
-        # the same key as the decisions (unsigned when the processor has none: audit verify says so)
+    # tamper evidence (decision 0023): a Merkle tree per partition, checkpointed on the log, signed with the
+    # same key as the decisions (unsigned when the processor has none: audit verify says so); a worker's
+    # shards each keep their partition's tree in their file and checkpoint it the same way
+    if sharded_store(store):
+        store.chain = (settings.checkpoint_every, settings.checkpoint_seconds)
+    else:
         store.chain = Chain(settings.checkpoint_every, settings.checkpoint_seconds)
-        stamps = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
-                              program="modelog-processor")
+    stamps = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
+                          program="modelog-processor")
 
-        def publish_checkpoints(payloads: list[dict]) -> None:
-            events = []
-            for p in payloads:
-                key = f"{p['topic']}/{p['partition']}"
-                events.append(stamps.make("LogCheckpoint", "partition", key, **p))
-            decisions.emit(events)
-            decisions.flush()
-            log.info("published %d checkpoint(s): %s", len(events),
-                     ", ".join(f"{p['topic']}/{p['partition']}@{p['tree_size']}" for p in payloads))
+    def publish_checkpoints(payloads: list[dict]) -> None:
+        events = []
+        for p in payloads:
+            key = f"{p['topic']}/{p['partition']}"
+            events.append(stamps.make("LogCheckpoint", "partition", key, **p))
+        decisions.emit(events)
+        decisions.flush()
+        log.info("published %d checkpoint(s): %s", len(events),
+                 ", ".join(f"{p['topic']}/{p['partition']}@{p['tree_size']}" for p in payloads))
 
-        store.publish_checkpoints = publish_checkpoints
+    store.publish_checkpoints = publish_checkpoints
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-duckdb")
     sharded = isinstance(store, ShardSet)
@@ -287,7 +291,9 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     if settings.lake_path is not None:
-        store: ViewStore | ShardSet = ShardSet(Lake(settings.lake_path), settings.duckdb_memory_limit)
+        # the worker reads every partition's trust records itself (decision 0015): its shards own only some
+        store: ViewStore | ShardSet = ShardSet(Lake(settings.lake_path), settings.duckdb_memory_limit,
+                                               reader=TrustReader(settings).start())
         queries = LakeReader(settings.lake_path)
     else:
         store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit)

@@ -99,6 +99,8 @@ def shadow_views(con: duckdb.DuckDBPyConnection, as_of: str | None = None, scope
         for table, select in AS_OF_SHADOWS.items():
             con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {select}")
     # the audit rows: after every other shadow, as a scope reads them off the readable rows
+    if scope is not None:
+        con.execute(scoping.event_keys_sql(db))
     con.execute(f'CREATE OR REPLACE TEMP VIEW log_events AS SELECT * FROM "{db}".main.log_events'
                 + where("log_events", TABLES["log_events"]))
     if ts is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from modelog.wire.roles import Scope, scope_of
 
 __all__ = ["Scope", "scope_of", "read_scope", "governance_version", "FILTERS", "EVENTS_FILTER", "CURRENT_FILTER",
-           "prelude_sql"]
+           "prelude_sql", "event_keys_sql"]
 
 
 # -- reading the inputs ---------------------------------------------------------------------------------------
@@ -112,12 +112,29 @@ def prelude_sql(db: str) -> list[str]:
         f"CREATE OR REPLACE TEMP VIEW _scope_runs AS SELECT DISTINCT run_id FROM {base}.log_run_started "
         f"WHERE experiment IN {_EXPS}",
         f"CREATE OR REPLACE TEMP MACRO _scope_node0(n) AS coalesce({node0}, false)",
+        # the lineage ends _scope_node0 holds readable, by one semi-join per kind (cheap to bind, unlike the macro)
+        "CREATE OR REPLACE TEMP VIEW _scope_nodes0 AS "
+        f"WITH nodes AS MATERIALIZED (SELECT src AS k FROM {base}.log_lineage UNION SELECT dst FROM {base}.log_lineage) "
+        + readable_nodes_sql("nodes"),
         "CREATE OR REPLACE TEMP VIEW _scope_datasets AS "
-        f"SELECT dst AS node FROM {base}.log_lineage WHERE starts_with(dst, 'dataset:') AND _scope_node0(src) "
-        f"UNION SELECT src FROM {base}.log_lineage WHERE starts_with(src, 'dataset:') AND _scope_node0(dst)",
+        f"SELECT dst AS node FROM {base}.log_lineage WHERE starts_with(dst, 'dataset:') AND src IN (SELECT k FROM _scope_nodes0) "
+        f"UNION SELECT src FROM {base}.log_lineage WHERE starts_with(src, 'dataset:') AND dst IN (SELECT k FROM _scope_nodes0)",
         "CREATE OR REPLACE TEMP MACRO _scope_node(n) AS "
         "_scope_node0(n) OR (starts_with(n, 'dataset:') AND n IN (SELECT node FROM _scope_datasets))",
     ]
+
+
+def readable_nodes_sql(keys: str) -> str:
+    """The keys of relation ``keys`` (column ``k``) that ``_scope_node0`` holds readable: run, artifact, model and
+    deployment node ids (and entity keys of that form), one semi-join per kind."""
+    rest = "substr(k, strpos(k, ':') + 1)"
+    under = (f"({rest} = m.model OR regexp_extract({rest}, '^(.*)/[^/]*$', 1) = m.model "
+             f"OR split_part({rest}, '/', 1) = m.model)")
+    return (f"SELECT k FROM {keys} SEMI JOIN _scope_runs r ON k = 'run:' || r.run_id "
+            f"UNION SELECT k FROM {keys} SEMI JOIN _scope_runs r ON starts_with(k, 'artifact:') "
+            "AND split_part(substr(k, 10), '/', 1) = r.run_id "
+            f"UNION SELECT k FROM {keys} SEMI JOIN _scope_models m ON split_part(k, ':', 1) IN ('model', 'deployment') "
+            f"AND {under}")
 
 
 def _under(prefix: str, n: str = "n") -> str:
@@ -133,15 +150,39 @@ def _under(prefix: str, n: str = "n") -> str:
 # (runs: the run id or run:<id>; experiments: the name; model:<name>[/<version>], monitor:<model>[/<deployment>],
 # deployment:<model>/<environment>, policy:<model>|*; a dataset version's or edge's node; its own grants and
 # tokens; every key event, as keys are public). Anything else (a dataset by name, OpenLineage jobs): none.
+#
+# Every rule but the first three depends on the entity key alone, and only keys with one of ``KEYED`` prefixes
+# can pass them: those are judged once per distinct key (``_scope_event_keys``, built by ``event_keys_sql``: one
+# semi-join per rule), and the events are joined with the keys that passed. Written as one OR of every rule per
+# event row (nested macros), binding the statement was most of the audit log's cost (bench/read_scope.py).
+KEYED = ("access", "token", "policy", "monitor", "run", "artifact", "model", "deployment", "dataset")
+
 EVENTS_FILTER = (
     f"(entity_type = 'run' AND entity_key IN {_RUNS}) "
     f"OR (entity_type = 'experiment' AND entity_key IN {_EXPS}) "
     "OR entity_type = 'key' "
-    "OR entity_key IN (SELECT 'access:' || principal FROM _scope_who) "
-    "OR (starts_with(entity_key, 'token:') AND substr(entity_key, 7) IN (SELECT token_id FROM log_tokens)) "
-    "OR entity_key = 'policy:*' "
-    "OR (starts_with(entity_key, 'policy:') AND substr(entity_key, 8) IN " + _MODELS + ") "
-    "OR (starts_with(entity_key, 'monitor:') AND " + _under("monitor:", "entity_key") + ") "
-    "OR (split_part(entity_key, ':', 1) IN ('run', 'artifact', 'model', 'deployment', 'dataset') "
-    "AND _scope_node(entity_key))"
+    "OR entity_key IN (SELECT k FROM _scope_event_keys)"
 )
+
+
+def event_keys_sql(db: str) -> str:
+    """The TEMP view ``_scope_event_keys``: the distinct entity keys of ``db``'s events that pass the key rules
+    (after the shadows of ``log_tokens`` exist: a token's events follow the principal's own tokens).
+
+    One semi-join per rule over the distinct keys, rather than an OR of every rule per key: the same keys
+    pass, and the statement binds each helper set once (binding the nested macros was most of the cost)."""
+    keyed = ", ".join(f"'{p}'" for p in KEYED)
+    rest = "substr(k, strpos(k, ':') + 1)"
+    under = (f"({rest} = m.model OR regexp_extract({rest}, '^(.*)/[^/]*$', 1) = m.model "
+             f"OR split_part({rest}, '/', 1) = m.model)")
+    return (
+        "CREATE OR REPLACE TEMP VIEW _scope_event_keys AS "
+        f'WITH keyed AS MATERIALIZED (SELECT DISTINCT entity_key AS k FROM "{db}".main.log_events '
+        f"WHERE split_part(entity_key, ':', 1) IN ({keyed})) "
+        "SELECT k FROM keyed SEMI JOIN _scope_who w ON k = 'access:' || w.principal "
+        "UNION SELECT k FROM keyed SEMI JOIN log_tokens t ON k = 'token:' || t.token_id "
+        "UNION SELECT k FROM keyed WHERE k = 'policy:*' "
+        "UNION SELECT k FROM keyed SEMI JOIN _scope_models m ON k = 'policy:' || m.model "
+        f"UNION SELECT k FROM keyed SEMI JOIN _scope_models m ON starts_with(k, 'monitor:') AND {under} "
+        "UNION " + readable_nodes_sql("keyed") + " "
+        "UNION SELECT k FROM keyed SEMI JOIN _scope_datasets d ON k = d.node")

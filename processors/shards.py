@@ -11,6 +11,13 @@ A shard gives it the global picture in a schema ``g`` of its own file: every bas
 rows plus what the other shards have published, and the views are defined again over those. Decisions
 therefore see other partitions as of their last publication (well under a second behind); as always,
 a recorded decision wins over a recomputed one on replay.
+
+Signatures and write authorization need the trust records of every partition, exactly: the worker's
+``Ledger`` (``ledger.py``), fed by its own ``TrustReader`` (``trust_reader.py``), judges them once for all its
+shards, and a batch waits until the reader has caught up with it (decision 0015, amended). The experiment of
+a run (what a write to a run is authorized against) comes from the shard's own rows and the other shards'
+published ones. Each shard keeps the Merkle tree of its partition in its file (``log_chain``, moving with
+it) and publishes signed checkpoints, as one processor does (decision 0023).
 """
 
 from __future__ import annotations
@@ -26,12 +33,15 @@ import duckdb
 from modelog.wire.errors import QueryError
 
 from . import current
+from .chain import Chain
 from .decider import Decider
+from .ledger import Ledger
 from .lake import Lake, Manifest, base_view_sql, due_for_deletion, file_name, merged_name, plan_merge, shard_id
 from .projection import RawRecord
 from .projector import Projector
 from .store import DERIVED_FROM, BatchStats, ViewStore, views_sql
 from .tables import TABLES
+from .trust import Trust
 
 log = logging.getLogger("modelog.processor")
 
@@ -61,6 +71,8 @@ class ShardStore(ViewStore):
         self._global = False
         self.published_at = 0.0
         self.next_offset = {(t, p): o for (t, p), o in self.positions().items()}.get((topic, partition), 0)
+        self.ledger: Ledger | None = None  # the worker's trust records (None: this file's, as one processor)
+        self._runs: dict[str, str] = {}  # run id -> experiment, for authorizing writes to runs
 
     # -- writing -------------------------------------------------------------------
     def apply(self, records, projector, publish=None):
@@ -80,6 +92,25 @@ class ShardStore(ViewStore):
     def _advance(self, records) -> None:
         self._moved = True
         super()._advance(records)
+
+    # -- trust: the worker's ledger, the runs of every shard ----------------------------------------
+    def _trust_for(self, con, records) -> Trust:
+        if self.ledger is None:
+            return super()._trust_for(con, records)
+        return self.ledger.view(self._runs, self._run_experiment)
+
+    def _run_experiment(self, run_id: str) -> str | None:
+        """A run's experiment (its first RunStarted by event id, as the runs view has it), from this shard's
+        rows and what the other shards have published (a lineage edge may name a run of another partition)."""
+        others = [str(self.lake.data_dir("log_run_started", m.shard) / name)
+                  for m in self.lake.manifests() if m.shard != self.shard for name, _ in m.files("log_run_started")]
+        sql = "SELECT run_id, event_id, experiment FROM main.log_run_started WHERE run_id = $1"
+        if others:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in others)
+            sql += (f" UNION ALL SELECT run_id, event_id, experiment FROM read_parquet([{listed}], "
+                    "union_by_name = true) WHERE run_id = $1")
+        rows = self.con.execute(f"SELECT experiment FROM ({sql}) ORDER BY event_id LIMIT 1", [run_id]).fetchall()
+        return rows[0][0] if rows else None
 
     # -- the decider's global picture -----------------------------------------------------
     def _decide(self, con, event_type, record, pos):
@@ -158,12 +189,20 @@ class ShardSet:
 
     Has ``ViewStore``'s ``apply`` so the projector app drives it the same way."""
 
-    def __init__(self, lake: Lake, memory_limit: str | None = None) -> None:
+    def __init__(self, lake: Lake, memory_limit: str | None = None, reader=None,
+                 chain: tuple[int, float] | None = None) -> None:
+        """``reader``: the worker's ``TrustReader`` (None: the ledger learns from the batches applied here
+        only); ``chain``: (every, seconds) to keep each shard's Merkle tree and checkpoint it (decision 0023),
+        with ``publish_checkpoints`` putting the checkpoints on the log."""
         self.lake = lake
         self.memory_limit = memory_limit
         self.instance_id = lake.instance_id
         self.shards: dict[tuple[str, int], ShardStore] = {}
         self.decider = Decider()
+        self.ledger = Ledger()
+        self.reader = reader
+        self.chain = chain
+        self.publish_checkpoints: Callable[[list[dict]], None] | None = None
         self._lock = threading.Lock()
 
     def open(self, topic: str, partition: int, timeout: float = OPEN_TIMEOUT) -> ShardStore:
@@ -180,6 +219,10 @@ class ShardSet:
                     raise
                 time.sleep(0.1)
         shard.decider = self.decider
+        shard.ledger = self.ledger
+        if self.chain is not None:
+            shard.chain = Chain(*self.chain)
+            shard.publish_checkpoints = self.publish_checkpoints
         with self._lock:
             self.shards[(topic, partition)] = shard
         log.info("opened shard %s at offset %d", shard.shard, shard.next_offset)
@@ -191,6 +234,7 @@ class ShardSet:
         for r in records:
             by_tp.setdefault((r.topic, r.partition), []).append(r)
         total, dead = BatchStats(), []
+        self.catch_up(records)
         now = time.time()
         for (topic, partition), recs in by_tp.items():
             shard = self.open(topic, partition)
@@ -200,6 +244,18 @@ class ShardSet:
             if shard.due(now):
                 shard.publish(now)
         return total, dead
+
+    def catch_up(self, records: list[RawRecord]) -> None:
+        """Bring the ledger up to ``records``: every trust record appended before them judged (decision 0015)."""
+        if self.reader is not None:
+            self.reader.wait_for(records)
+            self.ledger.absorb(self.reader.drain())
+        else:
+            self.ledger.absorb(records)
+
+    def chain_tick(self) -> int:
+        """Checkpoint every shard's partition whose oldest record not checkpointed waited long enough."""
+        return sum(shard.chain_tick() for shard in list(self.shards.values()))
 
     def tick(self) -> None:
         """Publish every shard that has unpublished rows and waited long enough."""
@@ -225,6 +281,8 @@ class ShardSet:
 
     def close(self) -> None:
         self.release(list(self.shards))
+        if self.reader is not None:
+            self.reader.close()
 
     @staticmethod
     def _close(shard: ShardStore) -> None:

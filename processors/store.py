@@ -155,7 +155,7 @@ class ViewStore:
             try:
                 # signatures and admin-only changes are judged against the key registry of this file, read
                 # inside the transaction (a rolled-back batch leaves no trace in it either)
-                trust = self._trust if self._trust is not None else load_trust(con)
+                trust = self._trust_for(con, records)
                 self._trust = None  # until this batch commits (prepare updates it with admitted trust events)
                 prepared = projector.prepare(records, trust)
                 known = self._known(prepared.event_ids)
@@ -191,11 +191,19 @@ class ViewStore:
                     self._trust = trust
             except BaseException:
                 con.execute("ROLLBACK")
+                self._trust_rolled_back()
                 raise
             if erasing and projector.keys is not None:  # plaintext was replaced: leave none in free blocks
                 self._rewrite()
         stats.decided = len(decided)
         return stats, dead
+
+    def _trust_for(self, con: duckdb.DuckDBPyConnection, records: list[RawRecord]) -> Trust:
+        """The registry a batch is judged with: this file's, as of its last committed batch."""
+        return self._trust if self._trust is not None else load_trust(con)
+
+    def _trust_rolled_back(self) -> None:
+        """A batch was rolled back (its trust was dropped already: read again from the file)."""
 
     def _erased_keys(self) -> frozenset[str]:
         return frozenset(r[0] for r in self.con.execute(
