@@ -37,7 +37,7 @@ from .decider import Decider
 from .projection import RawRecord
 from .projector import Projector
 from .query_server import QueryLimits, QueryServer
-from .lake import Lake, LakeReader
+from .lake import lake_for, reader_for
 from .shards import PUBLISH_INTERVAL, ShardSet
 from .store import BatchStats, ViewStore
 
@@ -287,8 +287,8 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     if settings.lake_path is not None:
-        store: ViewStore | ShardSet = ShardSet(Lake(settings.lake_path), settings.duckdb_memory_limit)
-        queries = LakeReader(settings.lake_path)
+        store: ViewStore | ShardSet = ShardSet(lake_for(settings), settings.duckdb_memory_limit)
+        queries = reader_for(settings)
     else:
         store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit)
     server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port,

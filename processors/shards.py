@@ -16,7 +16,6 @@ a recorded decision wins over a recomputed one on replay.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,7 +26,7 @@ from modelog.wire.errors import QueryError
 
 from . import current
 from .decider import Decider
-from .lake import Lake, Manifest, base_view_sql, due_for_deletion, file_name, merged_name, plan_merge, shard_id
+from .lake import COMPACT_EVERY, POSITIONS, ArrowCache, Lake, arrow_view_sql, shard_id
 from .projection import RawRecord
 from .projector import Projector
 from .store import DERIVED_FROM, BatchStats, ViewStore, views_sql
@@ -50,15 +49,18 @@ class ShardStore(ViewStore):
         self.lake, self.topic, self.partition = lake, topic, partition
         self.shard = shard_id(topic, partition)
         path = lake.shard_path(self.shard)
-        manifest = lake.read_manifest(self.shard)
-        if manifest is not None and manifest.published_at and not path.exists():
-            raise ShardLost(f"shard {path} is missing but {lake.manifest_path(self.shard)} says it published rows: "
-                            f"stop every worker and delete {lake.root} to rebuild the lake from the log")
+        if not path.exists() and lake.has_published(self.shard):
+            raise ShardLost(f"shard file {path} is missing but the lake {lake.uri} holds what it published: "
+                            f"stop every worker and delete the lake to rebuild it from the log")
+        path.parent.mkdir(parents=True, exist_ok=True)
         super().__init__(path, instance_id=lake.instance_id, memory_limit=memory_limit)
-        self.manifest = manifest or Manifest(self.shard, topic, partition)
+        # rows of each table the lake has from this shard: the shard's transaction in the table's Delta log
+        self.published = {t: lake.published(t, self.shard) for t in TABLES}
+        self.commits: dict[str, int] = {}  # commits of this shard per table since it opened (compaction)
         self._dirty: set[str] = set(TABLES)  # tables that may have rows the lake does not have (all, on open)
         self._moved = True  # positions changed since the last publication
         self._global = False
+        self.arrow_cache = ArrowCache(lake)  # replaced by the worker's shared one (ShardSet.open)
         self.published_at = 0.0
         self.next_offset = {(t, p): o for (t, p), o in self.positions().items()}.get((topic, partition), 0)
 
@@ -83,12 +85,13 @@ class ShardStore(ViewStore):
 
     # -- the decider's global picture -----------------------------------------------------
     def _decide(self, con, event_type, record, pos):
+        cache = self.arrow_cache
+        cache.refresh()  # Arrow only: the batch's transaction on ``con`` is untouched
+        cache.register(con)
         if not self._global:
             con.execute("CREATE SCHEMA IF NOT EXISTS g")
-        others = [m for m in self.lake.manifests() if m.shard != self.shard]
-        for table in TABLES:
-            con.execute(base_view_sql(self.lake, table, others, f"main.{table}", schema="g"))
-        if not self._global:
+            for table in TABLES:  # the other shards' published rows, and this shard's own live ones
+                con.execute(arrow_view_sql(table, f"main.{table}", self.shard))
             con.execute("SET schema = 'g'")
             con.execute(current.views_sql())  # over g's base tables: every shard's facts
             con.execute(views_sql())
@@ -105,52 +108,41 @@ class ShardStore(ViewStore):
         return bool(self._dirty or self._moved) and now - self.published_at >= PUBLISH_INTERVAL
 
     def publish(self, now: float | None = None) -> bool:
-        """Write the rows the lake does not have yet as Parquet, merge small files, replace the manifest.
+        """Append the rows the lake does not have yet to its Delta tables, then the positions.
         Returns whether anything was published."""
         now = time.time() if now is None else now
         with self._lock:
-            con, m = self.con, self.manifest
+            con = self.con
             changed = self._moved
             for table in sorted(self._dirty):
-                total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                done = m.rows(table)
-                files = list(m.files(table))
+                total = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+                done = self.published[table]
                 if total <= done:
                     continue
-                folder = self.lake.data_dir(table, self.shard)
-                folder.mkdir(parents=True, exist_ok=True)
-                name = file_name(done, total)
-                self._copy(f"SELECT * FROM {table} WHERE rowid >= {done} AND rowid < {total}", folder / name)
-                files.append((name, (folder / name).stat().st_size))
-                merge = plan_merge(files)
-                if merge:
-                    out = merged_name(merge)
-                    listed = ", ".join(f"'{folder / n}'" for n in merge)
-                    self._copy(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)", folder / out)
-                    files = [f for f in files if f[0] not in merge] + [(out, (folder / out).stat().st_size)]
-                    m.retired.extend((str((folder / n).relative_to(self.lake.root)), now) for n in merge if n != out)
-                m.tables[table] = (total, files)
+                data = con.sql(f"SELECT * FROM {table} WHERE rowid >= {done} AND rowid < {total}").to_arrow_table()
+                try:
+                    self.lake.append(table, data.cast(TABLES[table]), self.shard, total)
+                except Exception:
+                    # the commit may have landed before the error: read back how far the lake got
+                    self.published[table] = self.lake.published(table, self.shard)
+                    raise
+                self.published[table] = total
+                self._count_commit(table)
                 changed = True
             self._dirty.clear()
             if not changed:
                 return False
-            m.positions = {f"{t}/{p}": o for t, p, o in con.execute("SELECT * FROM positions").fetchall()}
-            gone, m.retired = due_for_deletion(m.retired, now)
-            m.published_at = now
-            self.lake.write_manifest(m)
-            for rel in gone:
-                try:
-                    os.unlink(self.lake.root / rel)
-                except FileNotFoundError:
-                    pass
+            positions = {(t, p): o for t, p, o in con.execute("SELECT * FROM positions").fetchall()}
+            self.lake.publish_positions(self.shard, positions, now)
+            self._count_commit(POSITIONS)
             self._moved = False
             self.published_at = now
             return True
 
-    def _copy(self, select: str, target) -> None:
-        tmp = target.with_name(target.name + ".tmp")
-        self.con.execute(f"COPY ({select}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-        os.replace(tmp, target)
+    def _count_commit(self, table: str) -> None:
+        n = self.commits[table] = self.commits.get(table, 0) + 1
+        if n % COMPACT_EVERY == 0:
+            self.lake.compact(table)
 
 
 class ShardSet:
@@ -164,6 +156,7 @@ class ShardSet:
         self.instance_id = lake.instance_id
         self.shards: dict[tuple[str, int], ShardStore] = {}
         self.decider = Decider()
+        self.arrow_cache = ArrowCache(lake)  # what the other shards published, for the decider
         self._lock = threading.Lock()
 
     def open(self, topic: str, partition: int, timeout: float = OPEN_TIMEOUT) -> ShardStore:
@@ -180,6 +173,7 @@ class ShardSet:
                     raise
                 time.sleep(0.1)
         shard.decider = self.decider
+        shard.arrow_cache = self.arrow_cache
         with self._lock:
             self.shards[(topic, partition)] = shard
         log.info("opened shard %s at offset %d", shard.shard, shard.next_offset)
@@ -232,7 +226,7 @@ class ShardSet:
             shard._dirty.update(TABLES)
             shard.publish()
             shard.checkpoint()
-        except duckdb.Error as exc:  # still close: the next owner re-publishes from the file
+        except Exception as exc:  # noqa: BLE001 -- still close: the next owner re-publishes from the file
             log.warning("publishing shard %s on close failed: %s", shard.shard, exc)
         shard.close()
         log.info("closed shard %s", shard.shard)
