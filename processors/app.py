@@ -133,7 +133,7 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     # sealed values are opened with the key store's data keys into one views file; a lake's shards keep
-    # them sealed, so its Parquet files never hold plaintext (decision 0018)
+    # them sealed, so its Delta tables never hold plaintext (decision 0018)
     projector = Projector(keys=None if isinstance(store, ShardSet) else keystore_for(settings.home))
     store.decider = Decider(settings.processor_id)  # decisions are signed by this processor
     # RequestDecided records go on the log before their batch commits, signed with the processor's key
