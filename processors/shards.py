@@ -63,6 +63,13 @@ class ShardStore(ViewStore):
         self.arrow_cache = ArrowCache(lake)  # replaced by the worker's shared one (ShardSet.open)
         self.published_at = 0.0
         self.next_offset = {(t, p): o for (t, p), o in self.positions().items()}.get((topic, partition), 0)
+        behind = {t: n for t, n in self.published.items() if n > self.con.execute(
+            f"SELECT count(*) FROM {t}").fetchall()[0][0]}
+        if behind:  # another machine's worker owned the partition since this file was written
+            self.close()
+            raise ShardLost(f"shard file {path} is behind the lake {lake.uri} (it published more of "
+                            f"{', '.join(sorted(behind))} from elsewhere): stop every worker and delete the lake "
+                            f"to rebuild it from the log")
 
     # -- writing -------------------------------------------------------------------
     def apply(self, records, projector, publish=None):
@@ -114,7 +121,8 @@ class ShardStore(ViewStore):
         with self._lock:
             con = self.con
             changed = self._moved
-            for table in sorted(self._dirty):
+            # log_events last: a record whose event the lake has has all its rows there too
+            for table in sorted(self._dirty, key=lambda t: (t == "log_events", t)):
                 total = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
                 done = self.published[table]
                 if total <= done:

@@ -227,3 +227,26 @@ def test_a_lost_shard_is_refused_with_the_way_out(lake, tmp_path):
     topic, part = lost.stem.rsplit(".", 1)
     with pytest.raises(ShardLost, match="delete"):
         ShardStore(lake, topic, int(part))
+
+
+def test_a_shard_file_behind_the_lake_is_refused(lake, tmp_path):
+    """A file left on a machine whose worker lost the partition, while another published more of it: using it
+    would misnumber the rows still to publish, so it is refused like a lost one."""
+    import shutil
+
+    log = Log(tmp_path)
+    workload(log)
+    log.collect()
+    busiest = max(range(PARTITIONS), key=lambda p: len(log.parts[p]))
+    half = len(log.parts[busiest]) // 2
+    s = ShardSet(lake)
+    s.apply(log.records(busiest, 0, half), Projector())
+    s.close()
+    path = lake.shard_path(f"t.{busiest}")
+    shutil.copy(path, tmp_path / "old.duckdb")  # what the first machine kept
+    s = ShardSet(lake)
+    s.apply(log.records(busiest, half), Projector())
+    s.close()
+    shutil.copy(tmp_path / "old.duckdb", path)
+    with pytest.raises(ShardLost, match="behind the lake"):
+        ShardStore(lake, "t", busiest)
