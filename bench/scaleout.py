@@ -94,7 +94,7 @@ def run_config(base, workers: int, lake: bool, ends: dict, points: int, timeout:
                                    if s3_endpoint else {})
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
     env.update(MODELOG_HOME=str(home), MODELOG_KAFKA_BOOTSTRAP=base.bootstrap, MODELOG_PROCESSOR_ID=settings.processor_id,
-               MODELOG_SESSION_TIMEOUT_MS="2000")
+               MODELOG_SESSION_TIMEOUT_MS=str(base.session_timeout_ms))
     if lake:
         env["MODELOG_LAKE"] = str(settings.lake_path)
         env.update(aws)
@@ -153,6 +153,7 @@ def main() -> None:
     ap.add_argument("--lake", choices=["s3", "dir"], default="s3",
                     help="the lake on the embedded broker's S3 server (default) or in a directory")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--session-timeout-ms", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "scaleout.json")
     args = ap.parse_args()
 
@@ -161,7 +162,8 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="modelog-scaleout-"))
     broker = EmbeddedBroker(home / "broker", storage=args.storage)
-    settings = Settings.load(env={}, home=home, bootstrap=broker.start(), session_timeout_ms=2000)
+    # --session-timeout-ms: 2000 joins fast; on a loaded machine heartbeats miss it and the group rebalances
+    settings = Settings.load(env={}, home=home, bootstrap=broker.start(), session_timeout_ms=args.session_timeout_ms)
     results = []
     try:
         t0 = time.perf_counter()
@@ -171,9 +173,8 @@ def main() -> None:
               flush=True)
         s3_endpoint = None
         if args.lake == "s3":
-            from modelog.wire.home import embedded_s3_endpoint
-
-            s3_endpoint = embedded_s3_endpoint(settings.home)
+            state = json.loads((home / "broker" / "broker.json").read_text())
+            s3_endpoint = f"http://127.0.0.1:{state['s3_port']}"  # the broker's own S3 server (both storages)
             (home / "broker" / "s3" / LAKE_BUCKET).mkdir(parents=True, exist_ok=True)  # a bucket is a directory there
         configs = [(1, False)] + [(int(n), True) for n in args.workers.split(",")]
         for workers, lake in configs:

@@ -198,11 +198,21 @@ class Lake:
         from deltalake import CommitProperties, Transaction, write_deltalake
 
         data = data.append_column(SHARD_COLUMN, pa.array([shard] * data.num_rows, pa.string()))
+        props = CommitProperties(app_transactions=[Transaction(shard, total)])
         dt = self.table(table, fresh=False)
-        write_deltalake(dt if dt is not None else self.table_uri(table), data, mode="append", schema_mode="merge",
-                        storage_options=None if dt is not None else self.options,
-                        commit_properties=CommitProperties(app_transactions=[Transaction(shard, total)]))
-        if dt is None:
+        if dt is not None:
+            write_deltalake(dt, data, mode="append", schema_mode="merge", commit_properties=props)
+            return
+        try:  # the first rows of this table anywhere: this commit creates it
+            write_deltalake(self.table_uri(table), data, mode="append", schema_mode="merge",
+                            storage_options=self.options, commit_properties=props)
+        except Exception:  # noqa: BLE001 -- another shard created it first: append to that one
+            dt = self.table(table)
+            if dt is None:
+                raise
+            if dt.transaction_version(shard) != total:
+                write_deltalake(dt, data, mode="append", schema_mode="merge", commit_properties=props)
+        finally:
             self._tables.pop(table, None)
 
     def publish_positions(self, shard: str, positions: Mapping[tuple[str, int], int], now: float) -> None:
@@ -375,12 +385,10 @@ class ArrowCache:
                 if dt is None:
                     continue
                 old = self._files[table]
-                new = {f.path: old.get(f.path) for f in dt.to_pyarrow_dataset().get_fragments()}
-                if new.keys() == old.keys():
+                fragments = list(dt.to_pyarrow_dataset().get_fragments())
+                if {f.path for f in fragments} == old.keys():
                     continue
-                for fragment in dt.to_pyarrow_dataset().get_fragments():
-                    if new[fragment.path] is None:
-                        new[fragment.path] = fragment.to_table()
+                new = {f.path: old[f.path] if f.path in old else f.to_table() for f in fragments}
                 self._files[table] = new
                 self.tables[table] = pa.concat_tables([lake_schema(table).empty_table(), *new.values()],
                                                       promote_options="permissive")
