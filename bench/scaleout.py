@@ -173,9 +173,9 @@ def main() -> None:
               flush=True)
         s3_endpoint = None
         if args.lake == "s3":
-            state = json.loads((home / "broker" / "broker.json").read_text())
+            state = json.loads(broker.state_file.read_text())
             s3_endpoint = f"http://127.0.0.1:{state['s3_port']}"  # the broker's own S3 server (both storages)
-            (home / "broker" / "s3" / LAKE_BUCKET).mkdir(parents=True, exist_ok=True)  # a bucket is a directory there
+            (broker.dir / "s3" / LAKE_BUCKET).mkdir(parents=True, exist_ok=True)  # a bucket is a directory there
         configs = [(1, False)] + [(int(n), True) for n in args.workers.split(",")]
         for workers, lake in configs:
             r = run_config(settings, workers, lake, ends, points, args.timeout, s3_endpoint)
