@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-import duckdb
 
 from modelog.wire.errors import QueryError
 
