@@ -74,7 +74,8 @@ def query_arrow(query: str, settings: Settings | None = None, *, as_of: str | da
 
     limits = QueryLimits.from_settings(settings)  # a processor enforces its own settings' limits
     if settings.lake_path is not None:  # any process may read the lake: no round trip to a processor
-        return lake_reader(settings.lake_path).query(query, stamp, bound, limits, on_behalf_of)
+        return lake_reader(settings.lake_path, settings.artifact_options).query(query, stamp, bound, limits,
+                                                                                 on_behalf_of)
     info = running_processor(settings)
     if info and info.get("sql_url"):
         return _remote(info["sql_url"], query, stamp, bound,
@@ -202,25 +203,25 @@ def _local(path: Path, query: str, as_of: str | None = None, params: list | None
 
 
 MAX_READERS = 4  # lakes this process keeps a reader of; the least recently used one beyond is closed
-_readers: OrderedDict[Path, object] = OrderedDict()
+_readers: OrderedDict[Path | str, object] = OrderedDict()
 _readers_lock = threading.Lock()
 
 
-def lake_reader(path: Path):
+def lake_reader(path: Path | str, aws=None):
     """This process's reader of the lake at ``path`` (kept: it refreshes itself when the lake changes).
 
     At most ``MAX_READERS`` are kept (each holds an in-memory DuckDB connection); the least recently
     used one is closed when another lake is read. :func:`close_readers` closes them all (at exit).
     """
-    from modelog.processors.lake import LakeReader
+    from modelog.processors.lake import Lake, LakeReader
 
-    if not (path / "instance").exists():
+    if path not in _readers and not Lake(path, aws).exists():
         raise QueryError(f"no lake at {path} yet: start the workers (`modelog process --workers N`) first")
     evicted = []
     with _readers_lock:
         reader = _readers.get(path)
         if reader is None:
-            reader = _readers[path] = LakeReader(path)
+            reader = _readers[path] = LakeReader(path, aws)
         _readers.move_to_end(path)
         while len(_readers) > MAX_READERS:
             evicted.append(_readers.popitem(last=False)[1])
@@ -240,12 +241,12 @@ def close_readers() -> None:
 
 
 def projected_positions(settings: Settings) -> dict[tuple[str, int], int]:
-    """Next offset the views hold per (topic, partition): from the lake's manifests, the running
+    """Next offset the views hold per (topic, partition): from the lake's positions table, the running
     processor, else the file."""
     if settings.lake_path is not None:
-        from modelog.processors.lake import Lake
+        from modelog.processors.lake import lake_for
 
-        return Lake(settings.lake_path).positions()
+        return lake_for(settings).positions()
     info = running_processor(settings)
     if info and info.get("health_url"):
         try:

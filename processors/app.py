@@ -37,7 +37,7 @@ from .decider import Decider
 from .projection import RawRecord
 from .projector import Projector
 from .query_server import QueryLimits, QueryServer
-from .lake import Lake, LakeReader
+from .lake import lake_for, reader_for
 from .shards import PUBLISH_INTERVAL, ShardSet
 from .store import BatchStats, ViewStore
 from .trust_reader import TrustReader
@@ -134,7 +134,7 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     tracking = app.topic(*settings.projected_topics, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     # sealed values are opened with the key store's data keys into one views file; a lake's shards keep
-    # them sealed, so its Parquet files never hold plaintext (decision 0018)
+    # them sealed, so its Delta tables never hold plaintext (decision 0018)
     projector = Projector(keys=None if isinstance(store, ShardSet) else keystore_for(settings.home))
     store.decider = Decider(settings.processor_id)  # decisions are signed by this processor
     # RequestDecided records go on the log before their batch commits, signed with the processor's key
@@ -292,9 +292,9 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
     ensure_topics(settings)
     if settings.lake_path is not None:
         # the worker reads every partition's trust records itself (decision 0015): its shards own only some
-        store: ViewStore | ShardSet = ShardSet(Lake(settings.lake_path), settings.duckdb_memory_limit,
+        store: ViewStore | ShardSet = ShardSet(lake_for(settings), settings.duckdb_memory_limit,
                                                reader=TrustReader(settings).start())
-        queries = LakeReader(settings.lake_path)
+        queries = reader_for(settings)
     else:
         store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit)
     server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port,

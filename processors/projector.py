@@ -37,7 +37,7 @@ class Projector:
 
     def __init__(self, codec: Codec | None = None, keys: KeyStore | None = None) -> None:
         """``keys``: the data keys sealed values are opened with (decision 0018). None: sealed values are
-        projected as they are, ciphertext (the lake's shards: their Parquet files never hold plaintext)."""
+        projected as they are, ciphertext (the lake's shards: its Delta tables never hold plaintext)."""
         self.codec = codec or Codec()
         self.keys = keys
 

@@ -23,12 +23,10 @@ it) and publishes signed checkpoints, as one processor does (decision 0023).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 
-import duckdb
 
 from modelog.wire.errors import QueryError
 
@@ -36,7 +34,7 @@ from . import current
 from .chain import Chain
 from .decider import Decider
 from .ledger import Ledger
-from .lake import Lake, Manifest, base_view_sql, due_for_deletion, file_name, merged_name, plan_merge, shard_id
+from .lake import COMPACT_EVERY, POSITIONS, SHARD_COLUMN, ArrowCache, Lake, arrow_view_sql, shard_id
 from .projection import RawRecord
 from .projector import Projector
 from .store import DERIVED_FROM, BatchStats, ViewStore, views_sql
@@ -60,19 +58,29 @@ class ShardStore(ViewStore):
         self.lake, self.topic, self.partition = lake, topic, partition
         self.shard = shard_id(topic, partition)
         path = lake.shard_path(self.shard)
-        manifest = lake.read_manifest(self.shard)
-        if manifest is not None and manifest.published_at and not path.exists():
-            raise ShardLost(f"shard {path} is missing but {lake.manifest_path(self.shard)} says it published rows: "
-                            f"stop every worker and delete {lake.root} to rebuild the lake from the log")
+        if not path.exists() and lake.has_published(self.shard):
+            raise ShardLost(f"shard file {path} is missing but the lake {lake.uri} holds what it published: "
+                            f"stop every worker and delete the lake to rebuild it from the log")
+        path.parent.mkdir(parents=True, exist_ok=True)
         super().__init__(path, instance_id=lake.instance_id, memory_limit=memory_limit)
-        self.manifest = manifest or Manifest(self.shard, topic, partition)
+        # rows of each table the lake has from this shard: the shard's transaction in the table's Delta log
+        self.published = {t: lake.published(t, self.shard) for t in TABLES}
+        self.commits: dict[str, int] = {}  # commits of this shard per table since it opened (compaction)
         self._dirty: set[str] = set(TABLES)  # tables that may have rows the lake does not have (all, on open)
         self._moved = True  # positions changed since the last publication
         self._global = False
+        self.arrow_cache = ArrowCache(lake)  # replaced by the worker's shared one (ShardSet.open)
         self.published_at = 0.0
         self.next_offset = {(t, p): o for (t, p), o in self.positions().items()}.get((topic, partition), 0)
         self.ledger: Ledger | None = None  # the worker's trust records (None: this file's, as one processor)
         self._runs: dict[str, str] = {}  # run id -> experiment, for authorizing writes to runs
+        behind = {t: n for t, n in self.published.items() if n > self.con.execute(
+            f"SELECT count(*) FROM {t}").fetchall()[0][0]}
+        if behind:  # another machine's worker owned the partition since this file was written
+            self.close()
+            raise ShardLost(f"shard file {path} is behind the lake {lake.uri} (it published more of "
+                            f"{', '.join(sorted(behind))} from elsewhere): stop every worker and delete the lake "
+                            f"to rebuild it from the log")
 
     # -- writing -------------------------------------------------------------------
     def apply(self, records, projector, publish=None):
@@ -102,24 +110,24 @@ class ShardStore(ViewStore):
     def _run_experiment(self, run_id: str) -> str | None:
         """A run's experiment (its first RunStarted by event id, as the runs view has it), from this shard's
         rows and what the other shards have published (a lineage edge may name a run of another partition)."""
-        others = [str(self.lake.data_dir("log_run_started", m.shard) / name)
-                  for m in self.lake.manifests() if m.shard != self.shard for name, _ in m.files("log_run_started")]
-        sql = "SELECT run_id, event_id, experiment FROM main.log_run_started WHERE run_id = $1"
-        if others:
-            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in others)
-            sql += (f" UNION ALL SELECT run_id, event_id, experiment FROM read_parquet([{listed}], "
-                    "union_by_name = true) WHERE run_id = $1")
-        rows = self.con.execute(f"SELECT experiment FROM ({sql}) ORDER BY event_id LIMIT 1", [run_id]).fetchall()
+        cache = self.arrow_cache
+        cache.refresh()  # Arrow only: a batch's transaction on the connection is untouched
+        cache.register(self.con)
+        rows = self.con.execute(
+            "SELECT experiment FROM (SELECT event_id, experiment FROM main.log_run_started WHERE run_id = $1 "
+            "UNION ALL SELECT event_id, experiment FROM lake_arrow_log_run_started "
+            f"WHERE run_id = $1 AND {SHARD_COLUMN} <> $2) ORDER BY event_id LIMIT 1", [run_id, self.shard]).fetchall()
         return rows[0][0] if rows else None
 
     # -- the decider's global picture -----------------------------------------------------
     def _decide(self, con, event_type, record, pos):
+        cache = self.arrow_cache
+        cache.refresh()  # Arrow only: the batch's transaction on ``con`` is untouched
+        cache.register(con)
         if not self._global:
             con.execute("CREATE SCHEMA IF NOT EXISTS g")
-        others = [m for m in self.lake.manifests() if m.shard != self.shard]
-        for table in TABLES:
-            con.execute(base_view_sql(self.lake, table, others, f"main.{table}", schema="g"))
-        if not self._global:
+            for table in TABLES:  # the other shards' published rows, and this shard's own live ones
+                con.execute(arrow_view_sql(table, f"main.{table}", self.shard))
             con.execute("SET schema = 'g'")
             con.execute(current.views_sql())  # over g's base tables: every shard's facts
             con.execute(views_sql())
@@ -136,52 +144,42 @@ class ShardStore(ViewStore):
         return bool(self._dirty or self._moved) and now - self.published_at >= PUBLISH_INTERVAL
 
     def publish(self, now: float | None = None) -> bool:
-        """Write the rows the lake does not have yet as Parquet, merge small files, replace the manifest.
+        """Append the rows the lake does not have yet to its Delta tables, then the positions.
         Returns whether anything was published."""
         now = time.time() if now is None else now
         with self._lock:
-            con, m = self.con, self.manifest
+            con = self.con
             changed = self._moved
-            for table in sorted(self._dirty):
-                total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                done = m.rows(table)
-                files = list(m.files(table))
+            # log_events last: a record whose event the lake has has all its rows there too
+            for table in sorted(self._dirty, key=lambda t: (t == "log_events", t)):
+                total = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+                done = self.published[table]
                 if total <= done:
                     continue
-                folder = self.lake.data_dir(table, self.shard)
-                folder.mkdir(parents=True, exist_ok=True)
-                name = file_name(done, total)
-                self._copy(f"SELECT * FROM {table} WHERE rowid >= {done} AND rowid < {total}", folder / name)
-                files.append((name, (folder / name).stat().st_size))
-                merge = plan_merge(files)
-                if merge:
-                    out = merged_name(merge)
-                    listed = ", ".join(f"'{folder / n}'" for n in merge)
-                    self._copy(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)", folder / out)
-                    files = [f for f in files if f[0] not in merge] + [(out, (folder / out).stat().st_size)]
-                    m.retired.extend((str((folder / n).relative_to(self.lake.root)), now) for n in merge if n != out)
-                m.tables[table] = (total, files)
+                data = con.sql(f"SELECT * FROM {table} WHERE rowid >= {done} AND rowid < {total}").to_arrow_table()
+                try:
+                    self.lake.append(table, data.cast(TABLES[table]), self.shard, total)
+                except Exception:
+                    # the commit may have landed before the error: read back how far the lake got
+                    self.published[table] = self.lake.published(table, self.shard)
+                    raise
+                self.published[table] = total
+                self._count_commit(table)
                 changed = True
             self._dirty.clear()
             if not changed:
                 return False
-            m.positions = {f"{t}/{p}": o for t, p, o in con.execute("SELECT * FROM positions").fetchall()}
-            gone, m.retired = due_for_deletion(m.retired, now)
-            m.published_at = now
-            self.lake.write_manifest(m)
-            for rel in gone:
-                try:
-                    os.unlink(self.lake.root / rel)
-                except FileNotFoundError:
-                    pass
+            positions = {(t, p): o for t, p, o in con.execute("SELECT * FROM positions").fetchall()}
+            self.lake.publish_positions(self.shard, positions, now)
+            self._count_commit(POSITIONS)
             self._moved = False
             self.published_at = now
             return True
 
-    def _copy(self, select: str, target) -> None:
-        tmp = target.with_name(target.name + ".tmp")
-        self.con.execute(f"COPY ({select}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-        os.replace(tmp, target)
+    def _count_commit(self, table: str) -> None:
+        n = self.commits[table] = self.commits.get(table, 0) + 1
+        if n % COMPACT_EVERY == 0:
+            self.lake.compact(table)
 
 
 class ShardSet:
@@ -203,6 +201,7 @@ class ShardSet:
         self.reader = reader
         self.chain = chain
         self.publish_checkpoints: Callable[[list[dict]], None] | None = None
+        self.arrow_cache = ArrowCache(lake)  # what the other shards published, for the decider
         self._lock = threading.Lock()
 
     def open(self, topic: str, partition: int, timeout: float = OPEN_TIMEOUT) -> ShardStore:
@@ -223,6 +222,7 @@ class ShardSet:
         if self.chain is not None:
             shard.chain = Chain(*self.chain)
             shard.publish_checkpoints = self.publish_checkpoints
+        shard.arrow_cache = self.arrow_cache
         with self._lock:
             self.shards[(topic, partition)] = shard
         log.info("opened shard %s at offset %d", shard.shard, shard.next_offset)
@@ -290,7 +290,7 @@ class ShardSet:
             shard._dirty.update(TABLES)
             shard.publish()
             shard.checkpoint()
-        except duckdb.Error as exc:  # still close: the next owner re-publishes from the file
+        except Exception as exc:  # noqa: BLE001 -- still close: the next owner re-publishes from the file
             log.warning("publishing shard %s on close failed: %s", shard.shard, exc)
         shard.close()
         log.info("closed shard %s", shard.shard)

@@ -11,7 +11,7 @@ string), COPY, ATTACH, INSTALL/LOAD, SET and every other statement that is not a
 
 Why a parse-tree allowlist rather than ``SET enable_external_access = false``: that setting is
 global to a DuckDB instance, and the processor's readers share their instance with the writer,
-which must write the views file and publish Parquet to the lake.
+which must write the views file and publish to the lake.
 """
 
 from __future__ import annotations

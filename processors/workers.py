@@ -3,8 +3,8 @@
 The supervisor starts N ``modelog process --worker`` children sharing one lake (``MODELOG_LAKE``,
 default ``$MODELOG_HOME/lake``), restarts any that dies, and serves the SQL endpoint over the lake
 (``processor.json`` names it, as for a single processor). It is ready once every worker has joined the
-group. On other machines, run ``modelog process`` with the same ``MODELOG_LAKE`` (a shared filesystem)
-and processor id instead: the consumer group spreads the partitions over every worker, wherever it runs.
+group. On other machines, run ``modelog process`` with the same ``MODELOG_LAKE`` (``s3://bucket/prefix``:
+no filesystem is shared) and processor id instead: the consumer group spreads the partitions over every worker, wherever it runs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from modelog.wire.home import processor_file
 from modelog.wire.topics import ensure_topics
 
 from .app import _write_json, processor_info
-from .lake import Lake, LakeReader
+from .lake import lake_for, reader_for
 from .query_server import QueryLimits, QueryServer
 
 log = logging.getLogger("modelog.processor")
@@ -48,7 +48,7 @@ def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> 
     assert settings.lake_path is not None
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
-    Lake(settings.lake_path).instance_id  # created once here, not raced by the workers
+    lake_for(settings).instance_id  # created once here (a worker elsewhere that races it reads the winner's)
     env = dict(os.environ, MODELOG_HOME=str(settings.home), MODELOG_LAKE=str(settings.lake_path))
     if settings.bootstrap:
         env["MODELOG_KAFKA_BOOTSTRAP"] = settings.bootstrap
@@ -65,7 +65,7 @@ def run_workers(settings: Settings, workers: int, loglevel: str = "warning") -> 
             out.close()
 
     procs = [spawn(i) for i in range(workers)]
-    server = QueryServer(LakeReader(settings.lake_path), host=settings.processor_host, port=settings.processor_port,
+    server = QueryServer(reader_for(settings), host=settings.processor_host, port=settings.processor_port,
                          limits=QueryLimits.from_settings(settings))
     server.ready = False
     server.start()

@@ -19,9 +19,12 @@ MODELOG_DUCKDB_MEMORY_LIMIT  memory DuckDB may use for the views, per views file
                              DuckDB's own: 80% of RAM). Its buffer cache grows with the views up to this
 MODELOG_SQL_TIMEOUT          seconds one SQL statement from a user may run before it is stopped (default 60)
 MODELOG_SQL_MAX_ROWS         rows one SQL answer may hold (default 5,000,000); more is a clear error
-MODELOG_LAKE                 a directory shared by several projector workers: each projects the partitions
-                             it is given into shards there and publishes them as Parquet; the views read
-                             them all (decision 0009). Unset: one processor, one views file (MODELOG_DB)
+MODELOG_LAKE                 where several projector workers publish: Delta Lake tables in a directory or
+                             at ``s3://bucket/prefix`` (any S3-compatible store; endpoint and credentials from
+                             the standard AWS_* variables, as for MODELOG_ARTIFACT_URI). Each worker projects
+                             the partitions it is given into shards of its own and appends them there; the
+                             views read them all (decisions 0009, 0024). Unset: one processor, one views
+                             file (MODELOG_DB)
 MODELOG_SCHEMA_REGISTRY_URL  Confluent Schema Registry; set = Confluent framing instead of single-object
 MODELOG_SESSION_TIMEOUT_MS   consumer group session timeout (default 6000)
 MODELOG_LINGER_MS            how long the SDK gathers metric points into one event (default 50)
@@ -84,7 +87,7 @@ class Settings:
     principal: str = "unknown"
     actor_kind: str = "USER"
     db_path: Path | None = None
-    lake_path: Path | None = None
+    lake_path: Path | str | None = None  # a directory, or an ``s3://bucket/prefix`` URI (kept as a string)
     duckdb_memory_limit: str | None = None
     sql_timeout: float = 60.0
     sql_max_rows: int = 5_000_000
@@ -221,7 +224,7 @@ class Settings:
         values.setdefault("principal", _default_principal())
         for attr in ("db_path", "lake_path"):
             if values.get(attr) is not None:
-                values[attr] = Path(values[attr]).expanduser().resolve()
+                values[attr] = _location(values[attr]) if attr == "lake_path" else Path(values[attr]).expanduser().resolve()
         settings = cls(**values)
         settings._check()
         return settings
@@ -274,7 +277,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_PRINCIPAL": ("principal", str),
     "MODELOG_ACTOR_KIND": ("actor_kind", str.upper),
     "MODELOG_DB": ("db_path", Path),
-    "MODELOG_LAKE": ("lake_path", Path),
+    "MODELOG_LAKE": ("lake_path", str),
     "MODELOG_DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", str),
     "MODELOG_SQL_TIMEOUT": ("sql_timeout", float),
     "MODELOG_SQL_MAX_ROWS": ("sql_max_rows", _positive_int),
@@ -292,6 +295,18 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_CHECKPOINT_EVERY": ("checkpoint_every", _positive_int),
     "MODELOG_CHECKPOINT_SECONDS": ("checkpoint_seconds", float),
 }
+
+def _location(value: Path | str) -> Path | str:
+    """MODELOG_LAKE: ``s3://bucket/prefix`` as given; a directory or ``file://`` URI as an absolute path."""
+    text = str(value)
+    if text.startswith("s3://"):
+        if not text[5:].split("/", 1)[0]:
+            raise ConfigError(f"MODELOG_LAKE: s3:// needs a bucket: s3://bucket[/prefix] (got {text!r})")
+        return text.rstrip("/")
+    if "://" in text and not text.startswith("file://"):
+        raise ConfigError(f"MODELOG_LAKE: must be a directory, file:///dir or s3://bucket[/prefix] (got {text!r})")
+    return Path(text.removeprefix("file://")).expanduser().resolve()
+
 
 # The standard AWS variables an S3-compatible artifact store is configured with -> obstore's S3 config keys.
 _AWS: dict[str, str] = {

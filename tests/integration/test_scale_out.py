@@ -2,7 +2,9 @@
 
 `modelog process --workers 3` over 4 partitions: every worker's data is visible in SQL, a worker killed
 with -9 mid-stream is replaced without losing or doubling a point, governance decisions read across
-partitions, and rebuilding one views file from the log gives the same rows as the lake.
+partitions, and rebuilding one views file from the log gives the same rows as the lake. Then two workers
+that share no disk (each its own MODELOG_HOME) publish to a lake on the embedded S3 server, read back
+with Delta Lake's own reader.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import duckdb
 import pytest
@@ -17,7 +22,7 @@ import pytest
 from conftest import Processor, run_cli
 from modelog import Client, Settings
 from modelog.consumers.query import sql as query
-from modelog.processors.lake import LakeReader
+from modelog.processors.lake import Lake, LakeReader
 from modelog.processors.store import VIEW_NAMES
 from waiting import wait_until
 
@@ -64,7 +69,7 @@ def test_three_workers_one_set_of_views_survive_a_kill_and_equal_a_rebuild(lake_
         client.wait_projected(timeout=60)
         runs = sql("SELECT count(*) AS n FROM runs")["n"][0]
         assert runs == 8
-        parts = {m.stem.rsplit(".", 1)[1] for m in (tmp_path / "lake" / "manifests").glob("*tracking*.json")}
+        parts = {str(p) for t, p in Lake(tmp_path / "lake").positions() if t == settings.tracking_topic}
         published = {str(p) for t, p in client.emitter.positions if t == settings.tracking_topic}
         assert parts == published  # every partition the events went to has its shard in the lake
 
@@ -102,3 +107,58 @@ def test_three_workers_one_set_of_views_survive_a_kill_and_equal_a_rebuild(lake_
         b = sorted(map(repr, rebuilt.execute(f"SELECT * FROM {view}").fetchall()))
         assert a == b, view
     rebuilt.close()
+
+
+@pytest.fixture
+def s3(tmp_path):
+    """The embedded S3 server (modelog.local.s3server) on a port it picked, with a bucket ``lake``."""
+    data, port_file = tmp_path / "s3", tmp_path / "s3.port"
+    (data / "lake").mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-m", "modelog.local.s3server", str(data), "--port", "0",
+                             "--port-file", str(port_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 30, "the S3 server listens")
+        yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "local",
+               "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1"}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_workers_on_no_shared_disk_publish_a_delta_lake_on_s3_read_by_deltalake_itself(env, s3, tmp_path):
+    """Two `modelog process` workers, each with a home of its own (as on two machines), one lake at
+    s3://lake/prefix: the runs land in Delta tables that deltalake's own reader finds, and modelog's
+    views over the same lake agree."""
+    from deltalake import DeltaTable
+
+    base = dict(env, **s3, MODELOG_LAKE="s3://lake/team/modelog", MODELOG_PROCESSOR_ID=f"lake-{time.time_ns()}")
+    homes = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    workers = []
+    for home in homes:
+        worker_env = dict(base, MODELOG_HOME=str(home))
+        workers.append(Processor(worker_env, Settings.load(env=worker_env)).start(timeout=90))
+    client_env = dict(base, MODELOG_HOME=str(tmp_path / "laptop"))
+    settings = Settings.load(env=client_env)
+    client = Client(settings)
+    try:
+        ids = log_runs(client, [f"s{i}" for i in range(10)])
+        client.wait_projected(timeout=90)  # waits for the lake's _positions table on S3
+        opts = {**s3, "AWS_ALLOW_HTTP": "true"}
+        runs = DeltaTable("s3://lake/team/modelog/log_run_started", storage_options=opts).to_pyarrow_table()
+        assert sorted(runs["run_id"].to_pylist()) == sorted(ids)
+        points = DeltaTable("s3://lake/team/modelog/log_metrics", storage_options=opts).to_pyarrow_table(
+            columns=["run_id", "key", "step", "lake_shard"])
+        assert points.num_rows == len(set(zip(points["run_id"].to_pylist(), points["key"].to_pylist(),
+                                               points["step"].to_pylist()))) == 10 * (2 * STEPS + 1)
+        shards = set(points["lake_shard"].to_pylist())
+        # the partitions were spread over both "machines", each keeping its shard files in its own home
+        local = [{p.stem for p in home.rglob("*.duckdb") if "lake-shards" in str(p)} for home in homes]
+        assert all(local) and not (local[0] & local[1]) and shards <= local[0] | local[1]
+        assert not (tmp_path / "s3" / "lake" / "team" / "modelog" / "shards").exists()
+        # modelog's own views over the same lake (read in this process, from S3)
+        assert query("SELECT count(*) AS n FROM metrics", settings)["n"][0] == 10 * (2 * STEPS + 1)
+        assert query("SELECT count(*) AS n FROM runs WHERE status = 'FINISHED'", settings)["n"][0] == 10
+    finally:
+        client.close()
+        for w in workers:
+            assert w.stop() == 0

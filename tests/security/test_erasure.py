@@ -138,7 +138,7 @@ def test_erasure_leaves_no_plaintext_anywhere_and_rebuild_equals_live(secured, t
 
 
 def test_the_lake_of_several_workers_never_holds_the_plaintext(bootstrap, tmp_path):
-    """With `modelog process --workers 2` the shards publish append-only Parquet files: their projector
+    """With `modelog process --workers 2` the shards append to the lake's Delta tables: their projector
     leaves sealed values sealed, so the lake never holds the plaintext, before or after the erasure, and a
     rebuild from the log equals the lake."""
     from modelog import Settings
@@ -157,7 +157,8 @@ def test_the_lake_of_several_workers_never_holds_the_plaintext(bootstrap, tmp_pa
         client.wait_projected(60)
         (row,) = modelog_sql(settings, f"SELECT value FROM params WHERE run_id = '{run.id}' AND key = 'email'")
         assert row["value"].startswith(f"modelog:sealed:v1:{SUBJECT}:")  # sealed text, not the plaintext
-        assert list((tmp_path / "lake" / "data").rglob("*.parquet"))
+        assert list((tmp_path / "lake" / "log_params").rglob("*.parquet"))  # the Delta table holds the params
+        assert list((tmp_path / "lake" / "log_params" / "_delta_log").glob("*.json"))  # (its log: column stats too)
         assert files_holding(tmp_path / "lake", PLAINTEXTS) == []
         run_cli(env, "erase", "--subject", SUBJECT)
         wait_until(lambda: modelog_sql(settings, "SELECT subject FROM erasures") == [{"subject": SUBJECT}], 60,

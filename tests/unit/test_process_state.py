@@ -25,7 +25,7 @@ def test_lake_readers_are_bounded_and_closed(tmp_path, monkeypatch):
     closed = []
 
     class FakeReader:
-        def __init__(self, path):
+        def __init__(self, path, aws=None):
             self.path = path
 
         def close(self):
@@ -36,8 +36,7 @@ def test_lake_readers_are_bounded_and_closed(tmp_path, monkeypatch):
     monkeypatch.setattr(lake, "LakeReader", FakeReader)
     paths = []
     for i in range(query.MAX_READERS + 2):
-        (tmp_path / f"lake{i}").mkdir()
-        (tmp_path / f"lake{i}" / "instance").write_text("x")
+        lake.Lake(tmp_path / f"lake{i}").ensure()  # a lake exists once its positions table does
         paths.append(tmp_path / f"lake{i}")
     first = query.lake_reader(paths[0])
     for p in paths[1:query.MAX_READERS]:

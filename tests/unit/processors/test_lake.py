@@ -1,8 +1,9 @@
-"""Shards and the lake on real DuckDB files and Parquet: several writers, one set of views.
+"""Shards and the lake on real DuckDB files and real Delta tables: several writers, one set of views.
 
 A partitioned in-memory log feeds two ``ShardSet``s (two workers); the views read through
 ``LakeReader`` must equal one ``ViewStore`` fed the whole log, however partitions move between
-workers, records are redelivered or files are merged.
+workers, records are redelivered or tables are compacted. The Delta tables are read back with
+``deltalake``'s own reader too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from modelog import Client, MemoryEmitter, Settings
 from modelog.wire.codec import Codec
 from modelog.processors import lake as lake_mod
-from modelog.processors.lake import Lake, LakeReader, due_for_deletion, merged_name, plan_merge
+from modelog.processors.lake import Lake, LakeReader
+from modelog.wire.errors import ConfigError
 from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
 from modelog.processors.shards import ShardLost, ShardSet, ShardStore
@@ -27,23 +29,24 @@ PARTITIONS = 4
 
 # -- pure rules ---------------------------------------------------------------------------------
 
-def test_plan_merge_merges_the_unsealed_tail_only_past_the_limit():
-    small = [(f"{i:03d}", 10) for i in range(5)]
-    assert plan_merge(small, merge_after=5) == []
-    assert plan_merge(small + [("005", 10)], merge_after=5) == [f"{i:03d}" for i in range(6)]
-    sealed = [("big", 100)] + small + [("006", 10)]
-    assert plan_merge(sealed, merge_after=5, seal_bytes=100) == [f"{i:03d}" for i in range(5)] + ["006"]
-    assert plan_merge([("a", 10), ("big", 100), ("b", 10)], merge_after=1, seal_bytes=100) == []
+def test_lake_locations_are_paths_or_s3_uris(tmp_path):
+    assert lake_mod.normalize("s3://bucket/a/b/") == "s3://bucket/a/b"
+    assert lake_mod.normalize(f"file://{tmp_path}/x") == str(tmp_path / "x")
+    for bad in ("s3:///prefix", "gs://bucket/x"):
+        with pytest.raises(ConfigError, match="MODELOG_LAKE"):
+            lake_mod.normalize(bad)
+    opts = lake_mod.storage_options("s3://b/p", {"endpoint": "http://127.0.0.1:9", "access_key_id": "k"})
+    assert opts["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9" and opts["AWS_ALLOW_HTTP"] == "true"
+    assert opts["AWS_ACCESS_KEY_ID"] == "k" and lake_mod.storage_options(str(tmp_path)) == {}
 
 
-def test_merged_name_spans_the_rows_of_its_inputs():
-    assert merged_name(["000000000000-000000000010.parquet", "000000000010-000000000025.parquet"]) == \
-        "000000000000-000000000025.parquet"
+def test_latest_positions_keep_the_highest_offset_per_partition():
+    import pyarrow as pa
 
-
-def test_retired_files_wait_out_the_grace_period():
-    gone, kept = due_for_deletion([("a", 100.0), ("b", 125.0)], now=140.0, grace=30.0)
-    assert gone == ["a"] and kept == [("b", 125.0)]
+    t = pa.table({"shard": ["a", "a", "b", "a"], "topic": ["t", "t", "t", "t"], "partition": [0, 0, 1, 0],
+                  "next_offset": [5, 9, 3, 9], "published_at": [None] * 4}, schema=lake_mod.POSITIONS_SCHEMA)
+    got = lake_mod._latest_positions(t)
+    assert sorted(zip(got["partition"].to_pylist(), got["next_offset"].to_pylist())) == [(0, 9), (1, 3)]
 
 
 # -- a partitioned log --------------------------------------------------------------------------
@@ -122,7 +125,7 @@ def lake(tmp_path):
 
 
 def test_two_workers_publish_one_set_of_views_equal_to_a_single_file(lake, tmp_path, monkeypatch):
-    monkeypatch.setattr(lake_mod, "MERGE_AFTER_FILES", 2)
+    monkeypatch.setattr("modelog.processors.shards.COMPACT_EVERY", 1)  # compacted after every commit
     monkeypatch.setattr("modelog.processors.shards.PUBLISH_INTERVAL", 0.0)  # publish after every batch: many files
     log = Log(tmp_path)
     workload(log)
@@ -132,15 +135,21 @@ def test_two_workers_publish_one_set_of_views_equal_to_a_single_file(lake, tmp_p
     done = dict.fromkeys(range(PARTITIONS), 0)
     feed(log, owners, done)
     a.tick(), b.tick()
-    reader = LakeReader(lake.root)
+    reader = LakeReader(lake.uri)
     single = single_file(log, tmp_path)
     cur = reader.reader()
     assert cur.execute("SELECT count(*) FROM metrics").fetchone() == (6 * 21,)
     for view in VIEW_NAMES:
         assert rows(cur, view) == rows(single.reader(), view), view
-    files = [len(m.files("log_metrics")) for m in lake.manifests() if m.files("log_metrics")]
-    assert files and max(files) <= 3  # merged: never more than MERGE_AFTER_FILES + 1 per table and shard
     assert lake.positions() == {("t", p): len(log.parts[p]) for p in range(PARTITIONS) if log.parts[p]}
+    # the format's own reader: every point once, each tagged with the shard that wrote it
+    from deltalake import DeltaTable
+
+    points = DeltaTable(lake.table_uri("log_metrics")).to_pyarrow_table()
+    assert points.num_rows == single.reader().execute("SELECT count(*) FROM log_metrics").fetchone()[0]
+    assert set(points["lake_shard"].to_pylist()) <= {f"t.{p}" for p in range(PARTITIONS)}
+    history = DeltaTable(lake.table_uri("log_events")).history()  # every publication appends events
+    assert any(h.get("operation") == "OPTIMIZE" for h in history), [h.get("operation") for h in history]  # compacted while written
     a.close(), b.close(), single.close()
 
 
@@ -154,7 +163,7 @@ def test_a_partition_moves_to_another_worker_without_loss_or_doubles(lake, tmp_p
     a.apply(log.records(busiest, 0, half), Projector(), log.publish)
     other = subprocess.run([sys.executable, "-c", "import sys; from modelog.processors.lake import Lake; "
                             "from modelog.processors.shards import ShardStore; "
-                            f"ShardStore(Lake(sys.argv[1]), 't', {busiest})", str(lake.root)],
+                            f"ShardStore(Lake(sys.argv[1]), 't', {busiest})", lake.uri],
                            capture_output=True, text=True)
     assert other.returncode != 0 and "another processor" in other.stderr  # the owner's lock keeps other workers out
     a.release([("t", busiest)])
@@ -165,7 +174,7 @@ def test_a_partition_moves_to_another_worker_without_loss_or_doubles(lake, tmp_p
         if p != busiest:
             b.apply(log.records(p), Projector(), log.publish)
     b.close()
-    reader = LakeReader(lake.root)
+    reader = LakeReader(lake.uri)
     single = single_file(log, tmp_path)
     for view in VIEW_NAMES:
         assert rows(reader.reader(), view) == rows(single.reader(), view), view
@@ -197,7 +206,7 @@ def test_the_decider_sees_other_partitions_through_the_lake(lake, tmp_path):
     log.collect()
     feed(log, owners, done)
     a.close(), b.close()
-    cur = LakeReader(lake.root).reader()
+    cur = LakeReader(lake.uri).reader()
     assert cur.execute("SELECT status FROM requests WHERE request_id = ?", [req.request_id]).fetchone() == (
         "APPROVED",)
     assert cur.execute("SELECT evidence['gate.auc'] FROM decisions WHERE request_id = ?",
@@ -218,3 +227,26 @@ def test_a_lost_shard_is_refused_with_the_way_out(lake, tmp_path):
     topic, part = lost.stem.rsplit(".", 1)
     with pytest.raises(ShardLost, match="delete"):
         ShardStore(lake, topic, int(part))
+
+
+def test_a_shard_file_behind_the_lake_is_refused(lake, tmp_path):
+    """A file left on a machine whose worker lost the partition, while another published more of it: using it
+    would misnumber the rows still to publish, so it is refused like a lost one."""
+    import shutil
+
+    log = Log(tmp_path)
+    workload(log)
+    log.collect()
+    busiest = max(range(PARTITIONS), key=lambda p: len(log.parts[p]))
+    half = len(log.parts[busiest]) // 2
+    s = ShardSet(lake)
+    s.apply(log.records(busiest, 0, half), Projector())
+    s.close()
+    path = lake.shard_path(f"t.{busiest}")
+    shutil.copy(path, tmp_path / "old.duckdb")  # what the first machine kept
+    s = ShardSet(lake)
+    s.apply(log.records(busiest, half), Projector())
+    s.close()
+    shutil.copy(tmp_path / "old.duckdb", path)
+    with pytest.raises(ShardLost, match="behind the lake"):
+        ShardStore(lake, "t", busiest)
