@@ -1,0 +1,327 @@
+"""The fault campaign's bad-input and resource scenarios (issue 10; the runner is ``bench/faults.py``).
+
+Each scenario starts the real embedded broker on durable ``s3://`` storage and a real ``modelog process`` in a
+fresh work directory, does its damage, asserts on the views, and ends everything it started:
+
+* ``mutated-records``: 10,000 mutated records (``bench/faults_mutations.py``) produced straight to every topic
+  the projector reads, interleaved with good ones -> every sure-bad one in the dead letters with a reason (on
+  the dead-letter topic and in ``dead_letters``), every record accounted for, the processor never stops, every
+  good record projected.
+* ``disk-full``: the views on a small tmpfs, logged until it fills -> the processor stops projecting with an
+  error naming the file, the views hold whole batches only; the tmpfs grown -> it catches up to every
+  acknowledged point, none doubled.
+* ``slow-reader``: long queries in a loop through the processor's SQL endpoint while a writer logs -> the
+  writer's points per second and the event-to-query freshness with and without it.
+
+    python bench/faults_input.py [--only NAME[,NAME]] [--quick] [--out bench/results/faults_input.json]
+
+``--quick`` scales the counts down (500 mutated records). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from compare_common import cleanup_spawned, machine, record_spawn, terminate_tree, write_json  # noqa: E402
+
+SESSION_TIMEOUT_MS = 2000
+
+
+# -- the stack: embedded broker (s3://) + modelog process ------------------------------------------------------
+
+class Stack:
+    """The embedded broker on durable ``s3://`` storage under ``workdir/home`` and ``modelog process`` as a child
+    process (``extra_env``: e.g. ``MODELOG_DB`` elsewhere). Every pid goes to ``workdir/spawned.jsonl``."""
+
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.home = self.workdir / "home"
+        self.extra_env = extra_env or {}
+        self.broker = None
+        self.proc: subprocess.Popen | None = None
+        self.log = self.workdir / "processor.log"
+        self.env: dict[str, str] = {}
+        self.settings = None
+
+    def start_broker(self) -> Stack:
+        from modelog import Settings
+        from modelog.local.broker import EmbeddedBroker
+
+        self.broker = EmbeddedBroker(self.home, storage="s3")
+        bootstrap = self.broker.start()
+        st = self.broker.status()
+        for what in ("pid", "s3_pid"):
+            if st.get(what):
+                record_spawn(self.workdir, int(st[what]), f"embedded broker ({what})")
+        self.env = {"MODELOG_HOME": str(self.home), "MODELOG_KAFKA_BOOTSTRAP": bootstrap,
+                    "MODELOG_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS), "MODELOG_PRINCIPAL": "faults",
+                    "MODELOG_LINGER_MS": "20", **self.extra_env}
+        self.settings = Settings.load(env=self.env)
+        return self
+
+    def start_processor(self, timeout: float = 120) -> Stack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")} | self.env
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen([sys.executable, "-m", "modelog", "process", "--loglevel", "info"], env=env,
+                                         stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        record_spawn(self.workdir, self.proc.pid, "modelog process", group=True)
+        info_file = self.home / "processor.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the processor exited {self.proc.returncode}: {self.tail()}")
+            try:
+                info = json.loads(info_file.read_text())
+                if info.get("pid") == self.proc.pid and info.get("ready"):
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"the processor was not ready after {timeout:.0f} s: {self.tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def sql(self, query: str) -> list[dict]:
+        import modelog
+
+        return modelog.sql_arrow(query, self.settings).to_pylist()
+
+    def topic(self, name: str) -> str:
+        return f"{self.settings.topic_prefix}{name}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate_tree(self.proc.pid, timeout=30)
+        if self.broker is not None:
+            self.broker.stop()
+        cleanup_spawned(self.workdir)
+
+
+def wait_until(pred: Callable[[], object], timeout: float, step: float = 0.25):
+    """``pred()``'s first truthy value within ``timeout`` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(step)
+
+
+def result(name: str, passed: bool, what: str, figures: dict, notes: str) -> dict:
+    return {"scenario": name, "passed": bool(passed), "what": what, "figures": figures, "notes": notes}
+
+
+# -- mutated-records ---------------------------------------------------------------------------------------------
+
+def mutated_records(args: argparse.Namespace, workdir: Path) -> dict:
+    from confluent_kafka import Consumer, Producer
+
+    from faults_mutations import campaign
+
+    total = getattr(args, "mutations", None) or (500 if args.quick else 10_000)
+    what = f"{total:,} mutated records (13 kinds) + good ones between them, straight to the 3 projected topics"
+    stack = Stack(workdir)
+    try:
+        stack.start_broker().start_processor()
+        records = campaign(total)
+        placed: dict[int, tuple[str, int, int]] = {}  # record index -> (topic, partition, offset)
+        failed: list[str] = []
+
+        def report(i):
+            def cb(err, msg):
+                if err is not None:
+                    failed.append(f"{i}: {err}")
+                else:
+                    placed[i] = (msg.topic(), msg.partition(), msg.offset())
+            return cb
+
+        producer = Producer({"bootstrap.servers": stack.settings.resolve_bootstrap(), "enable.idempotence": True,
+                             "message.max.bytes": 2_000_000, "linger.ms": 20})
+        t0 = time.perf_counter()
+        alive_samples = []
+        for i, r in enumerate(records):
+            producer.produce(stack.topic(r.topic), key=r.key, value=r.value, headers=r.headers, on_delivery=report(i))
+            producer.poll(0)
+            if i % 500 == 0:
+                alive_samples.append(stack.alive())
+        left = producer.flush(120)
+        produce_s = time.perf_counter() - t0
+        bad = [i for i, r in enumerate(records) if r.kind]
+        good = [i for i, r in enumerate(records) if not r.kind]
+
+        def settled():  # every record we placed is an event or a dead letter (all the topics' records are ours)
+            alive_samples.append(stack.alive())
+            if not stack.alive():
+                return "stopped"
+            n = stack.sql("SELECT (SELECT count(*) FROM audit_log) + (SELECT count(*) FROM dead_letters) AS n")[0]["n"]
+            return n >= len(placed) and "ok"
+
+        state = wait_until(settled, 120 if args.quick else 600, 1.0)
+        all_s = time.perf_counter() - t0
+        events = {(r["topic"], r["partition"], r["offset"]): r["event_id"]
+                  for r in stack.sql('SELECT topic, "partition", "offset", event_id FROM audit_log')}
+        dead = {(r["topic"], r["partition"], r["offset"]): r["reason"]
+                for r in stack.sql('SELECT topic, "partition", "offset", reason, detail FROM dead_letters')
+                if r["reason"] and r["detail"]}
+        # the dead-letter topic: one record per dead letter, with its reason and source in headers
+        on_topic: dict[tuple[str, int, int], str] = {}
+        consumer = Consumer({"bootstrap.servers": stack.settings.resolve_bootstrap(), "group.id": f"faults-{uuid.uuid4().hex}",
+                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "enable.auto.commit": False})
+        consumer.subscribe([stack.topic("deadletter")])
+        try:
+            quiet = time.monotonic()
+            while time.monotonic() - quiet < 8 and len(on_topic) < len(dead):
+                m = consumer.poll(0.5)
+                if m is None or m.error():
+                    continue
+                quiet = time.monotonic()
+                h = dict(m.headers() or [])
+                topic, part, off = h["modelog.source"].decode().rsplit("/", 2)
+                on_topic[(topic, int(part), int(off))] = h["modelog.reason"].decode()
+        finally:
+            consumer.close()
+
+        outcome: Counter = Counter()
+        reasons: Counter = Counter()
+        missing_bad, lost, good_dead, doubled_dead = [], [], [], []
+        for i, r in enumerate(records):
+            pos = placed.get(i)
+            if pos is None:
+                continue
+            in_dead, in_views = pos in dead, pos in events
+            if r.kind is None:
+                if not in_views:
+                    (good_dead if in_dead else lost).append(i)
+                continue
+            outcome[(r.kind, "dead" if in_dead else "projected" if in_views else "missing")] += 1
+            if in_dead:
+                reasons[dead[pos]] += 1
+                if pos not in on_topic:
+                    doubled_dead.append(i)
+            elif r.sure_bad:
+                missing_bad.append(f"{r.kind}@{pos}")
+            elif not in_views:
+                lost.append(i)
+        sure = sum(1 for i in bad if records[i].sure_bad)
+        sure_dead = sum(1 for i in bad if records[i].sure_bad and placed.get(i) in dead)
+        crashed = [ln for ln in stack.tail(200_000).splitlines() if "Traceback" in ln or "crashed" in ln.lower()]
+        figures = {
+            "mutated_records": len(bad), "good_records": len(good), "produce_failures": len(failed) + left,
+            "sure_bad": sure, "sure_bad_dead_lettered": sure_dead,
+            "sure_bad_dead_lettered_pct": round(100 * sure_dead / max(1, sure), 2),
+            "bit_flip_body_dead": outcome[("bit-flip-body", "dead")],
+            "bit_flip_body_projected": outcome[("bit-flip-body", "projected")],
+            "dead_letters_in_view": len(dead), "dead_letters_on_topic": len(on_topic),
+            "good_projected": len(good) - len(lost) - len(good_dead), "good_lost": len(lost), "good_dead": len(good_dead),
+            "unaccounted": len(lost) + len(missing_bad), "processor_alive_throughout": all(alive_samples),
+            "processor_errors_logged": len(crashed), "produce_s": round(produce_s, 1), "all_settled_s": round(all_s, 1),
+            "records_per_s": round(len(records) / all_s), "reasons": dict(reasons),
+            "by_kind": {f"{k}: {o}": n for (k, o), n in sorted(outcome.items())},
+        }
+        passed = (state == "ok" and not failed and not left and sure_dead == sure and not lost and not good_dead
+                  and not missing_bad and not doubled_dead and all(alive_samples) and not crashed)
+        notes = []
+        if missing_bad:
+            notes.append(f"sure-bad records not dead-lettered: {missing_bad[:10]}")
+        if lost or good_dead:
+            notes.append(f"good records not projected: {len(lost)} lost, {len(good_dead)} dead-lettered")
+        if doubled_dead:
+            notes.append(f"{len(doubled_dead)} dead letters in the view but not on the dead-letter topic")
+        if crashed:
+            notes.append("processor log: " + " | ".join(crashed[:3]))
+        if state != "ok":
+            notes.append(f"not settled ({state}): {stack.tail(1500)}")
+        return result("mutated-records", passed, what, figures, "; ".join(notes) or
+                      "every sure-bad record dead-lettered with a reason on the topic and in the view; "
+                      "every good record projected; the processor never stopped")
+    finally:
+        stack.stop()
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
+    "mutated-records": mutated_records,
+}
+
+
+# -- running alone ---------------------------------------------------------------------------------------------------
+
+def run(names: list[str], args: argparse.Namespace, base: Path) -> list[dict]:
+    out = []
+    for name in names:
+        workdir = base / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            r = SCENARIOS[name](args, workdir)
+        except Exception as exc:  # noqa: BLE001 -- one scenario's failure is reported, the others still run
+            r = result(name, False, "", {}, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}")
+        finally:
+            cleanup_spawned(workdir)
+        r["seconds"] = round(time.perf_counter() - t0, 1)
+        out.append(r)
+    return out
+
+
+def table(results: list[dict]) -> str:
+    lines = [f"{'scenario':<16} {'result':<6} {'s':>6}  figures"]
+    for r in results:
+        f = {k: v for k, v in r["figures"].items() if not isinstance(v, dict)}
+        lines.append(f"{r['scenario']:<16} {'PASS' if r['passed'] else 'FAIL':<6} {r.get('seconds', 0):>6}  "
+                     + ", ".join(f"{k}={v}" for k, v in f.items()))
+        if not r["passed"]:
+            lines.append(f"{'':<30}{r['notes'][:600]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
+    ap.add_argument("--quick", action="store_true", help="smaller counts")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "faults_input.json")
+    ap.add_argument("--workdir", type=Path, default=None, help="default: a fresh temporary directory")
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        ap.error(f"--only: unknown scenario(s) {unknown}; known: {list(SCENARIOS)}")
+    before = machine()
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="modelog-faults-input-"))
+    results = run(names, args, base)
+    data = {"machine": before, "machine_after": machine(), "quick": args.quick, "results": results}
+    print(f"\nmodelog fault campaign: bad input and resources ({'quick' if args.quick else 'full'}); "
+          f"{before['cpus']} CPUs, load {before['loadavg_1_5_15']}")
+    print(table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, data)
+    print(f"\nwrote {args.out}")
+    return 0 if all(r["passed"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
