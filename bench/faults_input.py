@@ -264,8 +264,155 @@ def mutated_records(args: argparse.Namespace, workdir: Path) -> dict:
         stack.stop()
 
 
+# -- disk-full ------------------------------------------------------------------------------------------------------
+
+KEYS = [f"m{j:02d}" for j in range(20)]
+
+
+def mount_tmpfs(path: Path, mib: int, remount: bool = False) -> str | None:
+    """Mount (or resize) a tmpfs of ``mib`` MiB at ``path``; the error text, or None."""
+    path.mkdir(parents=True, exist_ok=True)
+    cmd = ["mount", "-o", f"remount,size={mib}m", str(path)] if remount else \
+        ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    return None if out.returncode == 0 else (out.stderr or out.stdout).strip() or f"exit {out.returncode}"
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+class Writer(threading.Thread):
+    """One run logging 20 metrics per step; ``acked`` = the steps a successful ``flush`` confirmed."""
+
+    def __init__(self, settings, name: str, flush_every: int = 50, pace_s: float = 0.0) -> None:
+        super().__init__(name=f"writer-{name}", daemon=True)
+        self.settings, self.run_name, self.flush_every, self.pace_s = settings, name, flush_every, pace_s
+        self.stop_event = threading.Event()
+        self.acked = 0
+        self.run_id: str | None = None
+        self.error: str | None = None
+        self.flush_times: list[float] = []
+
+    def run(self) -> None:
+        from modelog import Client
+
+        client = Client(self.settings)
+        try:
+            with client.start_run(experiment="faults", name=self.run_name) as run:
+                self.run_id = run.id
+                step = 0
+                while not self.stop_event.is_set():
+                    run.log_metrics({k: step + j * 0.001 for j, k in enumerate(KEYS)}, step=step)
+                    step += 1
+                    if step % self.flush_every == 0:
+                        t0 = time.perf_counter()
+                        client.flush()
+                        self.flush_times.append(time.perf_counter() - t0)
+                        self.acked = step
+                    if self.pace_s:
+                        time.sleep(self.pace_s)
+            client.flush()
+            self.acked = step
+        except Exception as exc:  # noqa: BLE001 -- reported by the scenario
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+
+
+def run_consistency(stack: Stack, run_id: str) -> dict:
+    """What the views hold of one writer's run: points, distinct (key, step), whole steps, the step prefix."""
+    r = stack.sql(f"""SELECT count(*) AS points, count(DISTINCT (key, step)) AS distinct_points,
+                             count(DISTINCT step) AS steps, coalesce(max(step) + 1, 0) AS prefix
+                      FROM metrics WHERE run_id = '{run_id}'""")[0]
+    partial = stack.sql(f"""SELECT count(*) AS n FROM (SELECT step FROM metrics WHERE run_id = '{run_id}'
+                            GROUP BY step HAVING count(*) <> {len(KEYS)})""")[0]["n"]
+    return {**r, "partial_steps": partial,
+            "whole": r["points"] == r["distinct_points"] == r["steps"] * len(KEYS) == r["prefix"] * len(KEYS)
+            and partial == 0}
+
+
+def disk_full(args: argparse.Namespace, workdir: Path) -> dict:
+    size, grown = (6, 256) if args.quick else (12, 512)
+    what = (f"views on a {size} MiB tmpfs, one writer logging 20 metrics/step until it fills; then grown "
+            f"to {grown} MiB")
+    views = workdir / "views"
+    err = mount_tmpfs(views, size)
+    if err:
+        return result("disk-full", False, what, {}, f"cannot mount a tmpfs at {views} ({err}): needs root")
+    db = views / "views.duckdb"
+    stack = Stack(workdir, {"MODELOG_DB": str(db)})
+    writer = None
+    figures: dict = {"tmpfs_mib": size, "grown_mib": grown}
+    notes: list[str] = []
+    try:
+        stack.start_broker().start_processor()
+        pid = stack.proc.pid
+        writer = Writer(stack.settings, "disk-full")
+        t0 = time.perf_counter()
+        writer.start()
+        wait_until(lambda: writer.run_id, 60)
+        run_id = writer.run_id
+
+        def full_error() -> str | None:
+            for line in stack.tail(400_000).splitlines():
+                if "cannot write the views" in line:
+                    return line.strip()
+            return None
+
+        line = wait_until(full_error, 240 if args.quick else 480, 0.5)
+        figures["filled_after_s"] = round(time.perf_counter() - t0, 1)
+        time.sleep(5)  # the writer goes on meanwhile: a backlog the processor must catch up on
+        writer.stop_event.set()
+        writer.join(120)
+        figures["acked_points"] = acked = writer.acked * len(KEYS)
+        figures["writer_error"] = writer.error
+        time.sleep(3)
+        figures["processor_alive_when_full"] = stack.alive() and stack.proc.pid == pid
+        held = run_consistency(stack, run_id) if stack.alive() else {"whole": False}
+        figures["when_full"] = held
+        figures["error_line"] = (line or "")[:300]
+        names_disk = bool(line) and str(db) in line and "No space left" in line
+        # space back
+        err = mount_tmpfs(views, grown, remount=True)
+        if err:
+            notes.append(f"remount failed: {err}")
+        t1 = time.perf_counter()
+        resumed = wait_until(lambda: "projecting resumes" in stack.tail(400_000) and "ok", 60, 0.5)
+        figures["resumed_line"] = bool(resumed)
+        caught = wait_until(lambda: stack.alive() and run_consistency(stack, run_id)["points"] >= acked and "ok",
+                            180 if args.quick else 300, 1.0)
+        figures["caught_up_s"] = round(time.perf_counter() - t1, 1) if caught else None
+        after = run_consistency(stack, run_id) if stack.alive() else {"whole": False, "points": None}
+        figures["after"] = after
+        figures["same_processor_throughout"] = stack.alive() and stack.proc.pid == pid
+        passed = (bool(line) and names_disk and figures["processor_alive_when_full"] and held["whole"]
+                  and held.get("points", 0) < acked and bool(caught) and after["whole"] and after["points"] >= acked
+                  and figures["same_processor_throughout"])
+        if not line:
+            notes.append(f"no 'cannot write the views' log line: {stack.tail(1500)}")
+        elif not names_disk:
+            notes.append("the error does not name the views file")
+        if not held["whole"]:
+            notes.append(f"views not whole batches when full: {held}")
+        if writer.error:  # the last flush's events may still be delivered: at least the acknowledged ones count
+            notes.append(f"the writer's last flush failed ({writer.error}): only the points flushed before count")
+        if not caught or (after.get("points") or 0) < acked:
+            notes.append(f"not caught up: {after.get('points')} of {acked} acknowledged points")
+        if not figures["same_processor_throughout"]:
+            notes.append(f"the processor stopped: {stack.tail(1500)}")
+        return result("disk-full", passed, what, figures, "; ".join(notes) or
+                      "stopped projecting with an error naming the file, whole batches only, caught up after")
+    finally:
+        if writer is not None:
+            writer.stop_event.set()
+        stack.stop()
+        umount(views)
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "mutated-records": mutated_records,
+    "disk-full": disk_full,
 }
 
 
