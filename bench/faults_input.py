@@ -410,9 +410,150 @@ def disk_full(args: argparse.Namespace, workdir: Path) -> dict:
         umount(views)
 
 
+# -- slow-reader --------------------------------------------------------------------------------------------------
+
+# the bounds (docs/reliability.md): with 2 threads of ~READER_TARGET_S queries in a loop, half the probes are
+# visible in less time than the reader's median query (a writer held up by the readers would wait them out),
+# every probe within FRESHNESS_BOUND_S, and points/s into the views >= THROUGHPUT_FLOOR of without (the reader
+# takes CPU from the projector on 2 shared cores: that is contention, not blocking)
+FRESHNESS_BOUND_S = 10.0
+THROUGHPUT_FLOOR = 0.25
+READER_TARGET_S = 2.0  # the slow reader's query is sized to take at least half this long
+
+
+class SlowReader(threading.Thread):
+    """Heavy queries in a loop through the processor's SQL endpoint (``modelog.sql_arrow``)."""
+
+    def __init__(self, stack: Stack, query: str) -> None:
+        super().__init__(name="slow-reader", daemon=True)
+        self.stack, self.query = stack, query
+        self.stop_event = threading.Event()
+        self.durations: list[float] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            t0 = time.perf_counter()
+            try:
+                self.stack.sql(self.query)
+                self.durations.append(time.perf_counter() - t0)
+            except Exception as exc:  # noqa: BLE001 -- counted and reported
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                time.sleep(0.5)
+
+
+def heavy_query(rows: int) -> str:
+    """A self-join of ``rows`` x ``rows`` metric points (CPU-bound in DuckDB, reads the views)."""
+    return (f"SELECT count(*) AS n FROM (SELECT value FROM metrics LIMIT {rows}) a, "
+            f"(SELECT value FROM metrics LIMIT {rows}) b WHERE a.value < b.value")
+
+
+def write_phase(stack: Stack, client, label: str, steps: int, probes: int) -> dict:
+    """One run of ``steps`` x 20 metrics as fast as the SDK takes them -> points/s until all are in SQL; then
+    ``probes`` single points, each polled with SQL until visible -> freshness."""
+    points = steps * len(KEYS)
+    t0 = time.perf_counter()
+    with client.start_run(experiment="faults-reader", name=label) as run:
+        for step in range(steps):
+            run.log_metrics({k: step + j * 0.001 for j, k in enumerate(KEYS)}, step=step)
+        run_id = run.id
+    client.flush()
+    seen = wait_until(lambda: stack.sql(f"SELECT count(*) AS n FROM metrics WHERE run_id = '{run_id}'")[0]["n"]
+                      >= points, 300, 0.05)
+    total = time.perf_counter() - t0
+    lat = []
+    with client.start_run(experiment="faults-reader", name=f"{label}-probe") as run:
+        for i in range(probes):
+            t1 = time.perf_counter()
+            run.log_metric("probe", float(i), step=i)
+            client.flush()
+            def visible(i=i, run_id=run.id):
+                got = stack.sql(f"SELECT max(step) AS s FROM metrics WHERE run_id = '{run_id}'")[0]["s"]
+                return got is not None and got >= i
+
+            wait_until(visible, 60, 0.01)
+            lat.append(time.perf_counter() - t1)
+    lat.sort()
+    return {"points": points, "all_visible": bool(seen), "points_per_s": round(points / total),
+            "freshness_p50_ms": round(1000 * lat[len(lat) // 2]), "freshness_p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))]),
+            "freshness_max_ms": round(1000 * lat[-1])}
+
+
+def slow_reader(args: argparse.Namespace, workdir: Path) -> dict:
+    steps, probes = (1000, 20) if args.quick else (5000, 60)
+    what = (f"a writer logging {steps:,} steps x 20 metrics, then {probes} freshness probes, without and with 2 "
+            f"threads running ~{READER_TARGET_S:.0f} s queries in a loop through the SQL endpoint")
+    stack = Stack(workdir)
+    readers: list[SlowReader] = []
+    try:
+        stack.start_broker().start_processor()
+        from modelog import Client
+
+        client = Client(stack.settings)
+        try:
+            write_phase(stack, client, "warm-up", 50, 3)  # first run, first fetches: not measured
+            quiet = write_phase(stack, client, "quiet", steps, probes)
+            rows = 1000  # size the reader's query to about READER_TARGET_S on this machine now
+            while True:
+                t0 = time.perf_counter()
+                stack.sql(heavy_query(rows))
+                took = time.perf_counter() - t0
+                if took >= READER_TARGET_S / 2 or rows >= 400_000:
+                    break
+                rows = int(rows * min(4.0, max(1.5, (READER_TARGET_S / max(took, 1e-3)) ** 0.5)))
+            readers = [SlowReader(stack, heavy_query(rows)) for _ in range(2)]
+            for r in readers:
+                r.start()
+            time.sleep(READER_TARGET_S)  # both readers inside a query before the writer starts
+            busy = write_phase(stack, client, "busy", steps, probes)
+        finally:
+            client.close()
+        for r in readers:
+            r.stop_event.set()
+        for r in readers:
+            r.join(120)
+        durations = sorted(d for r in readers for d in r.durations)
+        errors = [e for r in readers for e in r.errors]
+        figures = {
+            "points_per_s_quiet": quiet["points_per_s"], "points_per_s_with_reader": busy["points_per_s"],
+            "throughput_ratio": round(busy["points_per_s"] / max(1, quiet["points_per_s"]), 2),
+            "freshness_p50_ms_quiet": quiet["freshness_p50_ms"], "freshness_p99_ms_quiet": quiet["freshness_p99_ms"],
+            "freshness_max_ms_quiet": quiet["freshness_max_ms"],
+            "freshness_p50_ms_with_reader": busy["freshness_p50_ms"],
+            "freshness_p99_ms_with_reader": busy["freshness_p99_ms"],
+            "freshness_max_ms_with_reader": busy["freshness_max_ms"],
+            "reader_queries": len(durations), "reader_query_rows": rows,
+            "reader_query_median_s": round(durations[len(durations) // 2], 2) if durations else None,
+            "reader_errors": len(errors), "freshness_bound_ms": round(FRESHNESS_BOUND_S * 1000),
+            "throughput_floor": THROUGHPUT_FLOOR,
+        }
+        query_ms = 1000 * (figures["reader_query_median_s"] or 0)
+        passed = (quiet["all_visible"] and busy["all_visible"] and busy["freshness_max_ms"] <= FRESHNESS_BOUND_S * 1000
+                  and busy["freshness_p50_ms"] < query_ms
+                  and figures["throughput_ratio"] >= THROUGHPUT_FLOOR and len(durations) >= 2 and not errors
+                  and stack.alive())
+        notes = []
+        if errors:
+            notes.append(f"reader errors: {errors[:3]}")
+        if busy["freshness_max_ms"] > FRESHNESS_BOUND_S * 1000:
+            notes.append(f"a probe took {busy['freshness_max_ms']} ms with the reader (bound {FRESHNESS_BOUND_S} s)")
+        if busy["freshness_p50_ms"] >= query_ms:
+            notes.append(f"freshness p50 {busy['freshness_p50_ms']} ms >= the reader's median query {query_ms:.0f} ms")
+        if figures["throughput_ratio"] < THROUGHPUT_FLOOR:
+            notes.append(f"points/s with the reader fell to {figures['throughput_ratio']:.0%} of without")
+        return result("slow-reader", passed, what, figures, "; ".join(notes) or
+                      f"writes not blocked: every probe visible within {FRESHNESS_BOUND_S:.0f} s, half of them "
+                      "sooner than one of the reader's queries takes")
+    finally:
+        for r in readers:
+            r.stop_event.set()
+        stack.stop()
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "mutated-records": mutated_records,
     "disk-full": disk_full,
+    "slow-reader": slow_reader,
 }
 
 
