@@ -116,6 +116,10 @@ class Stack:
     def stop(self) -> None:
         if self.proc is not None:
             terminate_tree(self.proc.pid, timeout=30)
+            try:  # reaped by terminate_tree: let the Popen know (no "still running" warning)
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
         if self.broker is not None:
             self.broker.stop()
         cleanup_spawned(self.workdir)
@@ -362,6 +366,9 @@ def disk_full(args: argparse.Namespace, workdir: Path) -> dict:
 
         line = wait_until(full_error, 240 if args.quick else 480, 0.5)
         figures["filled_after_s"] = round(time.perf_counter() - t0, 1)
+        if not line:
+            notes.append(f"the tmpfs did not fill: {run_consistency(stack, run_id)} of {writer.acked * len(KEYS)} "
+                         f"acknowledged points projected; df: {subprocess.run(['df', '-h', str(views)], capture_output=True, text=True).stdout!r}")
         time.sleep(5)  # the writer goes on meanwhile: a backlog the processor must catch up on
         writer.stop_event.set()
         writer.join(120)
@@ -371,7 +378,7 @@ def disk_full(args: argparse.Namespace, workdir: Path) -> dict:
         figures["processor_alive_when_full"] = stack.alive() and stack.proc.pid == pid
         held = run_consistency(stack, run_id) if stack.alive() else {"whole": False}
         figures["when_full"] = held
-        figures["error_line"] = (line or "")[:300]
+        figures["error_line"] = (line or "")[:1000]
         names_disk = bool(line) and str(db) in line and "No space left" in line
         # space back
         err = mount_tmpfs(views, grown, remount=True)
