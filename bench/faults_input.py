@@ -200,12 +200,13 @@ def mutated_records(args: argparse.Namespace, workdir: Path) -> dict:
                              "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "enable.auto.commit": False})
         consumer.subscribe([stack.topic("deadletter")])
         try:
-            quiet = time.monotonic()
-            while time.monotonic() - quiet < 8 and len(on_topic) < len(dead):
+            # up to 120 s for the group join and the first fetch, then until 15 s pass without a record
+            quiet, wait = time.monotonic(), 120.0
+            while time.monotonic() - quiet < wait and len(on_topic) < len(dead):
                 m = consumer.poll(0.5)
                 if m is None or m.error():
                     continue
-                quiet = time.monotonic()
+                quiet, wait = time.monotonic(), 15.0
                 h = dict(m.headers() or [])
                 topic, part, off = h["modelog.source"].decode().rsplit("/", 2)
                 on_topic[(topic, int(part), int(off))] = h["modelog.reason"].decode()
