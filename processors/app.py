@@ -39,7 +39,7 @@ from .projector import Projector
 from .query_server import QueryLimits, QueryServer
 from .lake import lake_for, reader_for
 from .shards import PUBLISH_INTERVAL, ShardSet
-from .store import BatchStats, ViewStore
+from .store import BatchStats, ViewStore, storage_error
 from .trust_reader import TrustReader
 
 log = logging.getLogger("modelog.processor")
@@ -51,6 +51,11 @@ STREAM_BUFFER = 2 * BATCH_RECORDS  # records faust may hold for the agent before
 # Python objects per column (the projector peaked at ~1 GiB with 10^7 points, bench/growth.py); 8 MB of Avro
 # is ~300k points. Columnar batches (decision 0021) decode into arrays over their bytes instead.
 BATCH_BYTES = 8 * 1024 * 1024
+# a batch that could not be written (a full disk, an I/O error) is retried after this long, doubling up to
+# RETRY_MAX, for as long as it takes: nothing after it is acknowledged meanwhile
+RETRY_FIRST = 0.5
+RETRY_MAX = 10.0
+RETRY_LOG_EVERY = 60.0  # seconds between the repeated error lines of one stall
 
 
 def by_size(records: list[RawRecord], max_bytes: int) -> list[list[RawRecord]]:
@@ -65,6 +70,40 @@ def by_size(records: list[RawRecord], max_bytes: int) -> list[list[RawRecord]]:
         out[-1].append(r)
         size += n
     return out
+
+
+async def apply_until_written(apply, target: str, sleep=asyncio.sleep) -> tuple[BatchStats, list]:
+    """``await apply()`` (one batch's transaction) until it succeeds. A batch the store cannot write -- its
+    disk full, an I/O error, or any other failure of the transaction -- is retried with backoff
+    (``RETRY_FIRST`` doubling to ``RETRY_MAX``), so projecting pauses with an error line naming ``target``
+    and the reason (again every ``RETRY_LOG_EVERY`` s) and resumes by itself once the cause is gone. The
+    transaction was rolled back, so the views keep whole batches only, and the batch's records are not
+    acknowledged until it is written (the offsets are committed after that): nothing is skipped."""
+    pause, since, logged = RETRY_FIRST, None, 0.0
+    while True:
+        try:
+            result = await apply()
+        except Exception as exc:  # noqa: BLE001 -- logged with its reason and retried; the agent must not die
+            reason = storage_error(exc)
+            now = time.monotonic()
+            if since is None or now - logged >= RETRY_LOG_EVERY:
+                paused = "" if since is None else f" (paused for {now - since:.0f} s)"
+                if reason is not None:
+                    log.error("cannot write the views at %s: %s -- projecting is paused%s; the batch is retried "
+                              "every %.0f s at most until there is space again", target, reason, paused, RETRY_MAX)
+                else:
+                    log.error("a batch could not be applied to the views at %s: %s: %s -- projecting is "
+                              "paused%s; retried every %.0f s at most", target, type(exc).__name__, exc, paused,
+                              RETRY_MAX, exc_info=since is None)
+                logged = now
+            since = since if since is not None else now
+            await sleep(pause)
+            pause = min(pause * 2, RETRY_MAX)
+            continue
+        if since is not None:
+            log.warning("the views at %s are written again after %.0f s paused: projecting resumes", target,
+                        time.monotonic() - since)
+        return result
 
 
 def faust_credentials(options: dict[str, str]):
@@ -170,6 +209,7 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-duckdb")
     sharded = isinstance(store, ShardSet)
     totals = {"records": 0, "applied": 0, "dead": 0, "rows": 0}
+    target = str(settings.views_target)
 
     @app.agent(tracking)
     async def project(stream):
@@ -186,7 +226,9 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
                                          raw_headers(m.headers)))
             stats, dead = BatchStats(), []
             for chunk in by_size(records, BATCH_BYTES):  # one transaction each: bounded memory
-                st, dl = await loop.run_in_executor(executor, store.apply, chunk, projector, publish)
+                st, dl = await apply_until_written(
+                    lambda chunk=chunk: loop.run_in_executor(executor, store.apply, chunk, projector, publish),
+                    target)
                 stats.add(st)
                 dead.extend(dl)
             for dl in dead:

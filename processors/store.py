@@ -8,6 +8,7 @@ anywhere and the file holds either all of a batch or none of it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -190,7 +191,7 @@ class ViewStore:
                 if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
                     self._trust = trust
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 self._trust_rolled_back()
                 raise
             if erasing and projector.keys is not None:  # plaintext was replaced: leave none in free blocks
@@ -387,6 +388,33 @@ class ViewStore:
     def close(self) -> None:
         with self._lock:
             self.con.close()
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if any: a COMMIT that failed (a full disk: the WAL could not be
+    written) has already rolled it back, and the ROLLBACK's own error must not hide the COMMIT's."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException as exc:
+        if "no transaction is active" not in str(exc):
+            raise
+
+
+STORAGE_SIGNS = ("no space left on device", "disk quota exceeded", "could not write file", "could not fsync",
+                 "i/o error", "input/output error", "read-only file system")
+
+
+def storage_error(exc: BaseException) -> str | None:
+    """The reason when ``exc`` says the views could not be written to their disk (full, quota, I/O error,
+    read-only), else None. DuckDB reports a full disk at COMMIT as a TransactionException whose text names
+    the file ("Could not write file .../views.duckdb.wal: No space left on device")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        return f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or 'the views file'})"
+    if isinstance(exc, (duckdb.IOException, duckdb.Error)):
+        text = str(exc)
+        if isinstance(exc, duckdb.IOException) or any(sign in text.lower() for sign in STORAGE_SIGNS):
+            return text
+    return None
 
 
 CHAIN_DDL = """CREATE TABLE IF NOT EXISTS log_chain (

@@ -1,0 +1,118 @@
+"""A batch the views cannot take (a full disk): the error names the file and the reason, the transaction leaves
+nothing behind, and the agent retries the batch until it is written instead of dying (issue 10, disk-full)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import subprocess
+import uuid
+
+import duckdb
+import pytest
+
+from factories import sample_records
+from modelog.processors import app
+from modelog.processors.projection import RawRecord
+from modelog.processors.projector import Projector
+from modelog.processors.store import BatchStats, ViewStore, storage_error
+from modelog.wire import metric_columns
+from modelog.wire.codec import Codec
+
+FULL = ('TransactionContext Error: Failed to commit: Could not write file "/v/views.duckdb.wal": '
+        "No space left on device")
+
+
+def test_storage_errors_are_told_apart_from_other_failures():
+    assert storage_error(duckdb.TransactionException(FULL)) == FULL
+    assert storage_error(duckdb.IOException("Could not read from file")) == "Could not read from file"
+    assert "No space left" in storage_error(OSError(errno.ENOSPC, "No space left on device", "/v/views.duckdb"))
+    assert storage_error(duckdb.CatalogException("Table with name x does not exist!")) is None
+    assert storage_error(ValueError("No space left on device")) is None  # not the store's error
+    assert storage_error(OSError(errno.ENOENT, "No such file")) is None
+
+
+def test_a_batch_that_cannot_be_written_is_retried_with_backoff_until_it_is(caplog):
+    calls, sleeps = [], []
+    done = (BatchStats(records=3), [])
+
+    async def apply():
+        calls.append(1)
+        if len(calls) <= 3:
+            raise duckdb.TransactionException(FULL)
+        return done
+
+    async def sleep(s):
+        sleeps.append(s)
+
+    with caplog.at_level(logging.INFO, logger="modelog.processor"):
+        got = asyncio.run(app.apply_until_written(apply, "/v/views.duckdb", sleep=sleep))
+    assert got is done and len(calls) == 4
+    assert sleeps == [app.RETRY_FIRST, app.RETRY_FIRST * 2, app.RETRY_FIRST * 4]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # one line per stall (again only every RETRY_LOG_EVERY seconds)
+    assert errors[0].startswith("cannot write the views at /v/views.duckdb: ") and "No space left on device" in errors[0]
+    assert any("projecting resumes" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_other_failures_of_a_batch_are_retried_too_and_the_backoff_is_capped():
+    sleeps = []
+
+    async def apply():
+        if len(sleeps) < 8:
+            raise RuntimeError("the decisions could not be published")
+        return "ok"
+
+    async def sleep(s):
+        sleeps.append(s)
+
+    assert asyncio.run(app.apply_until_written(apply, "v", sleep=sleep)) == "ok"
+    assert max(sleeps) == app.RETRY_MAX and sleeps == sorted(sleeps)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 4 MiB tmpfs at tmp_path/views (root only: skipped where mount is not permitted)."""
+    where = tmp_path / "views"
+    where.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", str(where)], capture_output=True)
+
+
+def metrics_batch(codec: Codec, offset: int, points: int = 5000) -> list[RawRecord]:
+    rec = dict(sample_records()["MetricsLogged"])
+    rec["envelope"] = dict(rec["envelope"], event_id=str(uuid.uuid4()))
+    rec["columns"] = metric_columns.from_points([{"key": f"k{i % 50}", "value": i * 0.37, "step": offset * points + i,
+                                                  "timestamp": 1_760_000_000_000_000 + i} for i in range(points)])
+    return [RawRecord("t", 0, offset, 1_760_000_000_000, b"k", codec.encode("MetricsLogged", rec))]
+
+
+def test_a_full_disk_fails_the_commit_with_its_reason_leaves_whole_batches_and_the_batch_goes_in_later(tmpfs):
+    codec, projector = Codec(), Projector()
+    store = ViewStore(tmpfs / "views.duckdb")
+    try:
+        offset, failure = 0, None
+        while offset < 2000:
+            batch = metrics_batch(codec, offset)
+            try:
+                store.apply(batch, projector)
+            except Exception as exc:  # noqa: BLE001 -- the failure under test
+                failure = exc
+                break
+            offset += 1
+        assert failure is not None, "the 4 MiB tmpfs never filled"
+        # the COMMIT's own error, not the ROLLBACK's "no transaction is active"
+        assert storage_error(failure) is not None and "No space left on device" in str(failure), failure
+        held = store.con.execute("SELECT count(*), count(DISTINCT event_id) FROM log_metrics").fetchone()
+        assert held == (offset * 5000, offset)  # whole batches only
+        assert store.positions() == ({("t", 0): offset} if offset else {})
+        subprocess.run(["mount", "-o", "remount,size=64m", str(tmpfs)], check=True)
+        store.apply(batch, projector)  # the same batch again, on the same connection
+        assert store.con.execute("SELECT count(*) FROM log_metrics").fetchone()[0] == (offset + 1) * 5000
+        assert store.positions() == {("t", 0): offset + 1}
+    finally:
+        store.close()
