@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import struct
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -26,9 +28,6 @@ from conftest import run_cli
 from test_erasure import files_holding, record_bytes
 from test_signed_events import produce_raw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from test_monitoring import Drift  # noqa: E402  (the real `modelog drift` process of the monitoring tests)
-
 pytestmark = pytest.mark.broker
 
 SUBJECT = "patient-0099"
@@ -37,6 +36,40 @@ POSTCODES = [f"EH{i}-9ZZ-c0ffee" for i in range(8)]  # what must be nowhere afte
 AGES = [63.0625 + i for i in range(8)]                 # exact in binary: searched as text and as Avro doubles
 PLAINTEXTS = tuple(p.encode() for p in POSTCODES) + tuple(struct.pack("<d", a) for a in AGES) \
     + tuple(repr(a).encode() for a in AGES)
+
+
+class Drift:
+    """``modelog drift`` as a real child process, logging under its MODELOG_HOME (searched for plaintext)."""
+
+    def __init__(self, env: dict[str, str], home: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")} | env
+        self.home = home
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> Drift:
+        with open(self.home / "drift-test.log", "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "modelog", "drift", "--loglevel", "info"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            assert self.proc.poll() is None, (self.home / "drift-test.log").read_text()[-3000:]
+            try:
+                info = json.loads((self.home / "drift.json").read_text())
+            except (OSError, ValueError):
+                return False
+            return info.get("pid") == self.proc.pid and info.get("ready")
+
+        wait_until(ready, timeout, "the drift processor is ready")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 def read_all_topics(settings) -> list:
