@@ -179,12 +179,12 @@ def erase_sql() -> list[str]:
            "(SELECT s.event_id FROM log_sealed s SEMI JOIN _erased USING (key_id) WHERE s.field = 'dataset')"]
     # a prediction's sealed feature values: the map entries stay, their values become NULL (missing), as a
     # rebuild that cannot open them projects them
-    sealed = ("SELECT s.event_id, s.request_id, list(s.key) AS cols FROM log_sealed s SEMI JOIN _erased USING (key_id) "
-              "WHERE s.field = 'feature' GROUP BY ALL")
+    sealed = ("SELECT s.event_id, s.request_id, list(s.key) AS cols FROM log_sealed s "
+              "SEMI JOIN _erased USING (key_id) WHERE s.field = 'feature' GROUP BY ALL")
     for m in ("features", "feature_text"):
+        entry = "{'key': e.key, 'value': CASE WHEN list_contains(x.cols, e.key) THEN NULL ELSE e.value END}"
         out.append(f"UPDATE log_predictions SET {m} = map_from_entries(list_transform(map_entries({m}), "
-                   f"lambda e: {{'key': e.key, 'value': CASE WHEN list_contains(x.cols, e.key) THEN NULL ELSE e.value END}})) "
-                   f"FROM ({sealed}) x WHERE log_predictions.event_id = x.event_id "
+                   f"lambda e: {entry})) FROM ({sealed}) x WHERE log_predictions.event_id = x.event_id "
                    f"AND log_predictions.request_id = x.request_id AND cardinality({m}) > 0")
     for field, (base, cur) in SEALED_TABLES.items():
         sealed = f"SELECT s.event_id, s.run_id, s.key FROM log_sealed s SEMI JOIN _erased USING (key_id) WHERE s.field = '{field}'"

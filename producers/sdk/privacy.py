@@ -246,5 +246,5 @@ def set_sensitive(client: Client, params: list[str] = (), tags: list[str] = (), 
     client.publish("PolicySet", "policy", "policy:*", model=None, rules=[], rules_unchanged=True,
                    sensitive=fields)
     client.flush()
-    client.sealer.set_policy(frozenset((f["kind"].lower(), feature_key(f["model"], f["key"]) if f["model"] else f["key"])
-                                       for f in fields))
+    client.sealer.set_policy(frozenset(
+        (f["kind"].lower(), feature_key(f["model"], f["key"]) if f["model"] else f["key"]) for f in fields))

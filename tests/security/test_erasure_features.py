@@ -24,8 +24,8 @@ from confluent_kafka import Consumer, TopicPartition
 from modelog import Client, Monitor, configure_monitor, log_reference
 from waiting import wait_until
 
-from conftest import run_cli
-from test_erasure import files_holding, record_bytes
+from conftest import Processor, deployment_env, run_cli
+from test_erasure import files_holding, modelog_sql, record_bytes
 from test_signed_events import produce_raw
 
 pytestmark = pytest.mark.broker
@@ -184,5 +184,50 @@ def test_sensitive_feature_values_are_sealed_readable_measured_then_erased_every
             == as_dicts(after["predictions"])
         assert monitoring_views(lambda q: [dict(zip([d[0] for d in con.execute(q).description], r))
                                            for r in con.execute(q).fetchall()])["drift_metrics"] == after["drift_metrics"]
+    finally:
+        con.close()
+
+
+def test_the_lake_of_several_workers_never_holds_a_sensitive_feature_value(bootstrap, tmp_path):
+    """With `modelog process --workers 2` the shards open nothing: a sealed feature column reaches the lake as
+    no entry of the feature maps, never as plaintext, before or after the erasure; a rebuild equals the lake."""
+    from modelog import Settings
+
+    home = tmp_path / "home"
+    env = dict(deployment_env(bootstrap, home, "alice"), MODELOG_LAKE=str(tmp_path / "lake"))
+    settings = Settings.load(env=env)
+    sup = Processor(env, settings, args=("--workers", "2")).start(timeout=90)
+    client = Client(settings)
+    try:
+        run_cli(env, "policy", "set", "--sensitive-feature", "clinic-risk=postcode")
+        wait_until(lambda: modelog_sql(settings, "SELECT key FROM sensitive_fields") == [{"key": "postcode"}], 60,
+                   "the sensitive fields in the lake")
+        with Monitor("clinic-risk", "ward-b", client=client) as m:
+            for i in range(3):
+                m.log({"postcode": POSTCODES[i], "income": 50.0 + i}, request_id=f"q{i}", subject=SUBJECT)
+        client.flush()
+        wait_until(lambda: len(modelog_sql(settings, "SELECT request_id FROM predictions")) == 3, 60,
+                   "the predictions in the lake")
+        rows = as_dicts(modelog_sql(settings, "SELECT request_id, features, feature_text FROM predictions "
+                                              "ORDER BY request_id"))
+        assert [(r["features"], r["feature_text"]) for r in rows] == [({"income": 50.0 + i}, {}) for i in range(3)]
+        assert list((tmp_path / "lake" / "data").rglob("*.parquet"))
+        assert files_holding(tmp_path / "lake", PLAINTEXTS[:3]) == []
+        run_cli(env, "erase", "--subject", SUBJECT)
+        wait_until(lambda: modelog_sql(settings, "SELECT subject FROM erasures") == [{"subject": SUBJECT}], 60,
+                   "the erasure in the lake")
+        assert files_holding(tmp_path / "lake", PLAINTEXTS[:3]) == []
+        assert files_holding(home, PLAINTEXTS[:3]) == []
+        lake_rows = as_dicts(modelog_sql(settings, "SELECT request_id, features, feature_text FROM predictions "
+                                                   "ORDER BY request_id"))
+    finally:
+        client.close()
+        assert sup.stop() == 0
+    run_cli(env, "rebuild", "--output", str(tmp_path / "rebuilt.duckdb"))
+    con = duckdb.connect(str(tmp_path / "rebuilt.duckdb"), read_only=True)
+    try:
+        q = "SELECT request_id, features, feature_text FROM predictions ORDER BY request_id"
+        assert as_dicts([dict(zip([d[0] for d in con.execute(q).description], r))
+                         for r in con.execute(q).fetchall()]) == lake_rows
     finally:
         con.close()
