@@ -381,21 +381,39 @@ def policy() -> None:
                    "data key (global; replaces the list; alone, it leaves the rules as they are).")
 @click.option("--sensitive-tag", "sensitive_tags", multiple=True, metavar="KEY",
               help="A tag key whose values are personal data (as --sensitive-param).")
+@click.option("--sensitive-dataset", "sensitive_datasets", multiple=True, metavar="NAME",
+              help="A dataset whose versions' URIs are personal data: writers seal the URI with the subject's "
+                   "data key (log_dataset in a run with a subject, register_dataset(subject=...); as "
+                   "--sensitive-param).")
+@click.option("--sensitive-feature", "sensitive_features", multiple=True, metavar="MODEL=COLUMN",
+              help="A monitored feature column of MODEL whose values are personal data: Monitor.log seals them "
+                   "with each prediction's subject's data key (as --sensitive-param).")
 @click.option("--no-sensitive", "no_sensitive", is_flag=True, help="Mark no field sensitive any more.")
 @click.pass_context
 def policy_set(ctx, model_name, path, approval, gates, signatures, approvals, sensitive_params, sensitive_tags,
-               no_sensitive) -> None:
+               sensitive_datasets, sensitive_features, no_sensitive) -> None:
     """Replace the policy (global or of one model). With no rules, clears it."""
-    if sensitive_params or sensitive_tags or no_sensitive:
+    marked = sensitive_params or sensitive_tags or sensitive_datasets or sensitive_features
+    if marked or no_sensitive:
         if model_name or path or approval or gates or signatures is not None:
-            raise click.BadParameter("--sensitive-param/--sensitive-tag/--no-sensitive go alone (a global list)")
-        if no_sensitive and (sensitive_params or sensitive_tags):
-            raise click.BadParameter("--no-sensitive clears the list: no --sensitive-param/--sensitive-tag with it")
+            raise click.BadParameter("--sensitive-param/--sensitive-tag/--sensitive-dataset/--sensitive-feature/"
+                                     "--no-sensitive go alone (a global list)")
+        if no_sensitive and marked:
+            raise click.BadParameter("--no-sensitive clears the list: no --sensitive-param/--sensitive-tag/"
+                                     "--sensitive-dataset/--sensitive-feature with it")
+        features = []
+        for spec in sensitive_features:
+            model_part, sep, column = spec.rpartition("=")
+            if not sep or not model_part or not column:
+                raise click.BadParameter(f"{spec!r}: must be MODEL=COLUMN, e.g. credit-risk=postcode",
+                                         param_hint="--sensitive-feature")
+            features.append((model_part, column))
         from modelog.sdk.privacy import set_sensitive
 
         with cli_client(ctx) as c:
-            set_sensitive(c, list(sensitive_params), list(sensitive_tags))
-        click.echo(f"sensitive fields: {len(sensitive_params)} param key(s), {len(sensitive_tags)} tag key(s)")
+            set_sensitive(c, list(sensitive_params), list(sensitive_tags), list(sensitive_datasets), features)
+        click.echo(f"sensitive fields: {len(sensitive_params)} param key(s), {len(sensitive_tags)} tag key(s), "
+                   f"{len(sensitive_datasets)} dataset(s), {len(features)} feature column(s)")
         return
     if signatures is not None and not (path or approval or gates):
         if model_name:

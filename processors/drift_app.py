@@ -45,8 +45,12 @@ from modelog.wire.envelope import Event, EventFactory
 from modelog.wire.signing import signer_for
 from modelog.wire.topics import ensure_topics
 
+from modelog.wire.keystore import keystore_for
+from modelog.wire.sealing import ERASED, Opened, opener
+
 from .app import _write_json, new_faust_app
 from .drift_core import MonitorConfig, measure_window, step_alerts
+from .privacy import open_column
 
 log = logging.getLogger("modelog.drift")
 
@@ -56,9 +60,12 @@ _NS = uuid.UUID("6d6f6465-6c6f-6700-8000-647269667421")
 class DriftState:
     """The window bookkeeping on top of faust tables (plain dict-like objects, so it is unit-testable)."""
 
-    def __init__(self, references, ref_columns, configs, windows, chunks, alerts) -> None:
+    def __init__(self, references, ref_columns, configs, windows, chunks, alerts, keys=None) -> None:
+        """``keys``: the data keys sealed feature columns are opened with (decision 0018); None: they are
+        measured as missing."""
         self.references, self.ref_columns, self.configs, self.windows, self.chunks, self.alerts = (
             references, ref_columns, configs, windows, chunks, alerts)
+        self.keys = keys
 
     def add_reference(self, r: dict) -> None:
         """Index model -> {version: column names}; one table entry per column (a profile with 10,000-value
@@ -98,7 +105,13 @@ class DriftState:
             return []  # redelivered after a restart: already in the window
         cfg = self.config_for(r["model"])
         ids, stamps = r["request_ids"], r["timestamps"]
-        cols = [(c["name"], c.get("role", "FEATURE"), c.get("numbers") or c.get("strings") or [None] * len(ids))
+        # a sealed column's chunk keeps the sealed values (and their request ids, which the AAD binds): the
+        # chunks' changelog is a Kafka topic, so plaintext must not reach it; they are opened in memory when
+        # the window closes
+        cols = [(c["name"], c.get("role", "FEATURE"),
+                 c["sealed"]["values"] if c.get("sealed") else
+                 c.get("numbers") or c.get("strings") or [None] * len(ids),
+                 c["sealed"]["kind"] if c.get("sealed") else None)
                 for c in r["columns"]]
         closed: list[dict] = []
         head["dropped"] += r.get("dropped", 0)
@@ -134,8 +147,11 @@ class DriftState:
     def _chunk(self, key: str, head: dict, r: dict, cols, stamps, i: int, j: int) -> None:
         if j <= i:
             return
+        ids = r["request_ids"]
         self.chunks[f"{key}/{head['window']}/{head['chunks']}"] = {
-            name: {"role": role, "values": values[i:j]} for name, role, values in cols}
+            name: {"role": role, "values": values[i:j]} if sealed is None else
+            {"role": role, "values": values[i:j], "sealed": sealed, "request_ids": ids[i:j]}
+            for name, role, values, sealed in cols}
         head["chunks"] += 1
         head["rows"] += j - i
         lo, hi = min(stamps[i:j]), max(stamps[i:j])
@@ -146,12 +162,20 @@ class DriftState:
 
     def _close(self, key: str, head: dict, r: dict) -> dict:
         columns: dict[str, dict] = {}
+        open_value = None
         for n in range(head["chunks"]):
             ck = f"{key}/{head['window']}/{n}"
             chunk = self.chunks.get(ck) or {}
             for name, c in chunk.items():
                 entry = columns.setdefault(name, {"role": c["role"], "values": []})
-                entry["values"].extend(c["values"])
+                values = c["values"]
+                if c.get("sealed"):
+                    if open_value is None:
+                        open_value = opener(self.keys.get) if self.keys is not None else (lambda f, v: Opened(ERASED))
+                    col = {"name": name, "sealed": {"kind": c["sealed"], "values": values}}
+                    opened, _ = open_column(r["model"], col, c["request_ids"], open_value)
+                    values = opened["strings"] if c["sealed"] == "TEXT" else opened["numbers"]
+                entry["values"].extend(values)
             self.chunks.pop(ck, None)
         closed = {"model": r["model"], "deployment": r["deployment"], "version": head.get("version"),
                   "window": head["window"], "window_start": head["start"], "window_end": head["end"],
@@ -201,7 +225,7 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     app = new_faust_app(settings, f"{settings.processor_id}-drift", producer_max_request_size=16 * 1024 * 1024)
     tables = [app.Table(name, default=None, partitions=settings.partitions)
               for name in ("references", "ref_columns", "configs", "windows", "chunks", "alerts")]
-    state = DriftState(*tables)
+    state = DriftState(*tables, keys=keystore_for(settings.home))
     source = app.topic(settings.monitoring_topic, key_type=bytes, value_type=bytes)
     codec = Codec()
     factory = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),

@@ -256,6 +256,7 @@ def _dataset_event(client: Any, ds: Dataset, where: str) -> tuple[str, Event]:
     row_count, size = stats.get("rowCount"), stats.get("size")
     doc = _dataset_facet(ds, "documentation") or {}
     facets = {"namespace": ds.namespace, "name": ds.name, "version": ol_version, "facets": _raw(ds.facets)}
+    _refuse_sensitive(client, name, where)
     event = client.events.make(
         "DatasetVersionLogged", "dataset", f"dataset:{name}", dataset=name, version=dataset_version(ol_version),
         uri=_uri_of(ds.namespace, ds.name), columns=columns,
@@ -268,6 +269,16 @@ def _dataset_event(client: Any, ds: Dataset, where: str) -> tuple[str, Event]:
     except ValidationError as exc:
         raise ValidationError(f"{where} -> DatasetVersionLogged.{exc.field}", exc.value, exc.rule) from None
     return f"dataset:{name}@{dataset_version(ol_version)}", event
+
+
+def _refuse_sensitive(client: Any, name: str, where: str) -> None:
+    """A dataset the policy marks sensitive (``--sensitive-dataset``) is refused: an OpenLineage event names
+    no data subject to seal its URI and facets for, and its name is the URI's text (decision 0018)."""
+    policy = client.sealer.policy() if hasattr(client, "sealer") else None
+    if policy and ("dataset", name) in policy:
+        raise ValidationError(f"{where}.name", name, "is a dataset whose URIs are personal data (policy "
+                                                     "sensitive_fields): OpenLineage events name no data subject to "
+                                                     "seal them for; log it with the SDK in a run with a subject")
 
 
 def _edge_facets(ev: RunEvent | JobEvent, ds: InputDataset | OutputDataset | None) -> dict[str, Any]:

@@ -113,13 +113,20 @@ def registry_records() -> dict[str, dict[str, Any]]:
             {"name": "auc-gate", "kind": "METRIC_GATE", "action": "PROMOTE", "stage": "production",
              "role": None, "metric": "auc", "op": ">=", "threshold": 0.8, "approvals": None}],
                       "require_signatures": None, "rules_unchanged": False,
-                      "sensitive": [{"kind": "PARAM", "key": "patient_email"}, {"kind": "TAG", "key": "owner"}]},
+                      "sensitive": [{"kind": "PARAM", "key": "patient_email", "model": None},
+                                    {"kind": "TAG", "key": "owner", "model": None},
+                                    {"kind": "DATASET", "key": "visits", "model": None},
+                                    {"kind": "FEATURE", "key": "postcode", "model": "credit-risk"}]},
     }
 
 
 _IDS.update({t: f"01890f5e-0000-7000-8003-{i:012d}" for i, t in enumerate(
     ["ReferenceProfileLogged", "PredictionsLogged", "LabelsLogged", "MonitorConfigured", "DriftMeasured",
      "AlertChanged"], 1)})
+
+
+# a sealed value's shape (modelog.wire.sealing): subject, key id, base64url of nonce|ciphertext|tag (no key opens it)
+SEALED_SAMPLE = "modelog:sealed:v1:patient-0042:dek-00112233445566ff:" + "A" * 40
 
 
 def monitoring_records() -> dict[str, dict[str, Any]]:
@@ -141,10 +148,13 @@ def monitoring_records() -> dict[str, dict[str, Any]]:
         "PredictionsLogged": {"envelope": env("PredictionsLogged"), "model": "credit-risk", "deployment": "prod",
                               "version": 1, "request_ids": ["r1", "r2"], "timestamps": ts, "dropped": 3,
                               "columns": [
-                                  {"name": "income", "role": "FEATURE", "numbers": [1.5, None], "strings": []},
-                                  {"name": "city", "role": "FEATURE", "numbers": [], "strings": ["Lyon", None]},
-                                  {"name": "prediction", "role": "PREDICTION", "numbers": [], "strings": ["1", "0"]},
-                                  {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": []}]},
+                                  {"name": "income", "role": "FEATURE", "numbers": [1.5, None], "strings": [], "sealed": None},
+                                  {"name": "city", "role": "FEATURE", "numbers": [], "strings": ["Lyon", None], "sealed": None},
+                                  {"name": "prediction", "role": "PREDICTION", "numbers": [], "strings": ["1", "0"], "sealed": None},
+                                  {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": [], "sealed": None},
+                                  # a sensitive feature column (decision 0018): one sealed value per request
+                                  {"name": "postcode", "role": "FEATURE", "numbers": [], "strings": [],
+                                   "sealed": {"kind": "TEXT", "values": [SEALED_SAMPLE, None]}}]},
         "LabelsLogged": {"envelope": env("LabelsLogged"), "model": "credit-risk", "deployment": "prod",
                          "request_ids": ["r1", "r2"], "numbers": [], "strings": ["1", "1"]},
         "MonitorConfigured": {"envelope": env("MonitorConfigured", "monitor:credit-risk"), "model": "credit-risk",

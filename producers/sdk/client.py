@@ -155,10 +155,12 @@ class Client:
 
     def register_dataset(self, name: str, data: Any, *, description: str | None = None,
                          tags: dict[str, Any] | None = None, uri: str | None = None, derived_from: Any = None,
-                         transform: str | None = None, code_ref: str | None = None) -> Any:
+                         transform: str | None = None, code_ref: str | None = None,
+                         subject: str | None = None) -> Any:
         """Record a dataset version outside any run. See :func:`modelog.register_dataset`."""
         return datasets.register_dataset(self, name, data, description=description, tags=tags, uri=uri,
-                                derived_from=derived_from, transform=transform, code_ref=code_ref)
+                                         derived_from=derived_from, transform=transform, code_ref=code_ref,
+                                         subject=subject)
 
     def record_lineage(self, src: Any, relation: str, dst: Any, *, role: str | None = None,
                        transform: str | None = None, code_ref: str | None = None) -> None:

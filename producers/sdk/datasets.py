@@ -430,10 +430,17 @@ def _publish_all(client: Client, events: Sequence[Event]) -> None:
 
 def dataset_event(client: Client, name: str, data: Any, *, description: str | None, tags: Mapping[str, Any] | None,
                   uri: str | None, derived_from: Any = None, transform: str | None = None,
-                  code_ref: str | None = None) -> tuple[DatasetVersion, Event]:
-    """Validate the arguments, hash and inspect ``data``, and build its DatasetVersionLogged event."""
+                  code_ref: str | None = None, subject: str | None = None) -> tuple[DatasetVersion, Event]:
+    """Validate the arguments, hash and inspect ``data``, and build its DatasetVersionLogged event.
+
+    When the policy marks the dataset sensitive (``modelog policy set --sensitive-dataset NAME``) its URI
+    is sealed with ``subject``'s data key (decision 0018); the returned DatasetVersion keeps the plaintext."""
     _check("name", name, _rules.name)
     _check("description", description, _rules.optional_text)
+    if subject is not None:
+        from modelog.wire.keystore import check_subject
+
+        check_subject(subject)
     if uri is not None:
         _check("uri", uri, _rules.uri)
     _check("transform", transform, _rules.optional_name)
@@ -447,9 +454,10 @@ def dataset_event(client: Client, name: str, data: Any, *, description: str | No
                               "needs derived_from: the dataset versions the transform read")
     content = describe(data, name, uri)
     _check("uri", content.uri, _rules.uri)
+    logged_uri = client.sealer.seal_uri(name, content.version, content.uri, subject)
     event = client.events.make(
         "DatasetVersionLogged", "dataset", f"dataset:{name}", dataset=name, version=content.version,
-        uri=content.uri, columns=[{"name": n, "type": t} for n, t in content.columns],
+        uri=logged_uri, columns=[{"name": n, "type": t} for n, t in content.columns],
         row_count=content.row_count, size_bytes=content.size_bytes, media_type=content.media_type,
         description=description, tags=texts, derived_from=derivations)
     dv = DatasetVersion(name, content.version, content.uri, content.columns, content.row_count, content.size_bytes,
@@ -488,7 +496,8 @@ def log_dataset(run: Run, name: str, data: Any, role: str = "train", *, descript
     run._check_open()
     client = run._client
     _check("role", role, _rules.optional_name)
-    dv, logged = dataset_event(client, name, data, description=description, tags=tags, uri=uri)
+    dv, logged = dataset_event(client, name, data, description=description, tags=tags, uri=uri,
+                               subject=run.subject)
     edge = lineage_event(client, dv.node, "consumed", f"run:{run.id}", role=role)
     _publish_all(client, [logged, edge])
     return dv
@@ -496,9 +505,10 @@ def log_dataset(run: Run, name: str, data: Any, role: str = "train", *, descript
 
 def register_dataset(client: Client, name: str, data: Any, *, description: str | None = None,
                      tags: Mapping[str, Any] | None = None, uri: str | None = None, derived_from: Any = None,
-                     transform: str | None = None, code_ref: str | None = None) -> DatasetVersion:
+                     transform: str | None = None, code_ref: str | None = None,
+                     subject: str | None = None) -> DatasetVersion:
     dv, logged = dataset_event(client, name, data, description=description, tags=tags, uri=uri,
-                               derived_from=derived_from, transform=transform, code_ref=code_ref)
+                               derived_from=derived_from, transform=transform, code_ref=code_ref, subject=subject)
     _publish_all(client, [logged])
     return dv
 

@@ -165,13 +165,16 @@ def log_dataset(name: str, data: Any, role: str = "train", *, description: str |
 
 def register_dataset(name: str, data: Any, *, description: str | None = None, tags: dict[str, Any] | None = None,
                      uri: str | None = None, derived_from: Any = None, transform: str | None = None,
-                     code_ref: str | None = None) -> Any:
+                     code_ref: str | None = None, subject: str | None = None) -> Any:
     """Record a dataset version (no run needed), optionally derived from other dataset versions.
 
     ``data``: a file or directory path, a pandas DataFrame or a pyarrow Table; its sha256 content
     hash is the version. ``derived_from``: DatasetVersions or ``dataset:<name>@<version>`` ids, made
     into this one by ``transform`` (a name) whose code is at ``code_ref`` (e.g. ``git:<commit>:etl/clean.py``).
     Returns the :class:`DatasetVersion`. Raises ValidationError (nothing published) for bad input.
+    ``subject``: whose personal data the URI is, when the policy marks the dataset sensitive
+    (``modelog policy set --sensitive-dataset NAME``): the URI is sealed with that subject's data key
+    (``log_dataset`` in a run uses the run's subject).
 
     Example::
 
@@ -179,7 +182,8 @@ def register_dataset(name: str, data: Any, *, description: str | None = None, ta
         clean = modelog.register_dataset("applications", clean_df, derived_from=[raw], transform="dedupe")
     """
     return default_client().register_dataset(name, data, description=description, tags=tags, uri=uri,
-                                              derived_from=derived_from, transform=transform, code_ref=code_ref)
+                                              derived_from=derived_from, transform=transform, code_ref=code_ref,
+                                              subject=subject)
 
 
 def record_lineage(src: Any, relation: str, dst: Any, *, role: str | None = None, transform: str | None = None,

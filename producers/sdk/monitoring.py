@@ -93,7 +93,10 @@ class Monitor:
 
     def __init__(self, model: str, deployment: str, *, version: int | None = None, client: Client | None = None,
                  max_buffer: int = MAX_BUFFER, batch_rows: int = BATCH_ROWS, linger_ms: int | None = None,
-                 on_full: str = "drop") -> None:
+                 on_full: str = "drop", sensitive_features: Iterable[str] = ()) -> None:
+        """``sensitive_features``: feature columns sealed whatever the policy says (besides those the policy
+        marks for ``model``: ``modelog policy set --sensitive-feature MODEL=COLUMN``); their values are sealed
+        with each prediction's ``subject`` (decision 0018)."""
         from modelog.sdk.fluent import default_client
 
         self.model = _check_name("model", model)
@@ -115,7 +118,13 @@ class Monitor:
         self._wake = threading.Event()
         self._closed = False
         self._logged = self._sent = self._dropped = self._dropped_unreported = 0
+        self._withheld = self._inflight = 0
         self._error: BaseException | None = None
+        # sealed feature columns (decision 0018): the call's, plus the policy's for this model, read here (not
+        # on the serving path) and again by the background thread before each batch
+        self._explicit = frozenset(str(c) for c in sensitive_features)
+        policy = self._client.sealer.sensitive_features(self.model)
+        self._marked: frozenset[str] | None = None if policy is None else self._explicit | policy
         # keyed by model, like its reference and configuration: one partition holds a model's whole
         # monitoring history in order, so a processor always sees the reference before later predictions
         self._key = f"monitor:{self.model}"
@@ -129,11 +138,28 @@ class Monitor:
     # -- the serving path --------------------------------------------------------------
 
     def log(self, features: Mapping[str, Any], prediction: Any = None, *, request_id: str | None = None,
-            timestamp: float | None = None, score: float | None = None) -> str:
-        """Record one prediction; returns its request id (generated if not given). Never blocks with on_full='drop'."""
+            timestamp: float | None = None, score: float | None = None, subject: str | None = None) -> str:
+        """Record one prediction; returns its request id (generated if not given). Never blocks with on_full='drop'.
+
+        ``subject``: the opaque id of the person the features are about; the values of sensitive feature
+        columns are sealed with that subject's data key (a sensitive column without one raises ValidationError).
+        """
         rid = request_id or f"{self._rid_prefix}{next(self._rid_counter):x}"
         ts = now_micros() if timestamp is None else int(timestamp * 1_000_000)
-        item = (rid, ts, features, prediction, score)
+        if subject is None:
+            marked = self._explicit if self._marked is None else self._marked
+            if marked and not marked.isdisjoint(features):
+                from modelog.sdk.privacy import HIDDEN
+
+                name = sorted(marked.intersection(features))[0]
+                raise ValidationError(f"features[{name!r}]", HIDDEN, "is sensitive (policy sensitive_fields, or "
+                                                                     "sensitive_features=): pass subject=<the data "
+                                                                     "subject's id> to seal it")
+        else:
+            from modelog.wire.keystore import check_subject
+
+            check_subject(subject)
+        item = (rid, ts, features, prediction, score, subject)
         with self._lock:
             if self._closed:
                 raise ValidationError("monitor", self.deployment, "is closed")
@@ -151,15 +177,18 @@ class Monitor:
         return rid
 
     def log_frame(self, features: pd.DataFrame, predictions: Iterable[Any] | None = None, *,
-                  request_ids: Iterable[str] | None = None, scores: Iterable[float] | None = None) -> list[str]:
-        """Record many predictions at once (one row of ``features`` each); returns the request ids."""
+                  request_ids: Iterable[str] | None = None, scores: Iterable[float] | None = None,
+                  subjects: Iterable[str | None] | None = None) -> list[str]:
+        """Record many predictions at once (one row of ``features`` each); returns the request ids.
+        ``subjects``: one per row (see :meth:`log`)."""
         rows = features.to_dict(orient="records")
         preds = list(predictions) if predictions is not None else [None] * len(rows)
         ids = list(request_ids) if request_ids is not None else [None] * len(rows)
         sc = list(scores) if scores is not None else [None] * len(rows)
-        if not len(preds) == len(ids) == len(sc) == len(rows):
+        subs = list(subjects) if subjects is not None else [None] * len(rows)
+        if not len(preds) == len(ids) == len(sc) == len(subs) == len(rows):
             raise ValidationError("predictions", len(preds), f"must have one entry per row ({len(rows)})")
-        return [self.log(r, p, request_id=i, score=s) for r, p, i, s in zip(rows, preds, ids, sc)]
+        return [self.log(r, p, request_id=i, score=s, subject=u) for r, p, i, s, u in zip(rows, preds, ids, sc, subs)]
 
     def log_labels(self, request_ids: str | Iterable[str], labels: Any) -> None:
         """Record the ground truth for earlier predictions (one label per request id)."""
@@ -195,23 +224,52 @@ class Monitor:
             items = [self._buf.popleft() for _ in range(n)]
             dropped, self._dropped_unreported = self._dropped_unreported, 0
             more = bool(self._buf)
+            self._inflight = len(items) or bool(dropped)  # flush waits for them (sealing takes a moment)
             self._room.notify_all()
+        try:
+            return self._publish(items, dropped, more)
+        finally:
+            with self._lock:
+                self._inflight = 0
+
+    def _publish(self, items: list[tuple], dropped: int, more: bool) -> bool:
         if not items and not dropped:
             return False
-        event = self._client.events.make("PredictionsLogged", "monitor", self._key,
-                                         **predictions_payload(self.model, self.deployment, self.version, items,
-                                                               dropped))
+        payload = predictions_payload(self.model, self.deployment, self.version, items, dropped)
+        if items:
+            self._seal(payload, items)
+        event = self._client.events.make("PredictionsLogged", "monitor", self._key, **payload)
         self._client.emitter.emit([event])
         with self._lock:
             self._sent += len(items)
         return more
+
+    def _seal(self, payload: dict, items: list[tuple]) -> None:
+        """Seal the sensitive feature columns of one batch (background thread). The policy is read again (kept
+        30 s by the client); when it cannot be read and a prediction names a subject, every feature column
+        of the batch is sealed: what is sensitive is unknown, so nothing is published in clear."""
+        policy = self._client.sealer.sensitive_features(self.model)
+        if policy is not None:
+            self._marked = self._explicit | policy
+        subjects = [it[5] for it in items]
+        marked = self._marked
+        if marked is None:
+            marked = ({c["name"] for c in payload["columns"] if c["role"] == "FEATURE"}
+                      if any(s is not None for s in subjects) else self._explicit)
+        if not marked:
+            return
+        payload["columns"], withheld = self._client.sealer.seal_features(
+            self.model, payload["columns"], payload["request_ids"], subjects, marked)
+        if withheld:
+            with self._lock:
+                self._withheld += withheld
 
     def flush(self, timeout: float | None = None) -> None:
         """Publish everything buffered and wait for the broker; raises DeliveryError on failure."""
         deadline = time.monotonic() + (timeout or self._client.settings.flush_timeout)
         while True:
             with self._lock:
-                empty = not self._buf and not self._dropped_unreported
+                empty = not self._buf and not self._dropped_unreported and not self._inflight
             if empty or time.monotonic() > deadline:
                 break
             self._wake.set()
@@ -229,9 +287,11 @@ class Monitor:
         self._thread.join(timeout=5)
 
     def stats(self) -> dict[str, int]:
-        """Counts so far: logged (accepted), sent (in batch events), dropped (buffer full), buffered."""
+        """Counts so far: logged (accepted), sent (in batch events), dropped (buffer full), buffered, withheld
+        (sensitive feature values published as missing: their prediction had no subject)."""
         with self._lock:
-            return {"logged": self._logged, "sent": self._sent, "dropped": self._dropped, "buffered": len(self._buf)}
+            return {"logged": self._logged, "sent": self._sent, "dropped": self._dropped, "buffered": len(self._buf),
+                    "withheld": self._withheld}
 
     def __enter__(self) -> Monitor:
         return self

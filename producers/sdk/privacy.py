@@ -1,7 +1,8 @@
-"""Sealing sensitive params and tags before they are published (decision 0018).
+"""Sealing sensitive params, tags and dataset URIs before they are published (decision 0018).
 
 A value is sensitive when the policy marks its key (the ``sensitive_fields`` view, set by
-``modelog policy set --sensitive-param KEY``) or the call says so (``sensitive=True``). A sensitive value
+``modelog policy set --sensitive-param KEY``, ``--sensitive-dataset NAME`` for the URIs of a dataset's
+versions) or the call says so (``sensitive=True``). A sensitive value
 is sealed with the run's subject's data key (``start_run(subject=...)``): the event carries only
 ciphertext. A sensitive value in a run without a subject is refused, never published in clear.
 
@@ -49,7 +50,8 @@ class Sealer:
         return self._keys
 
     def policy(self) -> frozenset[tuple[str, str]] | None:
-        """The (kind, key) pairs marked sensitive, or None when the views cannot be read."""
+        """The (kind, key) pairs marked sensitive, or None when the views cannot be read. A feature column's key
+        is :func:`feature_key` (model, column)."""
         with self._lock:
             age = time.monotonic() - self._read_at
             if self._policy is not None and age < POLICY_TTL_S or self._policy is None and age < RETRY_S:
@@ -57,11 +59,12 @@ class Sealer:
             from modelog.consumers.query import sql_arrow
 
             try:
-                rows = sql_arrow("SELECT kind, key FROM sensitive_fields", self._client.settings).to_pylist()
+                rows = sql_arrow("SELECT kind, key, model FROM sensitive_fields", self._client.settings).to_pylist()
             except ModelogError as exc:
                 self._error, self._read_at = str(exc), time.monotonic()
                 return None
-            self._policy = frozenset((r["kind"], r["key"]) for r in rows)
+            self._policy = frozenset((r["kind"], feature_key(r["model"], r["key"]) if r["kind"] == "feature"
+                                      else r["key"]) for r in rows)
             self._read_at = time.monotonic()
             return self._policy
 
@@ -85,7 +88,8 @@ class Sealer:
     def _key(self, subject: str | None, field: str):
         if subject is None:
             raise ValidationError(field, HIDDEN, "is sensitive (policy sensitive_fields, or sensitive=True): "
-                                                 "start the run with subject=<the data subject's id> to seal it")
+                                                 "start the run with subject=<the data subject's id> "
+                                                 "(register_dataset: subject=...) to seal it")
         return self.keys.create(subject)
 
     def seal_params(self, params: list[dict], subject: str | None, explicit: bool = False) -> list[dict]:
@@ -116,6 +120,74 @@ class Sealer:
                 _fits(v, _rules.MAX_TAG_VALUE, field)
             out[k] = v
         return out
+
+
+    def seal_uri(self, dataset: str, version: str, uri: str, subject: str | None) -> str:
+        """``uri`` of version ``version`` of ``dataset``, sealed when the policy marks the dataset sensitive.
+
+        The AAD binds it to the dataset version (``uri:<name>@<version>``). The dataset's name and version
+        stay in clear: lineage keys on them."""
+        if not self._marked("dataset", [dataset], subject, False):
+            return uri
+        token = seal(self._key(subject, "uri"), uri_field(dataset, version), uri)
+        _fits(token, _rules.MAX_URI, "uri")
+        return token
+
+
+    def sensitive_features(self, model: str) -> frozenset[str] | None:
+        """The feature columns of ``model`` the policy marks sensitive; None when the policy cannot be read."""
+        policy = self.policy()
+        if policy is None:
+            return None
+        prefix = feature_key(model, "")
+        return frozenset(k[len(prefix):] for kind, k in policy if kind == "feature" and k.startswith(prefix))
+
+    def seal_features(self, model: str, columns: list[dict], request_ids: list[str], subjects: list[str | None],
+                      marked: frozenset[str] | set[str]) -> tuple[list[dict], int]:
+        """``columns`` (of a PredictionsLogged) with the FEATURE columns in ``marked`` sealed per row with that
+        row's subject's data key; and how many values were withheld (a marked value of a row without a subject
+        is published as missing, never in clear). Keys are looked up once per subject."""
+        keys: dict[str, object] = {}
+        withheld = 0
+        out = []
+        for col in columns:
+            if col["role"] != "FEATURE" or col["name"] not in marked:
+                out.append(col)
+                continue
+            kind, values = ("TEXT", col["strings"]) if col["strings"] else ("NUMBER", col["numbers"])
+            sealed = []
+            for rid, subject, v in zip(request_ids, subjects, values):
+                if v is None:
+                    sealed.append(None)
+                elif subject is None:
+                    sealed.append(None)
+                    withheld += 1
+                else:
+                    if subject not in keys:
+                        keys[subject] = self.keys.create(subject)
+                    sealed.append(seal(keys[subject], feature_field(model, col["name"], rid), feature_text(v)))
+            out.append({**col, "numbers": [], "strings": [], "sealed": {"kind": kind, "values": sealed}})
+        return out, withheld
+
+
+def feature_key(model: str, column: str) -> str:
+    """How :meth:`Sealer.policy` names a model's feature column (model names may hold '/' and ':')."""
+    return f"{model}\x1f{column}"
+
+
+def feature_field(model: str, column: str, request_id: str) -> str:
+    """The field one prediction's sealed feature value is sealed for (part of the AAD): bound to its row."""
+    return f"feature:{model}/{column}/{request_id}"
+
+
+def feature_text(value: float | str) -> str:
+    """A feature value as the text that is sealed (numbers: Python's shortest round-trip repr)."""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def uri_field(dataset: str, version: str) -> str:
+    """The field a dataset version's URI is sealed for (part of the AAD)."""
+    return f"uri:{dataset}@{version}"
 
 
 def _fits(token: str, limit: int, field: str) -> None:
@@ -150,19 +222,29 @@ def erase(client: Client, subject: str, reason: str | None = None) -> list[str]:
     return key_ids
 
 
-def set_sensitive(client: Client, params: list[str] = (), tags: list[str] = ()) -> None:
-    """Replace the list of param and tag keys whose values are personal data (global policy; only an
-    admin may, once the log has one). Empty lists: nothing is sensitive any more (values sealed before
-    stay sealed)."""
+def set_sensitive(client: Client, params: list[str] = (), tags: list[str] = (), datasets: list[str] = (),
+                  features: list[tuple[str, str]] = ()) -> None:
+    """Replace the list of param and tag keys whose values, dataset names whose versions' URIs, and
+    (model, feature column) pairs whose monitored values are personal data (global policy; only an admin
+    may, once the log has one). Empty lists: nothing is sensitive any more (values sealed before stay
+    sealed)."""
     fields = []
-    for kind, keys in (("PARAM", params), ("TAG", tags)):
+    for kind, keys in (("PARAM", params), ("TAG", tags), ("DATASET", datasets)):
         for k in keys:
             try:
                 _rules.name(k)
             except ValueError as exc:
                 raise ValidationError(f"sensitive {kind.lower()} key", k, str(exc)) from None
-            fields.append({"kind": kind, "key": k})
+            fields.append({"kind": kind, "key": k, "model": None})
+    for model, column in features:
+        for what, v in (("model", model), ("column", column)):
+            try:
+                _rules.name(v)
+            except ValueError as exc:
+                raise ValidationError(f"sensitive feature {what}", v, str(exc)) from None
+        fields.append({"kind": "FEATURE", "key": column, "model": model})
     client.publish("PolicySet", "policy", "policy:*", model=None, rules=[], rules_unchanged=True,
                    sensitive=fields)
     client.flush()
-    client.sealer.set_policy(frozenset((f["kind"].lower(), f["key"]) for f in fields))
+    client.sealer.set_policy(frozenset(
+        (f["kind"].lower(), feature_key(f["model"], f["key"]) if f["model"] else f["key"]) for f in fields))

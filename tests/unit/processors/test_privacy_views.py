@@ -180,3 +180,228 @@ def test_the_policy_names_the_sensitive_fields(log):
     set_sensitive(log.client)
     log.pump()
     assert log.q("SELECT count(*) FROM sensitive_fields") == [(0,)]
+
+
+# -- dataset URIs (modelog policy set --sensitive-dataset NAME) --
+
+URI = "s3://clinic/patients/alice.liddell.7f3a/visits.parquet"  # a URI naming the person
+
+
+def _log_visits(c: Client, uri: str = URI) -> tuple[str, str]:
+    import pandas as pd
+
+    c.sealer.set_policy(frozenset({("param", "email"), ("tag", "phone"), ("dataset", "visits")}))
+    with c.start_run("trial", subject=SUBJECT) as run:
+        dv = run.log_dataset("visits", pd.DataFrame({"x": [1, 2, 3]}), role="train", uri=uri)
+        run.log_dataset("weather", pd.DataFrame({"t": [1.5]}), uri="s3://open/weather.parquet")
+    assert dv.uri == uri  # the caller keeps its plaintext
+    return run.id, dv.version
+
+
+def _dataset_views(log: Log):
+    return (log.q("SELECT name, version, uri FROM dataset_versions ORDER BY ALL"),
+            log.q("SELECT name, latest_version, latest_uri FROM datasets ORDER BY ALL"),
+            log.q("SELECT src, relation, dst, role FROM lineage_edges ORDER BY ALL"))
+
+
+def test_a_sensitive_dataset_uri_is_ciphertext_in_the_log_and_plaintext_in_the_views(log):
+    rid, version = _log_visits(log.client)
+    log.take()
+    raw = b"".join(r.value + r.key for r in log.records)
+    assert URI.encode() not in raw and b"alice.liddell" not in raw
+    assert b"s3://open/weather.parquet" in raw  # a dataset the policy does not name stays plain
+    log.pump()
+    versions, latest, edges = _dataset_views(log)
+    assert [(n, u) for n, _, u in versions] == [("visits", URI), ("weather", "s3://open/weather.parquet")]
+    assert latest[0] == ("visits", version, URI)
+    assert (f"dataset:visits@{version}", "consumed", f"run:{rid}", "train") in edges  # lineage keys on name@version
+    assert log.q("SELECT field, run_id, key, subject FROM log_sealed WHERE field = 'dataset'") == [
+        ("dataset", None, "visits", SUBJECT)]
+    assert log.q("SELECT count(*) FROM dead_letters") == [(0,)]
+
+
+@pytest.mark.parametrize("erasure_first", [False, True], ids=["run-then-erasure", "erasure-then-run"])
+def test_after_an_erasure_a_dataset_uri_is_erased_and_lineage_still_works(log, tmp_path, erasure_first):
+    rid, version = _log_visits(log.client)
+    if not erasure_first:
+        log.pump()
+        log.store.checkpoint()
+        assert URI.encode() in (tmp_path / "views.duckdb").read_bytes()  # the check below can fail
+    erase(log.client, SUBJECT)
+    log.pump(first="subject:" if erasure_first else None)
+    versions, latest, edges = _dataset_views(log)
+    assert [(n, u) for n, _, u in versions] == [("visits", ERASED), ("weather", "s3://open/weather.parquet")]
+    assert [(n, u) for n, _, u in latest] == [("visits", ERASED), ("weather", "s3://open/weather.parquet")]
+    assert (f"dataset:visits@{version}", "consumed", f"run:{rid}", "train") in edges
+    assert log.q("SELECT uri FROM log_dataset_versions WHERE dataset = 'visits'") == [(ERASED,)]
+    log.store.checkpoint()
+    assert URI.encode() not in log.file_bytes()
+
+    rebuilt = ViewStore(tmp_path / "rebuilt.duckdb")
+    try:
+        rebuilt.apply(list(reversed(log.records)), Projector(keys=keystore_for(tmp_path)))
+        again = Log.__new__(Log)
+        again.store = rebuilt
+        assert _dataset_views(again) == (versions, latest, edges)
+    finally:
+        rebuilt.close()
+
+
+def test_register_dataset_seals_for_its_subject_and_refuses_a_sensitive_dataset_without_one(log):
+    import pandas as pd
+
+    c = log.client
+    c.sealer.set_policy(frozenset({("dataset", "visits")}))
+    n = len(c.emitter.events)
+    with pytest.raises(ValidationError, match="subject=") as info:
+        c.register_dataset("visits", pd.DataFrame({"x": [1]}), uri=URI)
+    assert URI not in str(info.value) and len(c.emitter.events) == n  # nothing published
+    with pytest.raises(ValidationError, match="subject"):
+        c.register_dataset("visits", pd.DataFrame({"x": [1]}), uri=URI, subject="not an id!")
+    c.register_dataset("visits", pd.DataFrame({"x": [1]}), uri=URI, subject=SUBJECT)
+    log.take()
+    assert not any(URI.encode() in r.value for r in log.records)
+    log.pump()
+    assert log.q("SELECT uri FROM dataset_versions") == [(URI,)]
+
+
+def test_a_sealed_uri_copied_to_another_dataset_version_does_not_open(log):
+    from modelog.wire.sealing import is_sealed
+
+    _log_visits(log.client)
+    em = log.client.emitter
+    (sealed,) = [e.record for e in em.events if e.event_type == "DatasetVersionLogged" and is_sealed(e.record["uri"])]
+    log.client.publish("DatasetVersionLogged", "dataset", "dataset:other",
+                       **{**{k: v for k, v in sealed.items() if k != "envelope"}, "dataset": "other"})
+    log.pump()
+    assert log.q("SELECT uri FROM dataset_versions WHERE name = 'other'") == [(ERASED,)]
+    assert log.q("SELECT uri FROM dataset_versions WHERE name = 'visits'") == [(URI,)]
+
+
+def test_the_policy_names_sensitive_datasets(log):
+    from modelog.sdk.privacy import set_sensitive
+
+    set_sensitive(log.client, params=["email"], datasets=["visits"])
+    log.pump()
+    assert log.q("SELECT kind, key FROM sensitive_fields ORDER BY ALL") == [("dataset", "visits"), ("param", "email")]
+    with pytest.raises(ValidationError, match="sensitive dataset key"):
+        set_sensitive(log.client, datasets=["-not-a-name"])
+
+
+# -- monitored feature columns (modelog policy set --sensitive-feature MODEL=COLUMN) --
+
+POSTCODE = "EH1-1AA-7f3a"  # a feature value that is personal data
+
+
+def _monitor(c: Client, **kw):
+    from modelog import Monitor
+    from modelog.sdk.privacy import feature_key
+
+    c.sealer.set_policy(frozenset({("feature", feature_key("credit-risk", "postcode")),
+                                   ("feature", feature_key("credit-risk", "age"))}))
+    return Monitor("credit-risk", "prod", client=c, batch_rows=100, **kw)
+
+
+def _predictions(log: Log):
+    return log.q("SELECT request_id, features, feature_text FROM predictions ORDER BY request_id")
+
+
+def test_a_sensitive_feature_column_is_ciphertext_in_the_log_and_plaintext_in_the_views(log):
+    with _monitor(log.client) as m:
+        m.log({"postcode": POSTCODE, "age": 41.5, "income": 52_000}, "approve", request_id="r1", subject=SUBJECT)
+        m.log({"postcode": None, "age": 30.0, "income": 48_000}, "deny", request_id="r2", subject="patient-0043")
+        with pytest.raises(ValidationError, match="subject=") as info:
+            m.log({"postcode": POSTCODE, "income": 1}, "deny")  # no subject: refused, not buffered
+        assert POSTCODE not in str(info.value)
+        m.log({"income": 7}, "deny", request_id="r3")  # no sensitive column: no subject needed
+    log.take()
+    raw = b"".join(r.value for r in log.records)
+    assert POSTCODE.encode() not in raw and b"41.5" not in raw
+    (batch,) = [e.record for e in log.client.emitter.events if e.event_type == "PredictionsLogged"]
+    cols = {c["name"]: c for c in batch["columns"]}
+    assert cols["postcode"]["sealed"]["kind"] == "TEXT" and cols["postcode"]["strings"] == []
+    assert cols["postcode"]["sealed"]["values"][1:] == [None, None]  # missing stays missing, r3 has none
+    assert cols["age"]["sealed"]["kind"] == "NUMBER" and cols["income"]["numbers"] == [52_000.0, 48_000.0, 7.0]
+    log.pump()
+    rows = _predictions(log)
+    assert [(rid, f.get("age"), f["income"], t.get("postcode")) for rid, f, t in rows] == [
+        ("r1", 41.5, 52_000.0, POSTCODE), ("r2", 30.0, 48_000.0, None), ("r3", None, 7.0, None)]
+    assert log.q("SELECT key, request_id, subject FROM log_sealed WHERE field = 'feature' ORDER BY ALL") == [
+        ("age", "r1", SUBJECT), ("age", "r2", "patient-0043"), ("postcode", "r1", SUBJECT)]
+
+
+@pytest.mark.parametrize("erasure_first", [False, True], ids=["predictions-then-erasure", "erasure-then-predictions"])
+def test_after_an_erasure_the_subjects_feature_values_are_gone_and_rebuild_equals_live(log, tmp_path, erasure_first):
+    with _monitor(log.client) as m:
+        m.log({"postcode": POSTCODE, "age": 41.5, "income": 52_000}, request_id="r1", subject=SUBJECT)
+        m.log({"postcode": "G1-2BB", "age": 30.0, "income": 48_000}, request_id="r2", subject="patient-0043")
+    if not erasure_first:
+        log.pump()
+        log.store.checkpoint()
+        assert POSTCODE.encode() in (tmp_path / "views.duckdb").read_bytes()  # the check below can fail
+    erase(log.client, SUBJECT)
+    log.pump(first="subject:" if erasure_first else None)
+    rows = _predictions(log)
+    assert [(rid, f, t) for rid, f, t in rows] == [
+        ("r1", {"age": None, "income": 52_000.0}, {"postcode": None}),  # the subject's values: gone
+        ("r2", {"age": 30.0, "income": 48_000.0}, {"postcode": "G1-2BB"})]  # another subject's: kept
+    log.store.checkpoint()
+    assert POSTCODE.encode() not in log.file_bytes()
+    rebuilt = ViewStore(tmp_path / "rebuilt.duckdb")
+    try:
+        rebuilt.apply(list(reversed(log.records)), Projector(keys=keystore_for(tmp_path)))
+        again = Log.__new__(Log)
+        again.store = rebuilt
+        assert _predictions(again) == rows
+    finally:
+        rebuilt.close()
+
+
+def test_a_sealed_feature_value_copied_to_another_row_does_not_open(log):
+    from modelog.processors.privacy import open_column
+    from modelog.wire.sealing import opener
+
+    with _monitor(log.client) as m:
+        m.log({"postcode": POSTCODE}, request_id="r1", subject=SUBJECT)
+    (batch,) = [e.record for e in log.client.emitter.events if e.event_type == "PredictionsLogged"]
+    (col,) = [c for c in batch["columns"] if c["name"] == "postcode"]
+    open_value = opener(keystore_for(log.tmp_path).get)
+    assert open_column("credit-risk", col, ["r1"], open_value)[0]["strings"] == [POSTCODE]
+    assert open_column("credit-risk", col, ["r9"], open_value)[0]["strings"] == [None]  # bound to its row
+    assert open_column("other-model", col, ["r1"], open_value)[0]["strings"] == [None]
+
+
+def test_sensitive_features_seals_a_column_the_policy_does_not_name_and_an_unknown_policy_seals_all(tmp_path):
+    from modelog import Monitor
+
+    c = Client(Settings.load(env={}, home=tmp_path, principal="svc"), emitter=MemoryEmitter())
+    with Monitor("m", "d", client=c, sensitive_features=["zip"]) as m:  # no processor: the policy is unknown
+        m.log({"zip": "AB1", "x": 1.0}, request_id="r1", subject=SUBJECT)
+        m.log({"x": 2.0}, request_id="r2")  # no subject: its values of the sealed columns are withheld
+        m.flush()
+        stats = m.stats()
+    cols = {col["name"]: col for e in c.emitter.events if e.event_type == "PredictionsLogged"
+            for col in e.record["columns"]}
+    assert cols["zip"]["sealed"] is not None and cols["x"]["sealed"] is not None  # unknown policy: all sealed
+    assert cols["x"]["sealed"]["values"][1] is None and stats["withheld"] == 1
+    assert not any(b"AB1" in v for v in c.emitter.encoded)
+
+
+def test_the_drift_state_keeps_sealed_values_in_its_chunks_and_opens_them_when_a_window_closes(log):
+    from modelog.processors.drift_app import DriftState
+
+    with _monitor(log.client) as m:
+        for i in range(3):
+            m.log({"postcode": f"{POSTCODE}-{i}", "age": 40.0 + i}, request_id=f"r{i}", subject=SUBJECT)
+        m.flush()
+        m.log({"postcode": "G1-2BB", "age": 30.0}, request_id="r3", subject="patient-0043")
+    first, second = [e.record for e in log.client.emitter.events if e.event_type == "PredictionsLogged"]
+    state = DriftState({}, {}, {"credit-risk": {"window_rows": 2}}, {}, {}, {}, keys=keystore_for(log.tmp_path))
+    (closed,) = state.add_predictions(first, 0)
+    assert POSTCODE not in repr(state.chunks) and "42.0" not in repr(state.chunks)  # the changelog: ciphertext
+    assert closed["columns"]["postcode"]["values"] == [f"{POSTCODE}-0", f"{POSTCODE}-1"]
+    assert closed["columns"]["age"]["values"] == [40.0, 41.0]
+    erase(log.client, SUBJECT)  # r2 waits in the open window: its values are missing when the window closes
+    (closed,) = state.add_predictions(second, 1)
+    assert closed["columns"]["postcode"]["values"] == [None, "G1-2BB"]
+    assert closed["columns"]["age"]["values"] == [None, 30.0]

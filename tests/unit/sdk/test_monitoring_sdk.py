@@ -48,7 +48,7 @@ def test_full_buffer_drops_and_counts_never_silently(client):
     m = Monitor("m", "d", client=client, max_buffer=5, batch_rows=1000, linger_ms=10_000)
     for i in range(12):
         m.log({"x": i})
-    assert m.stats() == {"logged": 5, "sent": 0, "dropped": 7, "buffered": 5}
+    assert m.stats() == {"logged": 5, "sent": 0, "dropped": 7, "buffered": 5, "withheld": 0}
     m.close()
     assert sum(b["dropped"] for b in events(client, "PredictionsLogged")) == 7
     assert m.stats()["sent"] == 5

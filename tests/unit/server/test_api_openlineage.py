@@ -140,3 +140,20 @@ def test_it_needs_a_token_with_write(api, tok, live):
     assert api.post(f"{API}/lineage", content=json.dumps(body)).status_code == 401
     assert post(api, tok["reader"], body).status_code == 403
     assert live.sql("SELECT count(*) AS n FROM lineage_edges") == [{"n": 0}]
+
+
+def test_a_dataset_whose_uris_are_personal_data_is_refused_and_nothing_is_built(tmp_path):
+    """OpenLineage events name no data subject: a dataset the policy marks sensitive (--sensitive-dataset) is
+    refused, naming the input, rather than published in clear (decision 0018)."""
+    import pytest
+
+    from modelog import Client, MemoryEmitter, Settings, ValidationError
+
+    c = Client(Settings.load(env={}, home=tmp_path, principal="alice"), emitter=MemoryEmitter())
+    c.sealer.set_policy(frozenset({("dataset", f"{WAREHOUSE}/public.customers")}))
+    with pytest.raises(ValidationError, match="personal data") as info:
+        ol.events_for(c, ol.parse(run_event(str(uuid.uuid4()))))
+    assert info.value.field == "inputs[1].name"
+    c.sealer.set_policy(frozenset({("dataset", "some-other-dataset")}))
+    events, _ = ol.events_for(c, ol.parse(run_event(str(uuid.uuid4()))))
+    assert [e.event_type for e in events].count("DatasetVersionLogged") == 3
