@@ -27,7 +27,7 @@ import duckdb
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare_common import record_spawn, terminate_tree  # noqa: E402
+from compare_common import record_spawn  # noqa: E402
 
 SESSION_TIMEOUT_MS = 2000  # fast consumer-group joins on tansu (as the tests run it)
 LOG_CALL_BOUND_S = 1.0  # docs/reliability.md: a log_* call never waits for the broker
@@ -116,15 +116,15 @@ def kill9(pid: int) -> None:
 
 
 class Deployment:
-    """One modelog deployment (home, topic prefix) on ``broker``: its projector, drift processor, training jobs."""
+    """One modelog deployment (home, topic prefix) on the broker at ``address``: its processes, training jobs."""
 
-    def __init__(self, workdir: Path, broker: Broker, name: str, **extra: str) -> None:
+    def __init__(self, workdir: Path, address: str, name: str, **extra: str) -> None:
         from modelog import Settings
 
         self.workdir = workdir
         self.dir = workdir / name
         self.home = self.dir / "home"
-        self.env = {"MODELOG_HOME": str(self.home), "MODELOG_KAFKA_BOOTSTRAP": broker.address,
+        self.env = {"MODELOG_HOME": str(self.home), "MODELOG_KAFKA_BOOTSTRAP": address,
                     "MODELOG_TOPIC_PREFIX": f"{name}{uuid.uuid4().hex[:6]}.",
                     "MODELOG_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS), "MODELOG_PRINCIPAL": "faults", **extra}
         self.settings = Settings.load(env=self.env)
@@ -175,7 +175,7 @@ class Deployment:
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                terminate_tree(proc.pid, timeout=20)
+                stop(proc)
 
 
 def views(path: Path, names) -> dict[str, list[str]]:
@@ -284,7 +284,7 @@ def projector_kill(args, workdir: Path, kills: int | None = None) -> dict:
     kills = kills or (5 if args.quick else 50)
     rng = random.Random(10)
     with Broker(workdir) as broker:
-        d = Deployment(workdir, broker, "p")
+        d = Deployment(workdir, broker.address, "p")
         try:
             proj = d.projector()
             jobs = d.writers(3, pace_ms=5, flush_every=50, steps_per_run=400)
@@ -369,7 +369,7 @@ def drift_kill(args, workdir: Path, kills: int | None = None) -> dict:
     windows = max(12, 2 * kills)
     rng = random.Random(20)
     with Broker(workdir) as broker:
-        calm = Deployment(workdir, broker, "calm")
+        calm = Deployment(workdir, broker.address, "calm")
         try:  # the undisturbed run of the same input
             calm.projector()
             calm.drift()
@@ -377,7 +377,7 @@ def drift_kill(args, workdir: Path, kills: int | None = None) -> dict:
             expected = drift_results(calm, windows)
         finally:
             calm.close()
-        d = Deployment(workdir, broker, "killed")
+        d = Deployment(workdir, broker.address, "killed")
         killed_in_window = []
         try:
             d.projector()
@@ -414,7 +414,7 @@ def drift_kill(args, workdir: Path, kills: int | None = None) -> dict:
 def outage_scenario(name: str, args, workdir: Path, outages: list[float], kill, restart, what: str) -> dict:
     phases = []
     with Broker(workdir) as broker:
-        d = Deployment(workdir, broker, "o")
+        d = Deployment(workdir, broker.address, "o")
         try:
             proj = d.projector()
             acked: dict[str, int] = {}
@@ -430,7 +430,8 @@ def outage_scenario(name: str, args, workdir: Path, outages: list[float], kill, 
                 acks = jobs.stop(timeout=FLUSH_TIMEOUT_S * 3)
                 acked |= acks["upto"]
                 s = acks["summaries"]
-                phases.append({"down_s": down, "down_until_ready_s": round(back_s, 1), "runs_acknowledged": len(acks["upto"]),
+                phases.append({"down_s": down, "down_until_ready_s": round(back_s, 1),
+                               "runs_acknowledged": len(acks["upto"]),
                                "delivery_errors": len(acks["errors"]),
                                "longest_log_call_s": max(x["longest_log_metrics_s"] for x in s),
                                "longest_start_run_s": max(x["longest_start_run_s"] for x in s),
