@@ -265,9 +265,9 @@ class KafkaEmitter:
                 # broker claims an earlier attempt is stored. A broker killed between recording the sequence
                 # and writing the batch claims it wrongly (tansu on s3://; bench/faults.py broker-outage):
                 # send it again, as a new message (the projector drops the copy by event id if it was stored).
-                reason = "acknowledged as a duplicate, without an offset"
+                reason = "the broker acknowledged it as a duplicate, without an offset"
                 if self._outbox.failed(seq, attempt, None, reason) == "resend":
-                    log.warning("re-sending event %d: the broker %s", seq, reason)
+                    log.warning("re-sending event %d: %s", seq, reason)
                 return
             if err is None:
                 if self._outbox.acked(seq):
