@@ -398,6 +398,8 @@ def drift_kill(args, workdir: Path, kills: int | None = None) -> dict:
         finally:
             d.close()
     differing = [name for name in DRIFT_COMPARED if got[name] != expected[name]]
+    first = [f"{name}: {a} after kills, {b} undisturbed" for name in differing
+             for a, b in zip(got[name], expected[name]) if a != b][:3]
     figures = {"kills": kills, "kills_mid_window": sum(killed_in_window), "windows": len(got["drift_windows"]),
                "windows_expected": len(expected["drift_windows"]), "alerts": len(got["alerts"]),
                "alerts_expected": len(expected["alerts"]), "views_differing": differing}
@@ -405,8 +407,8 @@ def drift_kill(args, workdir: Path, kills: int | None = None) -> dict:
             "what": f"kill -9 of `modelog drift` {kills} times while {windows} windows of {WINDOW_ROWS} predictions "
                     f"stream in ({BATCH_ROWS} per event), restarted each time",
             "figures": figures,
-            "notes": "asserts: drift_windows, drift_metrics and alerts equal, row for row (times aside), an "
-                     "undisturbed drift processor's on the same input in another deployment on the same broker"}
+            "notes": "; ".join(first) or "asserts: drift_windows, drift_metrics and alerts equal, row for row (times "
+                     "aside), an undisturbed drift processor's on the same input in another deployment on the broker"}
 
 
 # -- 3, 4. broker-outage, s3-kill ----------------------------------------------------------------------------
