@@ -300,7 +300,10 @@ def projector_kill(args, workdir: Path, kills: int | None = None) -> dict:
             figures = {"kills": kills, **points_check(d, acks["upto"]), "writer_errors": len(acks["errors"]),
                        "restart_to_ready_s_max": round(max(restart_s), 2)}
             stop(proj)
-            figures["views_differing_after_rebuild"] = rebuild_equals_live(d)
+            try:
+                figures["views_differing_after_rebuild"] = rebuild_equals_live(d)
+            except (subprocess.TimeoutExpired, RuntimeError) as exc:  # the other figures still stand
+                figures["views_differing_after_rebuild"] = [f"rebuild did not finish: {str(exc)[:200]}"]
         finally:
             d.close()
     passed = (figures["caught_up"] and figures["acknowledged_lost"] == 0 and figures["duplicated_rows"] == 0
