@@ -220,9 +220,27 @@ def output_events(factory: EventFactory, drift: dict, changes: list[dict]) -> li
     return out
 
 
+DEFAULT_TOPIC_PREFIX = "modelog."
+
+
+def drift_app_id(settings: Settings) -> str:
+    """The drift processor's faust app id: its consumer group and the prefix of its changelog topics.
+
+    ``<MODELOG_PROCESSOR_ID>-drift``, with the topic prefix in the middle when it is not the default
+    (``modelog-projector-staging-drift`` for ``staging.``): two deployments on one broker that differ by
+    their topic prefix must not share windows, references and alert state (the second one's windows were
+    taken for redeliveries of the first's and never measured). It still starts with the processor id, which
+    the ACLs of deploy/kafka-acls.sh grant by prefix; the default prefix keeps the name deployments have.
+    """
+    prefix = settings.topic_prefix.strip(".")
+    if settings.topic_prefix == DEFAULT_TOPIC_PREFIX or not prefix:
+        return f"{settings.processor_id}-drift"
+    return f"{settings.processor_id}-{prefix}-drift"
+
+
 def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     # a window chunk (one predictions batch) in the changelog can exceed Kafka's 1 MB default
-    app = new_faust_app(settings, f"{settings.processor_id}-drift", producer_max_request_size=16 * 1024 * 1024)
+    app = new_faust_app(settings, drift_app_id(settings), producer_max_request_size=16 * 1024 * 1024)
     tables = [app.Table(name, default=None, partitions=settings.partitions)
               for name in ("references", "ref_columns", "configs", "windows", "chunks", "alerts")]
     state = DriftState(*tables, keys=keystore_for(settings.home))

@@ -260,12 +260,21 @@ class KafkaEmitter:
 
     def _on_delivery(self, seq: int, attempt: int, err: KafkaError | None, msg: Any) -> None:
         try:
+            if err is None and msg.offset() is None:
+                # librdkafka reports a broker's DUPLICATE_SEQUENCE_NUMBER as a delivery without an offset: the
+                # broker claims an earlier attempt is stored. A broker killed between recording the sequence
+                # and writing the batch claims it wrongly (tansu on s3://; bench/faults.py broker-outage):
+                # send it again, as a new message (the projector drops the copy by event id if it was stored).
+                reason = "the broker acknowledged it as a duplicate, without an offset"
+                if self._outbox.failed(seq, attempt, None, reason) == "resend":
+                    log.warning("re-sending event %d: %s", seq, reason)
+                return
             if err is None:
                 if self._outbox.acked(seq):
                     p, o = (msg.topic(), msg.partition()), msg.offset()
                     with self._lock:
                         self.delivered += 1
-                        if o is not None and o > self.positions.get(p, -1):
+                        if o > self.positions.get(p, -1):
                             self.positions[p] = o
                 return
             code = err.code()

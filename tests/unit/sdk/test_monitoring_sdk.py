@@ -159,3 +159,11 @@ def test_monitoring_views_and_performance(tmp_path, client):
     assert row[4] == pytest.approx(f1_score(y, p, average="macro"))
     assert row[5] == pytest.approx(roc_auc_score(y, scores))
     store.close()
+
+
+def test_the_drift_app_id_is_per_topic_prefix():
+    from modelog.processors.drift_app import drift_app_id
+
+    assert drift_app_id(Settings.load(env={})) == "modelog-projector-drift"  # the name deployed processors have
+    assert drift_app_id(Settings.load(env={}, topic_prefix="staging.")) == "modelog-projector-staging-drift"
+    assert drift_app_id(Settings.load(env={}, topic_prefix="t1.", processor_id="p")) == "p-t1-drift"

@@ -97,3 +97,38 @@ def test_discard_forgets():
     seq = box.add(pending(0, 0.0))
     box.discard(seq)
     assert len(box) == 0 and box.failed(seq, 0, KafkaError.UNKNOWN, "x") == "ignored"
+
+
+class Delivered:
+    """What librdkafka hands the delivery callback; ``offset`` None: acknowledged as a duplicate."""
+
+    def __init__(self, offset: int | None) -> None:
+        self._offset = offset
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int | None:
+        return self._offset
+
+
+def test_an_acknowledgement_without_an_offset_is_sent_again():
+    """The broker answered DUPLICATE_SEQUENCE_NUMBER (librdkafka: success, no offset): tansu says so after a
+    kill -9 for a batch it never wrote (bench/faults.py broker-outage lost acknowledged events that way)."""
+    import threading
+
+    from modelog.wire.emitter import KafkaEmitter
+
+    clock = Clock()
+    em = KafkaEmitter.__new__(KafkaEmitter)  # the callback only: no producer, no broker
+    em._outbox, em._lock, em._fatal, em.delivered, em.positions = Outbox(TIMEOUT, clock), threading.Lock(), None, 0, {}
+    p = pending(0, clock())
+    seq = em._outbox.add(p)
+    em._on_delivery(seq, 0, None, Delivered(None))
+    assert em.delivered == 0 and len(em._outbox) == 1  # not counted as delivered ...
+    assert em._outbox.take_resends() == [(seq, 1, p)]  # ... but sent again, the same event
+    em._on_delivery(seq, 1, None, Delivered(7))
+    assert em.delivered == 1 and len(em._outbox) == 0 and em.positions == {("t", 0): 7}
