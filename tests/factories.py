@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from modelog.wire import metric_columns
+import numpy as np
+
+from modelog.wire import metric_columns, prediction_columns
 
 ENVELOPE_DEFAULTS = {
     "actor": {"principal": "alice", "kind": "USER"},
@@ -122,6 +124,14 @@ _IDS.update({t: f"01890f5e-0000-7000-8003-{i:012d}" for i, t in enumerate(
      "AlertChanged"], 1)})
 
 
+# The sample PredictionsLogged's columns in their first form (lists; what events before decision 0025 hold).
+PREDICTION_LIST_COLUMNS = [
+    {"name": "income", "role": "FEATURE", "numbers": [1.5, None], "strings": []},
+    {"name": "city", "role": "FEATURE", "numbers": [], "strings": ["Lyon", None]},
+    {"name": "prediction", "role": "PREDICTION", "numbers": [], "strings": ["1", "0"]},
+    {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": []}]
+
+
 def monitoring_records() -> dict[str, dict[str, Any]]:
     """One valid record per monitoring event type."""
     def env(t: str, key: str = "monitor:credit-risk/prod") -> dict[str, Any]:
@@ -140,11 +150,12 @@ def monitoring_records() -> dict[str, dict[str, Any]]:
                                    "sample_size": 10000},
         "PredictionsLogged": {"envelope": env("PredictionsLogged"), "model": "credit-risk", "deployment": "prod",
                               "version": 1, "request_ids": ["r1", "r2"], "timestamps": ts, "dropped": 3,
-                              "columns": [
-                                  {"name": "income", "role": "FEATURE", "numbers": [1.5, None], "strings": []},
-                                  {"name": "city", "role": "FEATURE", "numbers": [], "strings": ["Lyon", None]},
-                                  {"name": "prediction", "role": "PREDICTION", "numbers": [], "strings": ["1", "0"]},
-                                  {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": []}]},
+                              "columns": [  # the buffer form (decision 0025); PREDICTION_LIST_COLUMNS: the first
+                                  prediction_columns.numbers("income", "FEATURE", np.array([1.5, np.nan]),
+                                                             np.array([True, False])),
+                                  prediction_columns.texts("city", "FEATURE", np.array([0, -1]), ["Lyon"]),
+                                  prediction_columns.texts("prediction", "PREDICTION", np.array([0, 1]), ["1", "0"]),
+                                  prediction_columns.numbers("score", "SCORE", np.array([0.9, 0.2]))]},
         "LabelsLogged": {"envelope": env("LabelsLogged"), "model": "credit-risk", "deployment": "prod",
                          "request_ids": ["r1", "r2"], "numbers": [], "strings": ["1", "1"]},
         "MonitorConfigured": {"envelope": env("MonitorConfigured", "monitor:credit-risk"), "model": "credit-risk",

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from modelog import Client, MemoryEmitter, Monitor, Settings, ValidationError, configure_monitor, log_reference
+from modelog.wire import prediction_columns
 from modelog.wire.codec import Codec
 from modelog.processors.drift_app import DriftState, output_events
 from modelog.processors.projection import RawRecord
@@ -35,10 +36,12 @@ def test_monitor_batches_column_wise_and_keeps_types(client):
     assert [len(b["request_ids"]) for b in batches] == [3, 3, 1]
     assert [rid for b in batches for rid in b["request_ids"]] == ids
     cols = {c["name"]: c for c in batches[0]["columns"]}
-    assert cols["income"]["numbers"] == [10.0, 11.0, 12.0] and cols["income"]["strings"] == []
-    assert cols["city"]["strings"] == [None, "Lyon", None]
-    assert cols["prediction"]["role"] == "PREDICTION" and cols["prediction"]["strings"] == ["approve"] * 3
-    assert cols["score"]["role"] == "SCORE"
+    assert all(prediction_columns.is_buffer(c) for c in cols.values())  # the buffer form (decision 0025)
+    values = {name: prediction_columns.lists(c, 3) for name, c in cols.items()}
+    assert values["income"] == ([10.0, 11.0, 12.0], [])
+    assert values["city"] == ([], [None, "Lyon", None])
+    assert cols["prediction"]["role"] == "PREDICTION" and values["prediction"] == ([], ["approve"] * 3)
+    assert cols["score"]["role"] == "SCORE" and values["score"] == ([0.5] * 3, [])
     assert batches[0]["version"] == 2
     (labels,) = events(client, "LabelsLogged")
     assert labels["request_ids"] == [ids[0]] and labels["strings"] == ["approve"]
