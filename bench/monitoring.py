@@ -71,6 +71,7 @@ def publish_rate(client, count: int, rate: float | None) -> dict:
     rows = frame(1000, 4).to_dict(orient="records")
     m = Monitor("bench-rate", "prod", client=client)
     perf = time.perf_counter
+    cpu0 = time.process_time()
     t0 = perf()
     if rate is None:
         for i in range(count):
@@ -84,12 +85,27 @@ def publish_rate(client, count: int, rate: float | None) -> dict:
             if ahead > 0:
                 time.sleep(ahead)
     logged_s = perf() - t0
-    m.close()
+    error = None
+    try:
+        m.close()
+    except Exception as exc:  # noqa: BLE001 -- reported: predictions still buffered when close gave up
+        error = str(exc)
     total_s = perf() - t0
+    cpu_s = time.process_time() - cpu0
     st = m.stats()
     return {"calls": count, "target_rate": rate, "logging_s": logged_s, "until_acknowledged_s": total_s,
             "offered_per_s": count / logged_s, "published_per_s": st["sent"] / total_s,
-            "sent": st["sent"], "dropped": st["dropped"]}
+            "sent": st["sent"], "dropped": st["dropped"], "unsent_at_close": count - st["sent"] - st["dropped"],
+            "close_error": error, "process_cpu_us_per_prediction": cpu_s / max(st["sent"], 1) * 1e6}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), start-up included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def drift_throughput(client, settings, predictions: int) -> dict:
@@ -127,9 +143,12 @@ def drift_throughput(client, settings, predictions: int) -> dict:
                 last = time.time()
     finally:
         consumer.close()
+        drift_cpu_s = _cpu_seconds(int(info["pid"]))
         stop_drift(settings)
     elapsed = (last or time.time()) - ready_at
-    return {"predictions": predictions, "windows": len(seen), "windows_expected": want, "prefill_s": fill_s,
+    return {"predictions": predictions, "drift_process_cpu_s": drift_cpu_s,
+            "drift_cpu_us_per_prediction": None if drift_cpu_s is None else drift_cpu_s / predictions * 1e6,
+            "windows": len(seen), "windows_expected": want, "prefill_s": fill_s,
             "seconds_after_ready": elapsed, "predictions_per_s": predictions / elapsed if elapsed > 0 else None}
 
 
@@ -175,14 +194,18 @@ def main() -> None:
         ("  calls / dropped (buffer full)", f"{serving['calls']:,} / {serving['dropped']:,}"),
         ("Monitor.log flat out: predictions/s published (until acknowledged)",
          f"{flat_out['published_per_s']:,.0f}"),
-        ("  offered / sent / dropped", f"{flat_out['offered_per_s']:,.0f}/s / {flat_out['sent']:,} / "
-                                      f"{flat_out['dropped']:,}"),
+        ("  offered / sent / dropped / unsent at close", f"{flat_out['offered_per_s']:,.0f}/s / {flat_out['sent']:,} / "
+                                      f"{flat_out['dropped']:,} / {flat_out['unsent_at_close']:,}"),
+        ("  CPU of this process per prediction published", f"{flat_out['process_cpu_us_per_prediction']:.1f} us"),
         (f"Monitor.log paced at {args.rate:,.0f}/s for {args.seconds:g} s: published/s",
          f"{paced['published_per_s']:,.0f}"),
-        ("  offered / sent / dropped", f"{paced['offered_per_s']:,.0f}/s / {paced['sent']:,} / {paced['dropped']:,}"),
+        ("  offered / sent / dropped / unsent at close", f"{paced['offered_per_s']:,.0f}/s / {paced['sent']:,} / "
+                                                        f"{paced['dropped']:,} / {paced['unsent_at_close']:,}"),
         ("drift processor: predictions/s (windows of 1,000)",
          f"{drift['predictions_per_s']:,.0f}" if drift["predictions_per_s"] else "n/a"),
         ("  windows measured / expected", f"{drift['windows']} / {drift['windows_expected']}"),
+        ("  drift process CPU per prediction (start-up included)",
+         f"{drift['drift_cpu_us_per_prediction']:.1f} us" if drift["drift_cpu_us_per_prediction"] else "n/a"),
         ("  seconds from ready to the last window", f"{drift['seconds_after_ready']:.1f} s"),
     ]
     width = max(len(r[0]) for r in rows)

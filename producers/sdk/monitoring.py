@@ -29,7 +29,7 @@ import numpy as np
 
 from modelog.wire import prediction_columns as _pc
 from modelog.wire import rules as _rules
-from modelog.wire.errors import ValidationError
+from modelog.wire.errors import DeliveryError, ValidationError
 from modelog.wire.envelope import now_micros
 from modelog.wire.ids import uuid7
 
@@ -285,10 +285,12 @@ class Monitor:
 
     def flush(self, timeout: float | None = None) -> None:
         """Publish everything buffered and wait for the broker; raises DeliveryError on failure."""
-        deadline = time.monotonic() + (timeout or self._client.settings.flush_timeout)
+        limit = timeout or self._client.settings.flush_timeout
+        deadline = time.monotonic() + limit
         while True:
             with self._lock:
-                empty = not self._buf and not self._dropped_unreported
+                left = len(self._buf)
+                empty = not left and not self._dropped_unreported
             if empty or time.monotonic() > deadline:
                 break
             self._wake.set()
@@ -297,13 +299,19 @@ class Monitor:
             err, self._error = self._error, None
             raise err
         self._client.flush(timeout)
+        if left:  # never silent: predictions accepted but not yet published when the time ran out
+            raise DeliveryError(f"{left} prediction(s) of {self.deployment} still buffered after {limit:g}s "
+                                "(the publisher did not keep up; they are sent in the background until close)",
+                                [("PredictionsLogged", "timeout")])
 
     def close(self, timeout: float | None = None) -> None:
-        self.flush(timeout)
-        with self._lock:
-            self._closed = True
-        self._wake.set()
-        self._thread.join(timeout=5)
+        try:
+            self.flush(timeout)
+        finally:
+            with self._lock:
+                self._closed = True
+            self._wake.set()
+            self._thread.join(timeout=5)
 
     def stats(self) -> dict[str, int]:
         """Counts so far: logged (accepted), sent (in batch events), dropped (buffer full), buffered."""
