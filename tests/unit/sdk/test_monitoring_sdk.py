@@ -162,3 +162,28 @@ def test_monitoring_views_and_performance(tmp_path, client):
     assert row[4] == pytest.approx(f1_score(y, p, average="macro"))
     assert row[5] == pytest.approx(roc_auc_score(y, scores))
     store.close()
+
+
+def test_flush_says_how_many_predictions_are_still_buffered_when_time_runs_out(tmp_path):
+    import threading
+
+    from modelog import DeliveryError
+
+    gate = threading.Event()
+
+    class StuckEmitter(MemoryEmitter):  # a publisher that cannot keep up: every emit waits for the gate
+        def emit(self, events):
+            gate.wait(10)
+            super().emit(events)
+
+    c = Client(Settings.load(env={}, home=tmp_path, principal="svc", linger_ms=5), emitter=StuckEmitter())
+    m = Monitor("m", "d", client=c, batch_rows=10)
+    for i in range(50):
+        m.log({"x": i})
+    with pytest.raises(DeliveryError, match=r"(4\d|50) prediction\(s\) of d still buffered"):
+        m.flush(timeout=0.2)
+    gate.set()
+    m.close()
+    assert m.stats() == {"logged": 50, "sent": 50, "dropped": 0, "buffered": 0}
+    assert sum(len(e.record["request_ids"]) for e in c.emitter.events) == 50
+    c.close()
