@@ -7,7 +7,11 @@
    configuration (windows of 1,000 rows) and N predictions; then ``modelog drift`` starts and we
    time, from its "ready", until every window's DriftMeasured event is on the log.
 
-    python bench/monitoring.py [--calls 200000] [--predictions 200000] [--storage memory|s3]
+    python bench/monitoring.py [--calls 200000] [--predictions 200000] [--rate 100000 --seconds 3]
+                               [--storage memory|s3]
+
+3. Publishing rate: the same loop flat out, then paced at --rate for --seconds, with the default
+   Monitor; predictions/s published = sent / time until close() has them acknowledged, and drops.
 
 Prints a table and writes bench/results/monitoring.json.
 """
@@ -58,6 +62,52 @@ def serving_cost(client, calls: int) -> dict:
             "dropped": st["dropped"], "sent": st["sent"], "final_flush_s": flush_s}
 
 
+def publish_rate(client, count: int, rate: float | None) -> dict:
+    """Monitor.log from one thread, as fast as it goes (rate None) or paced at ``rate`` per second, with the
+    default Monitor (buffer of 100,000, on_full="drop"); the clock stops when close() has every batch
+    acknowledged by the broker. Drops are what the Monitor itself counted (never silent)."""
+    from modelog import Monitor
+
+    rows = frame(1000, 4).to_dict(orient="records")
+    m = Monitor("bench-rate", "prod", client=client)
+    perf = time.perf_counter
+    cpu0 = time.process_time()
+    t0 = perf()
+    if rate is None:
+        for i in range(count):
+            m.log(rows[i % 1000], prediction=0.5)
+    else:
+        burst = max(1, int(rate / 1000))  # bursts every millisecond
+        for start in range(0, count, burst):
+            for i in range(start, min(count, start + burst)):
+                m.log(rows[i % 1000], prediction=0.5)
+            ahead = t0 + (start + burst) / rate - perf()
+            if ahead > 0:
+                time.sleep(ahead)
+    logged_s = perf() - t0
+    error = None
+    try:
+        m.close()
+    except Exception as exc:  # noqa: BLE001 -- reported: predictions still buffered when close gave up
+        error = str(exc)
+    total_s = perf() - t0
+    cpu_s = time.process_time() - cpu0
+    st = m.stats()
+    return {"calls": count, "target_rate": rate, "logging_s": logged_s, "until_acknowledged_s": total_s,
+            "offered_per_s": count / logged_s, "published_per_s": st["sent"] / total_s,
+            "sent": st["sent"], "dropped": st["dropped"], "unsent_at_close": count - st["sent"] - st["dropped"],
+            "close_error": error, "process_cpu_us_per_prediction": cpu_s / max(st["sent"], 1) * 1e6}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), start-up included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def drift_throughput(client, settings, predictions: int) -> dict:
     from confluent_kafka import Consumer
 
@@ -93,9 +143,12 @@ def drift_throughput(client, settings, predictions: int) -> dict:
                 last = time.time()
     finally:
         consumer.close()
+        drift_cpu_s = _cpu_seconds(int(info["pid"]))
         stop_drift(settings)
     elapsed = (last or time.time()) - ready_at
-    return {"predictions": predictions, "windows": len(seen), "windows_expected": want, "prefill_s": fill_s,
+    return {"predictions": predictions, "drift_process_cpu_s": drift_cpu_s,
+            "drift_cpu_us_per_prediction": None if drift_cpu_s is None else drift_cpu_s / predictions * 1e6,
+            "windows": len(seen), "windows_expected": want, "prefill_s": fill_s,
             "seconds_after_ready": elapsed, "predictions_per_s": predictions / elapsed if elapsed > 0 else None}
 
 
@@ -103,6 +156,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--predictions", type=int, default=200_000)
+    ap.add_argument("--rate", type=float, default=100_000, help="paced publishing: predictions per second")
+    ap.add_argument("--seconds", type=float, default=3.0, help="paced publishing: how long")
     ap.add_argument("--storage", choices=["memory", "s3"], default="s3")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "monitoring.json")
     args = ap.parse_args()
@@ -110,6 +165,7 @@ def main() -> None:
     from modelog import Client, Settings
     from modelog.local.broker import EmbeddedBroker
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
     home = Path(tempfile.mkdtemp(prefix="modelog-bench-mon-"))
     broker = EmbeddedBroker(home, storage=args.storage)
     settings = Settings.load(env={}, home=home, bootstrap=broker.start(), session_timeout_ms=2000)
@@ -118,22 +174,38 @@ def main() -> None:
         client.create_experiment("warmup")
         client.flush()
         serving = serving_cost(client, args.calls)
+        flat_out = publish_rate(client, args.calls, None)
+        paced = publish_rate(client, int(args.rate * args.seconds), args.rate)
         drift = drift_throughput(client, settings, args.predictions)
         client.close()
     finally:
         broker.stop()
     result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+              "load_avg_at_start": load_start, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
               "storage": args.storage, "features": {"numeric": NUM, "categorical": CAT}, "serving": serving,
+              "publish_flat_out": flat_out, "publish_paced": paced,
               "drift_processor": drift}
     print(f"\nmodelog monitoring benchmark — {NUM} numeric + {CAT} categorical features; embedded broker "
-          f"({args.storage}); {os.cpu_count()} CPUs, Python {platform.python_version()}")
+          f"({args.storage}); {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
+          f"{load_start[0]} at start, {result['load_avg_at_end'][0]} at end")
     rows = [
         ("Monitor.log per call, mean (serving thread)", f"{serving['mean_us_per_call']:.2f} us"),
         ("Monitor.log per call, p99", f"{serving['p99_us_per_call']:.2f} us"),
         ("  calls / dropped (buffer full)", f"{serving['calls']:,} / {serving['dropped']:,}"),
+        ("Monitor.log flat out: predictions/s published (until acknowledged)",
+         f"{flat_out['published_per_s']:,.0f}"),
+        ("  offered / sent / dropped / unsent at close", f"{flat_out['offered_per_s']:,.0f}/s / {flat_out['sent']:,} / "
+                                      f"{flat_out['dropped']:,} / {flat_out['unsent_at_close']:,}"),
+        ("  CPU of this process per prediction published", f"{flat_out['process_cpu_us_per_prediction']:.1f} us"),
+        (f"Monitor.log paced at {args.rate:,.0f}/s for {args.seconds:g} s: published/s",
+         f"{paced['published_per_s']:,.0f}"),
+        ("  offered / sent / dropped / unsent at close", f"{paced['offered_per_s']:,.0f}/s / {paced['sent']:,} / "
+                                                        f"{paced['dropped']:,} / {paced['unsent_at_close']:,}"),
         ("drift processor: predictions/s (windows of 1,000)",
          f"{drift['predictions_per_s']:,.0f}" if drift["predictions_per_s"] else "n/a"),
         ("  windows measured / expected", f"{drift['windows']} / {drift['windows_expected']}"),
+        ("  drift process CPU per prediction (start-up included)",
+         f"{drift['drift_cpu_us_per_prediction']:.1f} us" if drift["drift_cpu_us_per_prediction"] else "n/a"),
         ("  seconds from ready to the last window", f"{drift['seconds_after_ready']:.1f} s"),
     ]
     width = max(len(r[0]) for r in rows)

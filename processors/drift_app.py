@@ -23,19 +23,21 @@ All statistics: :mod:`processors.drift_core` (pure).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import weakref
 
 import faust
+import numpy as np
 from faust.streams import _current_event
 
+from modelog.wire import prediction_columns as _pc
 from modelog.wire.codec import Codec
 from modelog.wire.home import drift_file
 from modelog.wire.settings import Settings
@@ -109,8 +111,7 @@ class DriftState:
         # chunks' changelog is a Kafka topic, so plaintext must not reach it; they are opened in memory when
         # the window closes
         cols = [(c["name"], c.get("role", "FEATURE"),
-                 c["sealed"]["values"] if c.get("sealed") else
-                 c.get("numbers") or c.get("strings") or [None] * len(ids),
+                 c["sealed"]["values"] if c.get("sealed") else column_values(c, len(ids)),
                  c["sealed"]["kind"] if c.get("sealed") else None)
                 for c in r["columns"]]
         closed: list[dict] = []
@@ -149,7 +150,7 @@ class DriftState:
             return
         ids = r["request_ids"]
         self.chunks[f"{key}/{head['window']}/{head['chunks']}"] = {
-            name: {"role": role, "values": values[i:j]} if sealed is None else
+            name: _stored(role, values[i:j]) if sealed is None else
             {"role": role, "values": values[i:j], "sealed": sealed, "request_ids": ids[i:j]}
             for name, role, values, sealed in cols}
         head["chunks"] += 1
@@ -167,16 +168,17 @@ class DriftState:
             ck = f"{key}/{head['window']}/{n}"
             chunk = self.chunks.get(ck) or {}
             for name, c in chunk.items():
-                entry = columns.setdefault(name, {"role": c["role"], "values": []})
-                values = c["values"]
+                values = _loaded(c)
                 if c.get("sealed"):
                     if open_value is None:
                         open_value = opener(self.keys.get) if self.keys is not None else (lambda f, v: Opened(ERASED))
                     col = {"name": name, "sealed": {"kind": c["sealed"], "values": values}}
                     opened, _ = open_column(r["model"], col, c["request_ids"], open_value)
                     values = opened["strings"] if c["sealed"] == "TEXT" else opened["numbers"]
-                entry["values"].extend(values)
+                columns.setdefault(name, {"role": c["role"], "parts": []})["parts"].append(values)
             self.chunks.pop(ck, None)
+        for c in columns.values():
+            c["values"] = _joined(c.pop("parts"))
         closed = {"model": r["model"], "deployment": r["deployment"], "version": head.get("version"),
                   "window": head["window"], "window_start": head["start"], "window_end": head["end"],
                   "rows": head["rows"], "dropped": head["dropped"], "columns": columns}
@@ -206,6 +208,42 @@ class DriftState:
         state, changes = step_alerts(self.alerts.get(key) or {}, measured, cfg, closed["window"], model, deployment)
         self.alerts[key] = state
         return drift, changes
+
+
+def column_values(column: dict, rows: int) -> np.ndarray | list:
+    """A PredictionsLogged column's values for the window: a float64 array (NaN = missing) for numbers in
+    buffers (decision 0025), a list of texts (None = missing) for text in buffers, the list otherwise."""
+    if _pc.is_buffer(column):
+        a = _pc.decode(column, rows)
+        if isinstance(a, _pc.NumberColumn):
+            if a.valid is None:
+                return a.values
+            return np.where(a.valid, a.values, np.nan)
+        return np.array([*a.dictionary, None], dtype=object)[a.codes].tolist()  # code -1: the trailing None
+    return column.get("numbers") or column.get("strings") or [None] * rows
+
+
+def _stored(role: str, values: np.ndarray | list) -> dict:
+    """A chunk column as the chunks table keeps it (JSON): numbers in buffers as base64 float64 bytes."""
+    if isinstance(values, np.ndarray):
+        return {"role": role, "f8": base64.b64encode(np.ascontiguousarray(values, "<f8")).decode("ascii")}
+    return {"role": role, "values": values}
+
+
+def _loaded(c: dict) -> np.ndarray | list:
+    if "f8" in c:
+        return np.frombuffer(base64.b64decode(c["f8"]), "<f8")
+    return c["values"]
+
+
+def _joined(parts: list) -> np.ndarray | list:
+    """A window's column from its chunks: one array if every chunk is an array, else one list."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts) if parts else np.empty(0)
+    out: list = []
+    for p in parts:
+        out.extend(p.tolist() if isinstance(p, np.ndarray) else p)
+    return out
 
 
 def output_events(factory: EventFactory, drift: dict, changes: list[dict]) -> list[Event]:

@@ -7,7 +7,10 @@ the features as two maps (numbers, text), so SQL can join labels by request id.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+
+from modelog.wire import prediction_columns as _pc
 
 from .rows import Rows, add
 
@@ -79,6 +82,9 @@ def _reference(r: dict, out: Rows) -> None:
 
 
 def _predictions(r: dict, out: Rows) -> None:
+    if any(_pc.is_buffer(c) for c in r["columns"]):
+        _prediction_buffers(r, out)
+        return
     env = r["envelope"]
     ids = r["request_ids"]
     n = len(ids)
@@ -113,6 +119,72 @@ def _predictions(r: dict, out: Rows) -> None:
     cols["prediction"].extend(prediction)
     cols["prediction_text"].extend(prediction_text)
     cols["score"].extend(score)
+    add(out, "log_prediction_batches", event_id=env["event_id"], model=r["model"], deployment=r["deployment"],
+        rows=n, dropped=r.get("dropped", 0), logged_at=env["occurred_at"], source_host=env["source"]["host"])
+
+
+def _column_array(col: dict, n: int, text: bool) -> pa.Array | None:
+    """A column's values as an Arrow array of n items (float64, or string if ``text``); None if it has none."""
+    if _pc.is_buffer(col):
+        a = _pc.decode(col, n)
+        if isinstance(a, _pc.NumberColumn):
+            if text:
+                return None
+            valid = pa.py_buffer(col["valid"]) if col.get("valid") else None  # Arrow's validity layout
+            return pa.Array.from_buffers(pa.float64(), n, [valid, pa.py_buffer(a.values)])
+        if not text:
+            return None
+        return pa.array(a.dictionary, pa.string()).take(pa.array(a.codes, mask=a.codes < 0))
+    values = col.get("strings" if text else "numbers") or []
+    return pa.array(values, pa.string() if text else pa.float64()) if values else None
+
+
+def _feature_map(names: list[str], arrays: list[pa.Array], n: int, typ: pa.DataType) -> pa.Array:
+    """One map per row holding every column's value of that row, in column order (nulls kept)."""
+    k = len(arrays)
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
+    if not k:
+        return pa.MapArray.from_arrays(offsets, pa.array([], pa.string()), pa.array([], typ.item_type), type=typ)
+    # column-major concatenation, read row by row
+    order = (np.arange(n)[:, None] + np.arange(k)[None, :] * n).ravel()
+    items = pa.concat_arrays(arrays).take(pa.array(order))
+    keys = pa.array(names, pa.string()).take(pa.array(np.tile(np.arange(k), n)))
+    return pa.MapArray.from_arrays(offsets, keys, items, type=typ)
+
+
+def _prediction_buffers(r: dict, out: Rows) -> None:
+    """A batch with buffer columns (decision 0025): Arrow arrays over the event's buffers, the same rows as
+    the list form gives (every numeric feature in ``features``, every text feature in ``feature_text``)."""
+    env = r["envelope"]
+    ids = r["request_ids"]
+    n = len(ids)
+    num_names, nums, text_names, texts = [], [], [], []
+    prediction = prediction_text = score = None
+    for col in r["columns"]:
+        name, role = col["name"], col.get("role", "FEATURE")
+        number, text = _column_array(col, n, False), _column_array(col, n, True)
+        if role == "PREDICTION":
+            prediction = number if number is not None else prediction
+            prediction_text = text if text is not None else prediction_text
+        elif role == "SCORE":
+            score = number
+        else:
+            if number is not None:
+                num_names.append(name)
+                nums.append(number)
+            if text is not None:
+                text_names.append(name)
+                texts.append(text)
+
+    def same(value, typ):
+        return pa.repeat(pa.scalar(value, typ), n)
+
+    out["log_predictions"].add_batch(
+        event_id=same(env["event_id"], pa.string()), model=same(r["model"], pa.string()),
+        deployment=same(r["deployment"], pa.string()), version=same(r.get("version"), pa.int64()),
+        request_id=pa.array(ids, pa.string()), timestamp=pa.array(r["timestamps"], pa.int64()).view(TS),
+        features=_feature_map(num_names, nums, n, _MAPD), feature_text=_feature_map(text_names, texts, n, _MAPS),
+        prediction=prediction, prediction_text=prediction_text, score=score)
     add(out, "log_prediction_batches", event_id=env["event_id"], model=r["model"], deployment=r["deployment"],
         rows=n, dropped=r.get("dropped", 0), logged_at=env["occurred_at"], source_host=env["source"]["host"])
 

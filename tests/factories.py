@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from modelog.wire import metric_columns
+import numpy as np
+
+from modelog.wire import metric_columns, prediction_columns
 
 ENVELOPE_DEFAULTS = {
     "actor": {"principal": "alice", "kind": "USER"},
@@ -127,6 +129,12 @@ _IDS.update({t: f"01890f5e-0000-7000-8003-{i:012d}" for i, t in enumerate(
 
 # a sealed value's shape (modelog.wire.sealing): subject, key id, base64url of nonce|ciphertext|tag (no key opens it)
 SEALED_SAMPLE = "modelog:sealed:v1:patient-0042:dek-00112233445566ff:" + "A" * 40
+# The sample PredictionsLogged's columns in their first form (lists; what events before decision 0025 hold).
+PREDICTION_LIST_COLUMNS = [
+    {"name": "income", "role": "FEATURE", "numbers": [1.5, None], "strings": []},
+    {"name": "city", "role": "FEATURE", "numbers": [], "strings": ["Lyon", None]},
+    {"name": "prediction", "role": "PREDICTION", "numbers": [], "strings": ["1", "0"]},
+    {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": []}]
 
 
 def monitoring_records() -> dict[str, dict[str, Any]]:
@@ -147,11 +155,12 @@ def monitoring_records() -> dict[str, dict[str, Any]]:
                                    "sample_size": 10000},
         "PredictionsLogged": {"envelope": env("PredictionsLogged"), "model": "credit-risk", "deployment": "prod",
                               "version": 1, "request_ids": ["r1", "r2"], "timestamps": ts, "dropped": 3,
-                              "columns": [
-                                  {"name": "income", "role": "FEATURE", "numbers": [1.5, None], "strings": [], "sealed": None},
-                                  {"name": "city", "role": "FEATURE", "numbers": [], "strings": ["Lyon", None], "sealed": None},
-                                  {"name": "prediction", "role": "PREDICTION", "numbers": [], "strings": ["1", "0"], "sealed": None},
-                                  {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": [], "sealed": None},
+                              "columns": [  # the buffer form (decision 0025); PREDICTION_LIST_COLUMNS: the first
+                                  prediction_columns.numbers("income", "FEATURE", np.array([1.5, np.nan]),
+                                                             np.array([True, False])),
+                                  prediction_columns.texts("city", "FEATURE", np.array([0, -1]), ["Lyon"]),
+                                  prediction_columns.texts("prediction", "PREDICTION", np.array([0, 1]), ["1", "0"]),
+                                  prediction_columns.numbers("score", "SCORE", np.array([0.9, 0.2])),
                                   # a sensitive feature column (decision 0018): one sealed value per request
                                   {"name": "postcode", "role": "FEATURE", "numbers": [], "strings": [],
                                    "sealed": {"kind": "TEXT", "values": [SEALED_SAMPLE, None]}}]},

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from modelog.wire import metric_columns
+from modelog.wire import metric_columns, prediction_columns
 from modelog.wire.envelope import Event
 from modelog.wire.errors import DeliveryError, QueryError
 from modelog.wire.settings import Settings
@@ -54,9 +54,11 @@ def _request(settings: Settings, method: str, path: str, body: bytes | None = No
 
 
 def _json_record(e: Event) -> dict[str, Any]:
-    """The record as JSON carries it: a columnar metric batch (bytes) as its points, which every server takes."""
+    """The record as JSON carries it: a columnar metric batch (bytes) as its points, prediction columns as lists."""
     if e.event_type == "MetricsLogged" and e.record.get("columns") is not None:
         return {**{k: v for k, v in e.record.items() if k != "columns"}, "points": metric_columns.points(e.record)}
+    if e.event_type == "PredictionsLogged":  # buffer columns (decision 0025) as lists, which every server takes
+        return prediction_columns.to_lists(e.record)
     return e.record
 
 

@@ -22,12 +22,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelog.wire import prediction_columns as _pc
 from modelog.wire import rules as _rules
-from modelog.wire.errors import ValidationError
+from modelog.wire.errors import DeliveryError, ValidationError
 from modelog.wire.envelope import now_micros
 from modelog.wire.ids import uuid7
 
@@ -60,10 +62,85 @@ def _column(values: list) -> tuple[list, list]:
     return [], [None if v is None or (isinstance(v, float) and math.isnan(v)) else value_text(v) for v in values]
 
 
-def prediction_columns(items: list[tuple]) -> list[dict[str, Any]]:
+_NONE = type(None)
+# exact types whose values numpy converts to float64 as float(v) does (None -> NaN, then marked missing);
+# anything else (bool, Decimal, text, mixes) goes through _column, value by value
+_NUMBER_TYPES = frozenset({float, int, _NONE, np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
+                           np.int8, np.uint64, np.uint32, np.uint16, np.uint8})
+_TEXT_TYPES = frozenset({str, _NONE})
+
+
+def _encode_column(name: str, role: str, values: list | tuple) -> dict[str, Any]:
+    """One column in the buffer form (decision 0025): float64 values (+ a validity bitmap when some are
+    missing) if every present value is a number, else int32 codes into a dictionary of texts. Numbers and
+    texts exactly as :func:`_column` gives them, without a Python object per value on the common paths."""
+    types = set(map(type, values))
+    if types <= _NUMBER_TYPES:
+        if _NONE in types:
+            valid = np.fromiter((v is not None for v in values), bool, len(values))
+            return _pc.numbers(name, role, np.array(values, dtype=_pc.VALUE), valid)
+        return _pc.numbers(name, role, np.array(values, dtype=_pc.VALUE))
+    if types <= _TEXT_TYPES:
+        texts = values
+    else:
+        nums, texts = _column(list(values))
+        if not texts:  # numbers of other types (Fraction ...), or every value missing
+            valid = np.fromiter((v is not None for v in nums), bool, len(nums))
+            return _pc.numbers(name, role, np.array([math.nan if v is None else v for v in nums], _pc.VALUE), valid)
+    distinct = dict.fromkeys(texts)  # first-seen order
+    distinct.pop(None, None)  # type: ignore[call-overload]
+    index: dict[Any, int] = {v: i for i, v in enumerate(distinct)}
+    index[None] = -1
+    codes = np.fromiter(map(index.__getitem__, texts), _pc.CODE, len(texts))
+    return _pc.texts(name, role, codes, list(distinct))
+
+
+def _feature_columns(features: list[Mapping[str, Any]]) -> list[tuple[str, list | tuple]]:
+    """(name, values) per feature, names in first-seen order, None where a request lacks the feature."""
+    first = features[0]
+    k = len(first)
+    if k and all(len(f) == k for f in features):  # the common case: every request has the same names
+        names = list(first)
+        try:
+            if k == 1:
+                (name,) = names
+                return [(name, [f[name] for f in features])]
+            return list(zip(names, zip(*map(itemgetter(*names), features))))
+        except KeyError:
+            pass
+    seen: dict[str, None] = {}
+    for f in features:
+        seen.update(dict.fromkeys(f))
+    return [(name, [f.get(name) for f in features]) for name in seen]
+
+
+def prediction_columns(items: list[tuple], *, buffers: bool = True) -> list[dict[str, Any]]:
     """The ``columns`` of a PredictionsLogged event for ``items`` (request_id, timestamp_us, features,
     prediction, score): one FEATURE column per feature name (in first-seen order), then PREDICTION and
-    SCORE columns if any item has one. Numbers where every present value is a number, else text."""
+    SCORE columns if any item has one. Numbers where every present value is a number, else text.
+
+    ``buffers`` (default): each column as little-endian buffers (decision 0025); False: as lists (the
+    first form, which every reader accepts)."""
+    if not items:
+        return []
+    if not buffers:
+        return _list_columns(items)
+    columns = [_encode_column(str(name), "FEATURE", values)
+               for name, values in _feature_columns([it[2] for it in items])]
+    preds = [it[3] for it in items]
+    if any(p is not None for p in preds):
+        columns.append(_encode_column("prediction", "PREDICTION", preds))
+    scores = [it[4] for it in items]
+    if any(v is not None for v in scores):
+        if set(map(type, scores)) <= _NUMBER_TYPES:
+            columns.append(_encode_column("score", "SCORE", scores))
+        else:  # as before: a score column of numbers only (none, if some score is not a number)
+            numbers, _ = _column(scores)
+            columns.append({"name": "score", "role": "SCORE", "numbers": numbers, "strings": []})
+    return columns
+
+
+def _list_columns(items: list[tuple]) -> list[dict[str, Any]]:
     names: dict[str, None] = {}
     for it in items:
         names.update(dict.fromkeys(it[2]))
@@ -81,11 +158,11 @@ def prediction_columns(items: list[tuple]) -> list[dict[str, Any]]:
 
 
 def predictions_payload(model: str, deployment: str, version: int | None, items: list[tuple],
-                        dropped: int = 0) -> dict[str, Any]:
+                        dropped: int = 0, *, buffers: bool = True) -> dict[str, Any]:
     """The payload of one PredictionsLogged batch event (what :class:`Monitor` publishes per batch)."""
     return {"model": model, "deployment": deployment, "version": version,
             "request_ids": [str(it[0]) for it in items], "timestamps": [it[1] for it in items],
-            "columns": prediction_columns(items), "dropped": dropped}
+            "columns": prediction_columns(items, buffers=buffers), "dropped": dropped}
 
 
 class Monitor:
@@ -266,10 +343,12 @@ class Monitor:
 
     def flush(self, timeout: float | None = None) -> None:
         """Publish everything buffered and wait for the broker; raises DeliveryError on failure."""
-        deadline = time.monotonic() + (timeout or self._client.settings.flush_timeout)
+        limit = timeout or self._client.settings.flush_timeout
+        deadline = time.monotonic() + limit
         while True:
             with self._lock:
-                empty = not self._buf and not self._dropped_unreported and not self._inflight
+                left = len(self._buf)
+                empty = not left and not self._dropped_unreported and not self._inflight
             if empty or time.monotonic() > deadline:
                 break
             self._wake.set()
@@ -278,13 +357,19 @@ class Monitor:
             err, self._error = self._error, None
             raise err
         self._client.flush(timeout)
+        if left:  # never silent: predictions accepted but not yet published when the time ran out
+            raise DeliveryError(f"{left} prediction(s) of {self.deployment} still buffered after {limit:g}s "
+                                "(the publisher did not keep up; they are sent in the background until close)",
+                                [("PredictionsLogged", "timeout")])
 
     def close(self, timeout: float | None = None) -> None:
-        self.flush(timeout)
-        with self._lock:
-            self._closed = True
-        self._wake.set()
-        self._thread.join(timeout=5)
+        try:
+            self.flush(timeout)
+        finally:
+            with self._lock:
+                self._closed = True
+            self._wake.set()
+            self._thread.join(timeout=5)
 
     def stats(self) -> dict[str, int]:
         """Counts so far: logged (accepted), sent (in batch events), dropped (buffer full), buffered, withheld

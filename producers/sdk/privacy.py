@@ -23,6 +23,7 @@ from modelog.wire import rules as _rules
 from modelog.wire.errors import ConfigError, ModelogError, ValidationError
 from modelog.wire.keystore import KeyStore, keystore_for
 from modelog.wire.sealing import seal
+from modelog.wire import prediction_columns
 
 if TYPE_CHECKING:
     from modelog.sdk.client import Client
@@ -154,7 +155,9 @@ class Sealer:
             if col["role"] != "FEATURE" or col["name"] not in marked:
                 out.append(col)
                 continue
-            kind, values = ("TEXT", col["strings"]) if col["strings"] else ("NUMBER", col["numbers"])
+            nums, strs = (prediction_columns.lists(col, len(request_ids)) if prediction_columns.is_buffer(col)
+                          else (col["numbers"], col["strings"]))
+            kind, values = ("TEXT", strs) if strs else ("NUMBER", nums)
             sealed = []
             for rid, subject, v in zip(request_ids, subjects, values):
                 if v is None:
@@ -166,7 +169,8 @@ class Sealer:
                     if subject not in keys:
                         keys[subject] = self.keys.create(subject)
                     sealed.append(seal(keys[subject], feature_field(model, col["name"], rid), feature_text(v)))
-            out.append({**col, "numbers": [], "strings": [], "sealed": {"kind": kind, "values": sealed}})
+            out.append({**col, "numbers": [], "strings": [], "values": None, "valid": None, "codes": None,
+                        "dictionary": [], "sealed": {"kind": kind, "values": sealed}})
         return out, withheld
 
 

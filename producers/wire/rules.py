@@ -187,6 +187,18 @@ def metric_batch(record: Any) -> Any:
     return record
 
 
+
+def prediction_batch(record: Any) -> Any:
+    """A ``PredictionsLogged`` record: one timestamp per request, and every column in one form (lists or
+    buffers, decision 0025) holding one value per request; codes within the column's dictionary."""
+    from modelog.wire import prediction_columns
+
+    try:
+        prediction_columns.check(record)
+    except prediction_columns.ColumnsError as exc:
+        raise PartError(exc.field, str(exc)) from None
+    return record
+
 # Rules that are only a pattern and a length run inside pydantic-core (no Python call per value):
 # rule -> (regex, max length, the rule in words). The words replace pydantic's message.
 CONSTRAINTS: dict[str, tuple[str | None, int | None, str]] = {
@@ -213,6 +225,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "semver": semver,
     "alias": alias,
     "metric_batch": metric_batch,
+    "prediction_batch": prediction_batch,
 }
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from modelog import Client, MemoryEmitter, Monitor, Settings, ValidationError, configure_monitor, log_reference
+from modelog.wire import prediction_columns
 from modelog.wire.codec import Codec
 from modelog.processors.drift_app import DriftState, output_events
 from modelog.processors.projection import RawRecord
@@ -35,10 +36,12 @@ def test_monitor_batches_column_wise_and_keeps_types(client):
     assert [len(b["request_ids"]) for b in batches] == [3, 3, 1]
     assert [rid for b in batches for rid in b["request_ids"]] == ids
     cols = {c["name"]: c for c in batches[0]["columns"]}
-    assert cols["income"]["numbers"] == [10.0, 11.0, 12.0] and cols["income"]["strings"] == []
-    assert cols["city"]["strings"] == [None, "Lyon", None]
-    assert cols["prediction"]["role"] == "PREDICTION" and cols["prediction"]["strings"] == ["approve"] * 3
-    assert cols["score"]["role"] == "SCORE"
+    assert all(prediction_columns.is_buffer(c) for c in cols.values())  # the buffer form (decision 0025)
+    values = {name: prediction_columns.lists(c, 3) for name, c in cols.items()}
+    assert values["income"] == ([10.0, 11.0, 12.0], [])
+    assert values["city"] == ([], [None, "Lyon", None])
+    assert cols["prediction"]["role"] == "PREDICTION" and values["prediction"] == ([], ["approve"] * 3)
+    assert cols["score"]["role"] == "SCORE" and values["score"] == ([0.5] * 3, [])
     assert batches[0]["version"] == 2
     (labels,) = events(client, "LabelsLogged")
     assert labels["request_ids"] == [ids[0]] and labels["strings"] == ["approve"]
@@ -167,3 +170,28 @@ def test_the_drift_app_id_is_per_topic_prefix():
     assert drift_app_id(Settings.load(env={})) == "modelog-projector-drift"  # the name deployed processors have
     assert drift_app_id(Settings.load(env={}, topic_prefix="staging.")) == "modelog-projector-staging-drift"
     assert drift_app_id(Settings.load(env={}, topic_prefix="t1.", processor_id="p")) == "p-t1-drift"
+
+
+def test_flush_says_how_many_predictions_are_still_buffered_when_time_runs_out(tmp_path):
+    import threading
+
+    from modelog import DeliveryError
+
+    gate = threading.Event()
+
+    class StuckEmitter(MemoryEmitter):  # a publisher that cannot keep up: every emit waits for the gate
+        def emit(self, events):
+            gate.wait(10)
+            super().emit(events)
+
+    c = Client(Settings.load(env={}, home=tmp_path, principal="svc", linger_ms=5), emitter=StuckEmitter())
+    m = Monitor("m", "d", client=c, batch_rows=10)
+    for i in range(50):
+        m.log({"x": i})
+    with pytest.raises(DeliveryError, match=r"(4\d|50) prediction\(s\) of d still buffered"):
+        m.flush(timeout=0.2)
+    gate.set()
+    m.close()
+    assert m.stats() == {"logged": 50, "sent": 50, "dropped": 0, "buffered": 0, "withheld": 0}
+    assert sum(len(e.record["request_ids"]) for e in c.emitter.events) == 50
+    c.close()

@@ -8,8 +8,9 @@ import socket
 
 import pytest
 
-from modelog import Client, DeliveryError, MemoryEmitter
+from modelog import Client, DeliveryError, MemoryEmitter, Monitor
 from modelog.sdk.http_emitter import HttpEmitter, _json_record
+from modelog.wire import prediction_columns
 from modelog.wire.settings import Settings
 
 API = "/api/v1"
@@ -102,3 +103,24 @@ def test_url_needs_a_token(tmp_path):
         Settings.load(home=tmp_path, env={"MODELOG_URL": "http://x"})
     with pytest.raises(ConfigError, match="MODELOG_URL"):
         Settings.load(home=tmp_path, env={"MODELOG_URL": "x", "MODELOG_TOKEN": "t"})
+
+
+def test_a_monitor_batch_goes_through_json_as_lists_and_projects_the_same(api, tok, live):
+    """PredictionsLogged columns travel as buffers (decision 0025); JSON has no bytes, so the HttpEmitter
+    sends them as lists, and the server publishes rows equal to the logged values."""
+    outside = MemoryEmitter()
+    c = Client(dataclasses.replace(live.settings, principal="mallory"), emitter=outside)
+    with Monitor("json-model", "edge", client=c, batch_rows=100) as m:
+        for i in range(5):
+            m.log({"income": 1000.0 + i, "city": None if i == 2 else f"c{i % 2}"}, prediction="yes" if i else None)
+    (event,) = [e for e in outside.events if e.event_type == "PredictionsLogged"]
+    assert all(prediction_columns.is_buffer(col) for col in event.record["columns"])
+    record = _json_record(event)
+    assert not any(prediction_columns.is_buffer(col) for col in record["columns"])
+    body = {"events": [{"event_type": event.event_type, "key": event.key, "record": record}]}
+    r = api.post(f"{API}/events", content=json.dumps(body), headers=auth(tok["writer"]))
+    assert r.status_code == 200, r.text
+    rows = live.sql("SELECT features['income'] AS income, feature_text['city'] AS city, prediction_text "
+                    "FROM predictions WHERE model = 'json-model' ORDER BY 1")
+    assert rows == [{"income": 1000.0 + i, "city": None if i == 2 else f"c{i % 2}",
+                     "prediction_text": "yes" if i else None} for i in range(5)]

@@ -9,6 +9,7 @@ from factories import monitoring_records
 
 from modelog.server.api.monitoring import MAX_ROWS
 from modelog.sdk.monitoring import BATCH_ROWS
+from modelog.wire import prediction_columns
 from modelog.wire.envelope import Event
 
 API = "/api/v1"
@@ -90,7 +91,9 @@ def test_predictions_are_published_like_the_monitor_does(api, tok, live):
     e = events[0]
     assert e.key == "monitor:credit-risk" and e.record["envelope"]["actor"]["principal"] == "writer-user"
     cols = {c["name"]: c for c in e.record["columns"]}
-    assert cols["income"]["numbers"][:2] == [1000.0, 1001.0] and cols["city"]["strings"][:2] == ["Oslo", "Lyon"]
+    n = len(e.record["request_ids"])
+    income, city = prediction_columns.lists(cols["income"], n), prediction_columns.lists(cols["city"], n)
+    assert income[0][:2] == [1000.0, 1001.0] and city[1][:2] == ["Oslo", "Lyon"]
     assert cols["prediction"]["role"] == "PREDICTION" and cols["score"]["role"] == "SCORE"
     assert e.record["timestamps"][1] == 1_760_000_001_000_000
     rows = live.sql("SELECT count(*) AS n, min(version) AS v FROM predictions WHERE deployment = 'prod-eu'")
