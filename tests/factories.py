@@ -163,6 +163,7 @@ def monitoring_records() -> dict[str, dict[str, Any]]:
                                   prediction_columns.numbers("score", "SCORE", np.array([0.9, 0.2])),
                                   # a sensitive feature column (decision 0018): one sealed value per request
                                   {"name": "postcode", "role": "FEATURE", "numbers": [], "strings": [],
+                                   "values": None, "valid": None, "codes": None, "dictionary": [],
                                    "sealed": {"kind": "TEXT", "values": [SEALED_SAMPLE, None]}}]},
         "LabelsLogged": {"envelope": env("LabelsLogged"), "model": "credit-risk", "deployment": "prod",
                          "request_ids": ["r1", "r2"], "numbers": [], "strings": ["1", "1"]},

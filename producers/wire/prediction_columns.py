@@ -44,13 +44,14 @@ def numbers(name: str, role: str, values: np.ndarray, valid: np.ndarray | None =
     """A column record of numbers (``valid``: bool per value, None or all True = every value present)."""
     bitmap = None if valid is None or valid.all() else np.packbits(valid, bitorder="little").tobytes()
     return {"name": name, "role": role, "numbers": [], "strings": [],
-            "values": np.ascontiguousarray(values, VALUE).tobytes(), "valid": bitmap, "codes": None, "dictionary": []}
+            "values": np.ascontiguousarray(values, VALUE).tobytes(), "valid": bitmap, "codes": None, "dictionary": [],
+            "sealed": None}
 
 
 def texts(name: str, role: str, codes: np.ndarray, dictionary: list[str]) -> dict[str, Any]:
     """A column record of text: ``codes`` index ``dictionary`` (-1 = missing)."""
     return {"name": name, "role": role, "numbers": [], "strings": [], "values": None, "valid": None,
-            "codes": np.ascontiguousarray(codes, CODE).tobytes(), "dictionary": list(dictionary)}
+            "codes": np.ascontiguousarray(codes, CODE).tobytes(), "dictionary": list(dictionary), "sealed": None}
 
 
 def is_buffer(column: dict[str, Any]) -> bool:

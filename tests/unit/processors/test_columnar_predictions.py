@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factories import PREDICTION_LIST_COLUMNS, envelope, monitoring_records, same
+from factories import PREDICTION_LIST_COLUMNS, SEALED_SAMPLE, envelope, monitoring_records, same
 from modelog.drift.profile import profile_frame
 from modelog.processors.drift_app import DriftState
 from modelog.processors.projection import RawRecord
@@ -132,7 +132,10 @@ def test_a_released_list_sample_and_a_buffer_one_project_the_same_rows(tmp_path)
     codec, projector = Codec(), Projector()
     old = (SAMPLES / OLD_SAMPLE).read_bytes()
     assert not any(prediction_columns.is_buffer(c) for c in codec.decode(old).record["columns"])
-    new = codec.encode("PredictionsLogged", monitoring_records()["PredictionsLogged"])
+    record = monitoring_records()["PredictionsLogged"]
+    # the old sample predates sealed columns (decision 0018): compare the columns both forms can hold
+    record["columns"] = [c for c in record["columns"] if not c.get("sealed")]
+    new = codec.encode("PredictionsLogged", record)
     assert all(prediction_columns.is_buffer(c) for c in codec.decode(new).record["columns"])
     got = []
     for value in (old, new):
@@ -148,7 +151,9 @@ def test_a_released_list_sample_and_a_buffer_one_project_the_same_rows(tmp_path)
 
 def test_the_sample_records_differ_only_in_form():
     record = monitoring_records()["PredictionsLogged"]
-    assert same(prediction_columns.to_lists(record)["columns"], PREDICTION_LIST_COLUMNS)
+    columns = prediction_columns.to_lists(record)["columns"]
+    assert same(columns[:-1], PREDICTION_LIST_COLUMNS)
+    assert columns[-1]["sealed"] == {"kind": "TEXT", "values": [SEALED_SAMPLE, None]}  # to_lists keeps it
 
 
 def _window_values(closed: dict) -> dict:
@@ -212,7 +217,7 @@ def test_drift_measures_are_the_same_for_both_forms():
     (lambda c: c[1].update(dictionary=["Lyon", "Lyon"]), "columns.1.dictionary"),
     (lambda c: c[1].update(strings=["x", "y"]), "columns.1.numbers"),
     (lambda c: c[0].update(codes=np.array([0, 0], "<i4").tobytes()), "columns.0.codes"),
-    (lambda c: c.append({"name": "z", "role": "FEATURE", "numbers": [1.0], "strings": []}), "columns.4.numbers"),
+    (lambda c: c.append({"name": "z", "role": "FEATURE", "numbers": [1.0], "strings": []}), "columns.5.numbers"),
 ])
 def test_a_broken_buffer_batch_is_refused_naming_the_part(break_it, field):
     record = monitoring_records()["PredictionsLogged"]
