@@ -34,6 +34,7 @@ from modelog.wire.tokens import parse_token
 
 from . import metrics
 from .scope import Scope, governance_version, read_scope
+from .watchdog import WATCHDOG
 from .sql_guard import MAX_QUERY_BYTES, check_query
 from .store import ViewStore
 
@@ -141,9 +142,7 @@ def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None =
     limits = limits or QueryLimits()
     limited = scope is not None and not scope.everything
     check_read_only(con, query, limited)
-    timer = threading.Timer(limits.timeout_s, con.interrupt)
-    timer.daemon = True
-    timer.start()
+    deadline = WATCHDOG.arm(limits.timeout_s, con.interrupt)
     try:
         if as_of or (limited and not shadowed):
             shadow_views(con, as_of=as_of or None, scope=scope if limited else None)
@@ -168,7 +167,7 @@ def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None =
         raise QueryError(f"the statement needs more memory than the views may use (MODELOG_DUCKDB_MEMORY_LIMIT): "
                          f"{exc}") from exc
     finally:
-        timer.cancel()
+        WATCHDOG.disarm(deadline)
 
 
 def parse_params(header: str | None) -> list | None:
@@ -286,6 +285,13 @@ class ScopedReaders:
                 cur.close()
 
 
+def store_governance(store, cur) -> tuple[bool, int]:
+    """(governed, grants version) of ``store``'s committed views: kept by a store that can tell when it changes
+    (``ViewStore.governance``), else read through ``cur``."""
+    kept = getattr(store, "governance", None)
+    return kept(cur) if kept is not None else governance_version(cur)
+
+
 class QueryServer:
     """Serves SQL from ``store`` in a background thread; each request gets its own cursor.
 
@@ -364,7 +370,7 @@ class QueryServer:
         query = body.decode()
         cur = self.store.reader()
         try:
-            governed, version = governance_version(cur)
+            governed, version = store_governance(self.store, cur)
             if not governed:  # a local install before `modelog init`: everyone reads everything, as before
                 return arrow_result(cur, query, as_of, params, self.limits)
             who, everything = identify(cur, headers, body)

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from modelog.wire.roles import Scope, scope_of
 
-__all__ = ["Scope", "scope_of", "read_scope", "governance_version", "FILTERS", "EVENTS_FILTER", "CURRENT_FILTER",
+__all__ = ["Scope", "scope_of", "read_scope", "governance_version", "GOVERNANCE_TABLES", "FILTERS", "EVENTS_FILTER", "CURRENT_FILTER",
            "prelude_sql", "event_keys_sql"]
 
 
 # -- reading the inputs ---------------------------------------------------------------------------------------
+
+GOVERNANCE_TABLES = frozenset({"log_keys", "log_access", "log_key_revocations"})  # what governance_version counts
+
 
 def governance_version(con) -> tuple[bool, int]:
     """(governed, grants version): a bootstrap key exists; the number of grant, key and key revocation records

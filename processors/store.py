@@ -32,6 +32,7 @@ from .projection import RawRecord
 from .projector import Prepared, Projector
 from .registry import DECISION_TRIGGERS
 from .rows import new_rows
+from .scope import GOVERNANCE_TABLES, governance_version
 from .tables import DERIVED, DUCK_TYPES, TABLES, ddl, to_arrow
 from .trust import KeyInfo, Trust
 
@@ -123,6 +124,12 @@ class ViewStore:
         self.chain: Chain | None = None
         self.publish_checkpoints: Callable[[list[dict]], None] | None = None  # puts them on the log
         self._chain_loaded = False
+        # governance_version as of a generation of committed batches: the query path reads it per request,
+        # and two statements per request were most of a bare query's cost; a batch that wrote keys, grants
+        # or revocations moves the generation on commit, and the next request reads it again
+        self._governance: tuple[int, tuple[bool, int]] | None = None
+        self._governance_generation = 0
+        self._governance_touched = False
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -152,6 +159,7 @@ class ViewStore:
         decided: list[dict] = []
         with self._lock:
             con = self.con
+            self._governance_touched = False
             con.execute("BEGIN TRANSACTION")
             try:
                 # signatures and admin-only changes are judged against the key registry of this file, read
@@ -186,6 +194,8 @@ class ViewStore:
                 if decided and publish is not None:
                     publish(decided)
                 con.execute("COMMIT")
+                if self._governance_touched:
+                    self._governance_generation += 1
                 if chained is not None:
                     self.chain.commit(chained)
                 if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
@@ -324,6 +334,8 @@ class ViewStore:
                 continue
             arrow = to_arrow(table, cols)
             n += arrow.num_rows
+            if table in GOVERNANCE_TABLES and arrow.num_rows:
+                self._governance_touched = True
             self._write(table, arrow)
         return n
 
@@ -380,6 +392,17 @@ class ViewStore:
         """A separate connection for queries (DuckDB MVCC: sees committed batches only)."""
         with self._swap:  # not while the file is being rewritten after an erasure
             return self.con.cursor()
+
+    def governance(self, cur: duckdb.DuckDBPyConnection) -> tuple[bool, int]:
+        """``governance_version`` of the committed views, read through ``cur`` (a reader of this store) only
+        when a batch that wrote keys, grants or revocations has committed since it was last read."""
+        generation = self._governance_generation  # before reading: a commit after this moves it on again
+        cached = self._governance
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        value = governance_version(cur)
+        self._governance = (generation, value)
+        return value
 
     def checkpoint(self) -> None:
         with self._lock:
