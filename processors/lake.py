@@ -414,6 +414,8 @@ class LakeReader:
     ``ViewStore.reader`` does), so the query server and ``modelog.sql`` work on it unchanged.
     """
 
+    replacements_off = True  # set GLOBAL on its connection below
+
     def __init__(self, uri: str | Path, aws: Mapping[str, str] | None = None) -> None:
         from . import current
         from .store import views_sql
@@ -422,6 +424,7 @@ class LakeReader:
         self.lake = Lake(uri, aws)
         self.con = duckdb.connect()
         self.con.execute("SET GLOBAL TimeZone = 'UTC'")
+        self.con.execute("SET GLOBAL python_enable_replacements = false")  # for every cursor (ViewStore's note)
         self._lock = threading.Lock()
         self.con.execute("CREATE SCHEMA IF NOT EXISTS lake_data")
         self.cache = LakeCache(self.lake, self.con, "lake_data")

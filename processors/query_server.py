@@ -134,10 +134,11 @@ BATCH_ROWS = 65_536
 
 def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None = None,
                  params: list | None = None, limits: QueryLimits | None = None, scope: Scope | None = None,
-                 shadowed: bool = False) -> pa.Table:
+                 shadowed: bool = False, replacements_off: bool = False) -> pa.Table:
     """One read-only statement's answer. ``params`` binds its ``?`` placeholders (values never pasted).
     ``scope``: answer with only what it may read (``shadowed``: ``con`` already has the scope's shadows).
-    Raises QueryError when the statement is refused by the sandbox, runs longer than ``limits.timeout_s``
+    ``replacements_off``: ``con`` is a cursor of a store that set ``python_enable_replacements = false`` GLOBAL
+    (one statement less per request). Raises QueryError when the statement is refused by the sandbox, runs longer than ``limits.timeout_s``
     (it is interrupted), answers more than ``limits.max_rows`` rows, or runs out of memory."""
     limits = limits or QueryLimits()
     limited = scope is not None and not scope.everything
@@ -147,7 +148,8 @@ def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None =
         if as_of or (limited and not shadowed):
             shadow_views(con, as_of=as_of or None, scope=scope if limited else None)
         # a name in FROM never resolves to a Python object (a DataFrame) of this process: views and tables only
-        con.execute("SET python_enable_replacements = false")
+        if not replacements_off:
+            con.execute("SET python_enable_replacements = false")
         rel = con.sql(query, params=params) if params else con.sql(query)
         if rel is None:
             return pa.table({})
@@ -371,16 +373,17 @@ class QueryServer:
         cur = self.store.reader()
         try:
             governed, version = store_governance(self.store, cur)
+            off = getattr(self.store, "replacements_off", False)
             if not governed:  # a local install before `modelog init`: everyone reads everything, as before
-                return arrow_result(cur, query, as_of, params, self.limits)
+                return arrow_result(cur, query, as_of, params, self.limits, replacements_off=off)
             who, everything = identify(cur, headers, body)
             scope = Scope(who, everything=True) if everything else self.scopes.scope(cur, who, version)
             if scope.everything or as_of:
-                return arrow_result(cur, query, as_of, params, self.limits, scope)
+                return arrow_result(cur, query, as_of, params, self.limits, scope, replacements_off=off)
         finally:
             cur.close()
         with self.scopes.reader(scope, version) as scoped:
-            return arrow_result(scoped, query, None, params, self.limits, scope, shadowed=True)
+            return arrow_result(scoped, query, None, params, self.limits, scope, shadowed=True, replacements_off=off)
 
     def metrics_text(self) -> str:
         """The Prometheus exposition of the views (read on a reader cursor: never waits for the writer)."""

@@ -85,6 +85,8 @@ class BatchStats:
 class ViewStore:
     """Owns the one writing connection to the views file."""
 
+    replacements_off = True  # its readers' cursors never resolve a name to a Python object (see _connect)
+
     def __init__(self, path: Path | str, instance_id: str | None = None, memory_limit: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +146,9 @@ class ViewStore:
                 raise QueryError(f"MODELOG_DUCKDB_MEMORY_LIMIT: {exc}") from exc
         if _has_tz(con):  # for every connection of this database, readers' cursors included
             con.execute("SET GLOBAL TimeZone = 'UTC'")
+        # a name in FROM never resolves to a Python object of this process, on any cursor (the SQL endpoint's
+        # sandbox; arrow_result sets it per statement only on connections that are not known to have it)
+        con.execute("SET GLOBAL python_enable_replacements = false")
         return con
 
     def apply(self, records: list[RawRecord], projector: Projector,

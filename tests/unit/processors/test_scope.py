@@ -4,6 +4,7 @@ reach past the shadows are refused."""
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 
 from modelog.processors.current import CURRENT, definition_sql
@@ -244,6 +245,25 @@ def test_python_replacement_scans_are_off_on_a_reader(store):
     cur = store.reader()
     arrow_result(cur, "SELECT 1")
     assert cur.execute("SELECT current_setting('python_enable_replacements')").fetchall() == [(False,)]
+
+
+def test_the_endpoint_never_reads_a_python_object_of_its_process(store):
+    """The endpoint's cursors skip the per-statement SET (the store set it GLOBAL): a DataFrame in scope here
+    is still out of reach, on a fresh cursor and on the writer's own connection."""
+    import pandas as pd
+
+    from modelog.processors.query_server import QueryServer
+
+    secrets = pd.DataFrame({"secret": ["s3cr3t"]})  # noqa: F841 -- what a replacement scan would find
+    server = QueryServer(store).start()
+    try:
+        with pytest.raises(duckdb.CatalogException, match="secrets") as info:
+            server.answer(b"SELECT * FROM secrets", {}, None, None)
+        assert "s3cr3t" not in str(info.value)
+    finally:
+        server.stop()
+    for con in (store.reader(), store.con):
+        assert con.execute("SELECT current_setting('python_enable_replacements')").fetchall() == [(False,)]
 
 
 def test_the_server_reading_the_file_itself_still_scopes_each_caller(store, tmp_path):
