@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from forms import projected_tables, raw, rows_of, views_by_form
 from factories import METRIC_POINTS, envelope, metric_points_record, same, sample_records
-from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
 from modelog.processors.store import ViewStore
-from modelog.processors.tables import to_arrow
 from modelog.sdk.tracking import metric_batches
 from modelog.wire import metric_columns
 from modelog.wire.codec import Codec
@@ -46,26 +45,13 @@ def batch_events(seed: int, count: int) -> list[tuple[dict, dict]]:
     return out
 
 
-def raw(values: list[bytes], start: int = 0) -> list[RawRecord]:
-    return [RawRecord("t", 0, start + i, 1_760_000_000_000 + i, b"k", v) for i, v in enumerate(values)]
-
-
-def rows_of(store: ViewStore, table: str, ignore: tuple[str, ...] = ()) -> list:
-    cur = store.reader().execute(f"SELECT * FROM {table}")
-    keep = [i for i, d in enumerate(cur.description) if d[0] not in ignore]
-    return sorted(repr(tuple(row[i] for i in keep)) for row in cur.fetchall())
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_projector_gives_the_same_rows_for_both_forms(seed):
     codec, projector = Codec(), Projector()
     for old, new in batch_events(seed, 8):
         tables = []
         for record in (old, new):
-            prepared = projector.prepare(raw([codec.encode("MetricsLogged", record)]))
-            rows, dead, applied = projector.rows(prepared, set())
-            assert (dead, applied) == ([], 1)
-            tables.append({t: to_arrow(t, cols) for t, cols in rows.items()})
+            tables.append(projected_tables("MetricsLogged", record, codec, projector))
         assert tables[0].keys() == tables[1].keys() == {"log_events", "log_metrics"}
         for t in tables[0]:
             a, b = tables[0][t], tables[1][t]
@@ -79,16 +65,7 @@ def test_the_views_are_the_same_for_both_forms_and_a_mix_of_them(tmp_path):
     forms = {"points": [codec.encode("MetricsLogged", old) for old, _ in pairs],
              "columns": [codec.encode("MetricsLogged", new) for _, new in pairs],
              "mixed": [codec.encode("MetricsLogged", pair[i % 2]) for i, pair in enumerate(pairs)]}
-    got = {}
-    for name, values in forms.items():
-        store = ViewStore(tmp_path / f"{name}.duckdb")
-        try:
-            for lo in range(0, len(values), 7):  # several transactions, each a mix of batches
-                stats, dead = store.apply(raw(values[lo:lo + 7], lo), projector)
-                assert dead == [] and stats.applied == len(values[lo:lo + 7])
-            got[name] = {t: rows_of(store, t) for t in TABLES}
-        finally:
-            store.close()
+    got = views_by_form(tmp_path, forms, TABLES, 7, projector)
     assert sum(len(p[0]["points"]) for p in pairs) == len(got["points"]["log_metrics"])
     for t in TABLES:
         assert got["columns"][t] == got["points"][t], t

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forms import projected_tables, raw, rows_of, views_by_form
 from factories import PREDICTION_LIST_COLUMNS, SEALED_SAMPLE, envelope, monitoring_records, same
 from modelog.drift.profile import profile_frame
 from modelog.processors.drift_app import DriftState
-from modelog.processors.projection import RawRecord
 from modelog.processors.projector import Projector
 from modelog.processors.store import ViewStore
-from modelog.processors.tables import to_arrow
 from modelog.sdk.monitoring import predictions_payload
 from modelog.wire import prediction_columns, rulecheck
 from modelog.wire.codec import Codec
@@ -79,26 +78,13 @@ def batch_events(seed: int, count: int) -> list[tuple[dict, dict]]:
     return out
 
 
-def raw(values: list[bytes], start: int = 0) -> list[RawRecord]:
-    return [RawRecord("t", 0, start + i, 1_760_000_000_000 + i, b"k", v) for i, v in enumerate(values)]
-
-
-def rows_of(store: ViewStore, table: str, ignore: tuple[str, ...] = ()) -> list:
-    cur = store.reader().execute(f"SELECT * FROM {table}")
-    keep = [i for i, d in enumerate(cur.description) if d[0] not in ignore]
-    return sorted(repr(tuple(row[i] for i in keep)) for row in cur.fetchall())
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_projector_gives_the_same_rows_for_both_forms(seed):
     codec, projector = Codec(), Projector()
     for old, new in batch_events(seed, 12):
         tables = []
         for record in (old, new):
-            prepared = projector.prepare(raw([codec.encode("PredictionsLogged", record)]))
-            rows, dead, applied = projector.rows(prepared, set())
-            assert (dead, applied) == ([], 1)
-            tables.append({t: to_arrow(t, cols) for t, cols in rows.items()})
+            tables.append(projected_tables("PredictionsLogged", record, codec, projector))
         assert tables[0].keys() == tables[1].keys()
         for t in tables[0]:
             a, b = tables[0][t], tables[1][t]
@@ -112,16 +98,7 @@ def test_the_views_are_the_same_for_both_forms_and_a_mix_of_them(tmp_path):
     forms = {"lists": [codec.encode("PredictionsLogged", old) for old, _ in pairs],
              "buffers": [codec.encode("PredictionsLogged", new) for _, new in pairs],
              "mixed": [codec.encode("PredictionsLogged", pair[i % 2]) for i, pair in enumerate(pairs)]}
-    got = {}
-    for name, values in forms.items():
-        store = ViewStore(tmp_path / f"{name}.duckdb")
-        try:
-            for lo in range(0, len(values), 6):  # several transactions, each a mix of batches
-                stats, dead = store.apply(raw(values[lo:lo + 6], lo), projector)
-                assert dead == [] and stats.applied == len(values[lo:lo + 6])
-            got[name] = {t: rows_of(store, t) for t in TABLES}
-        finally:
-            store.close()
+    got = views_by_form(tmp_path, forms, TABLES, 6, projector)
     assert sum(len(p[0]["request_ids"]) for p in pairs) == len(got["lists"]["log_predictions"])
     for t in TABLES:
         assert got["buffers"][t] == got["lists"][t], t

@@ -7,15 +7,8 @@ from modelog.processors.projector import Projector
 from modelog.processors.query_server import QueryServer
 from modelog.processors.scope import governance_version
 from modelog.wire.sqlauth import AuthError
-from modelog.processors.store import ViewStore
+from test_store import store  # noqa: F401 -- the fixture: an empty views file
 from test_trust import ADMIN, created, grant, raw, registered
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = ViewStore(tmp_path / "views.duckdb")
-    yield s
-    s.close()
 
 
 def kept(store):
