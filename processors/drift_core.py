@@ -131,11 +131,22 @@ def _wasserstein_sorted(ref: _SortedSample, cur: np.ndarray) -> float:
     """``scipy.stats.wasserstein_distance(sample, cur)`` for a sorted sample and a sorted window (the same
     merged values, CDF counts and dot product as scipy's, without sorting the sample again)."""
     u, v = ref.values, cur
-    all_values = np.concatenate((u, v))
-    all_values.sort(kind="mergesort")
+    # merge the two sorted arrays in O(n): each of v's values goes after the equal values of u (a stable sort
+    # of u then v), at its insertion point in u plus the number of v's values before it
+    n = u.size + v.size
+    at_v = np.searchsorted(u, v, side="right") + np.arange(v.size)
+    from_v = np.zeros(n, dtype=bool)
+    from_v[at_v] = True
+    all_values = np.empty(n, dtype=np.float64)
+    all_values[at_v] = v
+    all_values[~from_v] = u
     deltas = np.diff(all_values)
-    u_cdf = u.searchsorted(all_values[:-1], "right") / u.size
-    v_cdf = v.searchsorted(all_values[:-1], "right") / v.size
+    # the CDFs at each merged value but the last: wherever the next value is larger, every value counted so
+    # far is <= it and none after (scipy's searchsorted "right" gives the same count); where it is equal,
+    # delta is 0 and the CDF's value does not matter
+    v_seen = np.cumsum(from_v[:-1])
+    u_cdf = (np.arange(1, n) - v_seen) / u.size
+    v_cdf = v_seen / v.size
     # scipy sums with np.vecdot (BLAS); a plain reduction differs by rounding only (~1e-16) and never waits
     # on BLAS threads, which on busy cores cost more than the whole window (30 ms for 11,000 items, measured)
     return float(np.add.reduce(np.abs(u_cdf - v_cdf) * deltas))
