@@ -53,10 +53,12 @@ from modelog.wire.sealing import ERASED, Opened, opener
 from .app import _write_json, new_faust_app
 from .drift_core import MonitorConfig, measure_window, step_alerts
 from .privacy import open_column
+from .staged import Staged
 
 log = logging.getLogger("modelog.drift")
 
 _NS = uuid.UUID("6d6f6465-6c6f-6700-8000-647269667421")
+_STEPPED = "_window"  # in an alerts entry: the last window the hysteresis was advanced by (rules never start with _)
 
 
 class DriftState:
@@ -68,6 +70,12 @@ class DriftState:
         self.references, self.ref_columns, self.configs, self.windows, self.chunks, self.alerts = (
             references, ref_columns, configs, windows, chunks, alerts)
         self.keys = keys
+
+    def staged(self) -> bool:
+        """Whether writes wait in the tables to be settled (tables are :class:`~.staged.Staged`; plain dicts
+        in unit tests have none)."""
+        return any(getattr(t, "pending", None) for t in (self.references, self.ref_columns, self.configs,
+                                                          self.windows, self.chunks, self.alerts))
 
     def add_reference(self, r: dict) -> None:
         """Index model -> {version: column names}; one table entry per column (a profile with 10,000-value
@@ -166,7 +174,12 @@ class DriftState:
         open_value = None
         for n in range(head["chunks"]):
             ck = f"{key}/{head['window']}/{n}"
-            chunk = self.chunks.get(ck) or {}
+            chunk = self.chunks.get(ck)
+            if chunk is None:  # the header counts it: only a changelog restored short of its end loses it
+                log.error("window %s of %s: chunk %s of %s is missing from the restored state; the window is "
+                          "measured without its rows (was the changelog restored to a stale high watermark?)",
+                          head["window"], key, n, head["chunks"])
+                chunk = {}
             for name, c in chunk.items():
                 values = _loaded(c)
                 if c.get("sealed"):
@@ -205,9 +218,88 @@ class DriftState:
                  "window_start": closed["window_start"], "window_end": closed["window_end"],
                  "rows": closed["rows"], "dropped": closed["dropped"], **measured}
         key = f"{model}/{deployment}"
-        state, changes = step_alerts(self.alerts.get(key) or {}, measured, cfg, closed["window"], model, deployment)
-        self.alerts[key] = state
+        saved = dict(self.alerts.get(key) or {})
+        stepped = saved.pop(_STEPPED, None)
+        if stepped is not None and stepped >= closed["window"]:
+            # measured again after a crash that kept the alert state of this window but not the header that
+            # closed it: its changes were published before the state was written (crash-safe order)
+            return drift, []
+        state, changes = step_alerts(saved, measured, cfg, closed["window"], model, deployment)
+        self.alerts[key] = {**state, _STEPPED: closed["window"]}
         return drift, changes
+
+
+CONTROL = ("ReferenceProfileLogged", "MonitorConfigured")
+
+
+def apply_record(state: DriftState, event_type: str, record: dict, offset: int, factory: EventFactory,
+                 totals: dict) -> list[Event]:
+    """Apply one decoded monitoring record to the state; return the drift and alert events it produced."""
+    outputs: list[Event] = []
+    if event_type == "ReferenceProfileLogged":
+        state.add_reference(record)
+    elif event_type == "MonitorConfigured":
+        state.configs[record["model"]] = {k: v for k, v in record.items() if k != "envelope"}
+    elif event_type == "PredictionsLogged":
+        totals["predictions"] += len(record["request_ids"])
+        for closed in state.add_predictions(record, offset):
+            drift, changes = state.measure(closed)
+            if drift is not None:
+                outputs.extend(output_events(factory, drift, changes))
+                totals["windows"] += 1
+                totals["alerts"] += len(changes)
+    return outputs
+
+
+async def process_batch(state: DriftState, items: list, factory: EventFactory, totals: dict, settle_batch,
+                        on_item=None) -> None:
+    """Apply a batch of (event type, record, source offset, context) items and make it durable with
+    ``settle_batch(outputs)``. A reference or a configuration starts a new settlement: what came before it is
+    made durable first, so a restart that re-reads a prediction never sees a configuration logged after it
+    (its header, written with the prediction's, skips it)."""
+    outputs: list[Event] = []
+    for event_type, record, offset, context in items:
+        if on_item is not None:
+            on_item(context)
+        if event_type in CONTROL and (outputs or state.staged()):
+            await settle_batch(outputs)
+            outputs = []
+        outputs.extend(apply_record(state, event_type, record, offset, factory, totals))
+    await settle_batch(outputs)
+
+
+async def settle(outputs: list[Event], state: DriftState, publish, acknowledged) -> None:
+    """Make a batch durable in the crash-safe order (decision 0008): its drift and alert events
+    (``await publish(outputs)``, acknowledged), then the values, references, configurations and alert states
+    it wrote, then the window headers that count them, then the deletes of closed windows' chunks; each group
+    acknowledged (``await acknowledged(futures, what)``) before the next is sent, and all before faust may
+    commit the batch's source offsets (take_events acks them when the loop asks for the next batch).
+
+    A kill between two groups leaves a state that re-reading the uncommitted records repairs: chunks are
+    rewritten under the same keys, a window closed again is published under the same event ids, and the
+    alert state knows the last window it counted. A kill after the headers only leaves closed windows'
+    chunks undeleted."""
+    if outputs:
+        await publish(outputs)
+    values = [state.references, state.ref_columns, state.configs, state.chunks, state.alerts]
+    for group, deletes in ((values, False), ([state.windows], False), (values + [state.windows], True)):
+        futures = [f for table in group for f in table.send(deletes=deletes)]
+        if futures:
+            await acknowledged(futures, "drift state")
+
+
+async def acknowledged(futures: list, what: str, warn_every: float = 30.0) -> None:
+    """Wait for every changelog send in ``futures`` to be acknowledged by the broker (a send's error is
+    raised); say every ``warn_every`` seconds how many are still outstanding, so a wait is never silent."""
+    pending = {asyncio.ensure_future(f) for f in futures}
+    started = time.monotonic()
+    while pending:
+        done, pending = await asyncio.wait(pending, timeout=warn_every)
+        for f in done:
+            f.result()
+        if pending:
+            log.warning("%s: %d of %d changelog writes not acknowledged after %.0f s", what, len(pending),
+                        len(futures), time.monotonic() - started)
 
 
 def column_values(column: dict, rows: int) -> np.ndarray | list:
@@ -281,7 +373,8 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     app = new_faust_app(settings, drift_app_id(settings), producer_max_request_size=16 * 1024 * 1024)
     tables = [app.Table(name, default=None, partitions=settings.partitions)
               for name in ("references", "ref_columns", "configs", "windows", "chunks", "alerts")]
-    state = DriftState(*tables, keys=keystore_for(settings.home))
+    staged = [Staged(t) for t in tables]
+    state = DriftState(*staged, keys=keystore_for(settings.home))
     source = app.topic(settings.monitoring_topic, key_type=bytes, value_type=bytes)
     codec = Codec()
     factory = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
@@ -295,36 +388,33 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
         emitter.emit(events)
         emitter.flush()
 
+    async def publish_acknowledged(events: list[Event]) -> None:
+        await asyncio.get_running_loop().run_in_executor(executor, publish, events)
+
+    async def settle_batch(outputs: list[Event]) -> None:
+        await settle(outputs, state, publish_acknowledged, acknowledged)
+
     @app.agent(source)
     async def watch(stream):
-        loop = asyncio.get_running_loop()
         async for events in stream.take_events(200, within=0.05):
-            outputs: list[Event] = []
+            items = []
             for e in events:
-                # take_events() yields a list: make each event "current" so table writes go to its
-                # partition's changelog, as they would in a per-event stream iteration
-                _current_event.set(weakref.ref(e))
                 try:
                     decoded = codec.decode(e.message.value)
                 except DecodeError as exc:  # the projector dead-letters it (with this reason)
                     m = e.message
                     log.warning("%s/%s/%s not decodable, skipped: %s", m.topic, m.partition, m.offset, exc)
                     continue
-                t, r = decoded.event_type, decoded.record
-                if t == "ReferenceProfileLogged":
-                    state.add_reference(r)
-                elif t == "MonitorConfigured":
-                    state.configs[r["model"]] = {k: v for k, v in r.items() if k != "envelope"}
-                elif t == "PredictionsLogged":
-                    totals["predictions"] += len(r["request_ids"])
-                    for closed in state.add_predictions(r, e.message.offset):
-                        drift, changes = state.measure(closed)
-                        if drift is not None:
-                            outputs.extend(output_events(factory, drift, changes))
-                            totals["windows"] += 1
-                            totals["alerts"] += len(changes)
-            if outputs:
-                await loop.run_in_executor(executor, publish, outputs)
+                items.append((decoded.event_type, decoded.record, e.message.offset, e))
+            try:
+                # take_events() yields a list: each event is made "current" so that a table write is staged
+                # for its partition's changelog, as it would be in a per-event stream iteration
+                await process_batch(state, items, factory, totals, settle_batch,
+                                    on_item=lambda e: _current_event.set(weakref.ref(e)))
+            except BaseException:
+                for table in staged:  # nothing of a failed batch stays staged; its offsets are not acked
+                    table.discard()
+                raise
 
     if on_ready is not None:
         @app.on_rebalance_complete.connect
@@ -360,4 +450,5 @@ def run_drift(settings: Settings, loglevel: str = "warning") -> None:
             pass
 
 
-__all__ = ["DriftState", "create_drift_app", "drift_file", "output_events", "run_drift"]
+__all__ = ["DriftState", "apply_record", "create_drift_app", "drift_file", "output_events", "process_batch",
+           "run_drift", "settle"]
