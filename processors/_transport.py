@@ -1,16 +1,29 @@
-"""faust's Kafka transport with a configurable fetch wait.
+"""faust's Kafka transport with a configurable fetch wait and changelog ends that fetches confirm.
 
-faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer. A broker
-that holds a fetch for the whole wait even when records arrive (tansu does)
-then adds up to 1.5 s between publishing and projecting. We keep faust's
-transport and change only that number.
+* faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer. A broker that holds a fetch for
+  the whole wait even when records arrive (tansu does) then adds up to 1.5 s between publishing and
+  projecting. We keep faust's transport and change only that number.
+* faust restores a table by reading its changelog up to the end ``ListOffsets`` answers. tansu on
+  ``s3://`` answers an end behind records it has acknowledged (by 10-50 records a second after a
+  producer stopped, measured; the fetch responses' high watermark is right, as rebuild.py found), so a
+  restart restored tables short of their last writes (the drift processor's ``drift-kill``). The ends of
+  changelog partitions are therefore confirmed by fetching (:func:`modelog.processors.ends.fetched_ends`)
+  and the later of the two is used. Source topics are untouched: faust reads them from committed offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from .ends import fetched_ends
+
+log = logging.getLogger("modelog.processors")
+
 FETCH_MAX_WAIT_MS = 50
+CHANGELOG_SUFFIX = "-changelog"
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -18,6 +31,23 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start() for its Fetcher
         return consumer
+
+    async def _highwaters(self, partitions):
+        listed = dict(await super()._highwaters(partitions))
+        settings = getattr(self.transport.app, "modelog_settings", None)
+        changelogs = {(tp.topic, tp.partition): tp for tp in listed if tp.topic.endswith(CHANGELOG_SUFFIX)}
+        if settings is None or not changelogs:
+            return listed
+        ends = await asyncio.get_running_loop().run_in_executor(
+            None, fetched_ends, settings, list(changelogs),
+            {key: listed[tp] for key, tp in changelogs.items() if listed[tp] is not None})
+        for key, tp in changelogs.items():
+            end = ends.get(key)
+            if end is not None and (listed[tp] is None or end > listed[tp]):
+                log.info("changelog %s/%s ends at %d, not %s as listed: restoring to the fetched end",
+                         tp.topic, tp.partition, end, listed[tp])
+                listed[tp] = end
+        return listed
 
 
 class _Consumer(faust_aiokafka.Consumer):

@@ -137,7 +137,7 @@ def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
     raw bytes in and out (we decode Avro ourselves), in-memory table stores recovered from changelogs."""
     bootstrap = settings.resolve_bootstrap()
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
-    return ProjectorApp(
+    app = ProjectorApp(
         app_id,
         broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",")],
         broker_credentials=faust_credentials(dict(settings.kafka_options)),
@@ -162,6 +162,8 @@ def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
         producer_acks=-1,
         **extra,
     )
+    app.modelog_settings = settings  # type: ignore[attr-defined]  # _transport confirms changelog ends with it
+    return app
 
 
 def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -> faust.App:
