@@ -72,6 +72,38 @@ def by_size(records: list[RawRecord], max_bytes: int) -> list[list[RawRecord]]:
     return out
 
 
+class TickFailures:
+    """A periodic task's failures, logged and survived: the timer runs again and retries what failed.
+
+    A faust timer whose coroutine raises crashes the whole app. The projector's checkpoint tick publishes
+    ``LogCheckpoint`` events and raised ``DeliveryError`` when the broker was down longer than
+    ``MODELOG_FLUSH_TIMEOUT`` (the ``broker-outage`` scenario, 120 s down, killed the projector). A failed
+    tick commits nothing (the checkpoints stay due), so the next tick retries it; the error is logged with
+    its reason on the first failure and again every ``RETRY_LOG_EVERY`` seconds while it lasts."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self.logged = 0.0
+
+    async def run(self, tick) -> bool:
+        """``await tick()``; True if it succeeded."""
+        try:
+            await tick()
+        except Exception as exc:  # noqa: BLE001 -- logged with its reason and retried on the next tick
+            now = time.monotonic()
+            if self.since is None or now - self.logged >= RETRY_LOG_EVERY:
+                paused = "" if self.since is None else f" (failing for {now - self.since:.0f} s)"
+                log.error("%s: %s: %s -- retried on the next tick%s", self.what, type(exc).__name__, exc, paused)
+                self.logged = now
+            self.since = self.since if self.since is not None else now
+            return False
+        if self.since is not None:
+            log.warning("%s for %.0f s: done again", self.what, time.monotonic() - self.since)
+            self.since = None
+        return True
+
+
 async def apply_until_written(apply, target: str, sleep=asyncio.sleep) -> tuple[BatchStats, list]:
     """``await apply()`` (one batch's transaction) until it succeeds. A batch the store cannot write -- its
     disk full, an I/O error, or any other failure of the transaction -- is retried with backoff
@@ -250,14 +282,18 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
         snapshot_highwaters(app)
 
     if getattr(store, "chain", None) is not None and settings.checkpoint_seconds > 0:
+        checkpoints_failing = TickFailures("checkpoints not published")
+
         @app.timer(max(0.5, min(settings.checkpoint_seconds / 4, 15.0)))
         async def _checkpoints() -> None:  # an idle partition's last records get their checkpoint in time
-            await asyncio.get_running_loop().run_in_executor(executor, store.chain_tick)
+            await checkpoints_failing.run(lambda: asyncio.get_running_loop().run_in_executor(executor, store.chain_tick))
 
     if sharded:
+        publish_failing = TickFailures("shards not published to the lake")
+
         @app.timer(PUBLISH_INTERVAL)
         async def _publish() -> None:  # idle shards still publish their last rows
-            await asyncio.get_running_loop().run_in_executor(executor, store.tick)
+            await publish_failing.run(lambda: asyncio.get_running_loop().run_in_executor(executor, store.tick))
 
         @app.on_partitions_assigned.connect
         async def _assigned(sender, assigned, **kwargs) -> None:

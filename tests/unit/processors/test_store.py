@@ -253,3 +253,44 @@ def test_the_partition_trees_persist_with_the_batch_and_survive_a_rollback_and_a
     for c in published:
         assert c["root_hash"] == root_of(leaves[:c["tree_size"]]), c["tree_size"]
         assert c["offsets"] == list(range(c["previous_size"], c["tree_size"]))
+
+
+def test_a_timed_checkpoint_the_broker_refuses_is_logged_and_published_on_a_later_tick(tmp_path, encoded, caplog):
+    """The checkpoint timer's tick published to a broker that was down for 120 s: DeliveryError crashed the
+    projector (bench/faults.py broker-outage). Now the tick fails, commits nothing, says why, and the next
+    tick publishes the same checkpoint."""
+    import asyncio
+    import logging
+
+    from modelog.processors.app import TickFailures
+    from modelog.processors.chain import Chain
+    from modelog.wire.errors import DeliveryError
+
+    s = ViewStore(tmp_path / "views.duckdb")
+    s.chain = Chain(every=1000, seconds=0.01)
+    published: list[dict] = []
+
+    def refuse(payloads):
+        raise DeliveryError("1 event(s) were not delivered to Kafka (LogCheckpoint: not acknowledged within 30s)")
+
+    s.publish_checkpoints = refuse
+    s.apply(records(encoded[:3]), Projector())  # too few for a counted checkpoint: a timed one is due later
+    import time
+    time.sleep(0.05)
+    ticks = TickFailures("checkpoints not published")
+
+    async def tick():
+        s.chain_tick()
+
+    with caplog.at_level(logging.ERROR, logger="modelog.processor"):
+        assert asyncio.run(ticks.run(tick)) is False
+        assert asyncio.run(ticks.run(tick)) is False  # still failing: logged once per RETRY_LOG_EVERY
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["checkpoints not published: DeliveryError: 1 event(s) were not delivered to Kafka "
+                      "(LogCheckpoint: not acknowledged within 30s) -- retried on the next tick"]
+    assert s.chain.partitions[("t", 0)].checkpoint_size == 0  # nothing committed
+    s.publish_checkpoints = published.extend
+    assert asyncio.run(ticks.run(tick)) is True
+    assert [(c["topic"], c["tree_size"]) for c in published] == [("t", 3)]
+    assert asyncio.run(ticks.run(tick)) is True and len(published) == 1  # published once
+    s.close()
