@@ -8,6 +8,7 @@ anywhere and the file holds either all of a batch or none of it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -229,12 +230,9 @@ class ViewStore:
         """Replace every value sealed with one of ``key_ids`` by ``[erased]`` (in the batch's transaction)."""
         import pyarrow as pa
 
-        self.con.register("_erased", pa.table({"key_id": pa.array(sorted(key_ids), pa.string())}))
-        try:
+        with registered(self.con, "_erased", pa.table({"key_id": pa.array(sorted(key_ids), pa.string())})):
             for statement in privacy.erase_sql():
                 self.con.execute(statement)
-        finally:
-            self.con.unregister("_erased")
 
     def _rewrite(self) -> None:
         """Copy the views file into a fresh file and put it in its place (caller holds the lock).
@@ -347,15 +345,12 @@ class ViewStore:
     def _write(self, table: str, arrow) -> None:
         """Insert ``arrow`` into ``table``, then the rows derived from it (computed once, from the batch only)
         into theirs, and upsert the current-state tables either feeds."""
-        self.con.register("_batch", arrow)
-        try:
+        with registered(self.con, "_batch", arrow):
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
             derived = {d: self.con.sql(DERIVED[d][1].format(points="_batch")).to_arrow_table()
                        for d in DERIVED_FROM.get(table, ())}
             for cur in current.CURRENT_FROM.get(table, ()):
                 self.con.execute(current.upsert_sql(cur, f"({current.merged_batch_sql(cur, table)})"))
-        finally:
-            self.con.unregister("_batch")
         for d, rows in derived.items():
             self._write(d, rows)
 
@@ -364,18 +359,14 @@ class ViewStore:
             return set()
         import pyarrow as pa
 
-        self.con.register("_ids", pa.table({"event_id": pa.array(ids, pa.string())}))
-        try:
+        with registered(self.con, "_ids", pa.table({"event_id": pa.array(ids, pa.string())})):
             return {r[0] for r in self.con.execute(
                 "SELECT e.event_id FROM log_events e SEMI JOIN _ids USING (event_id)").fetchall()}
-        finally:
-            self.con.unregister("_ids")
 
     def _insert_dead(self, cols: dict) -> None:
         arrow = to_arrow("log_dead_letters", cols)
-        self.con.register("_dead", arrow)
-        self.con.execute("INSERT INTO log_dead_letters BY NAME SELECT * FROM _dead ON CONFLICT DO NOTHING")
-        self.con.unregister("_dead")
+        with registered(self.con, "_dead", arrow):
+            self.con.execute("INSERT INTO log_dead_letters BY NAME SELECT * FROM _dead ON CONFLICT DO NOTHING")
 
     def _advance(self, records: list[RawRecord]) -> None:
         nxt: dict[tuple[str, int], int] = {}
@@ -416,6 +407,22 @@ class ViewStore:
     def close(self) -> None:
         with self._lock:
             self.con.close()
+
+
+@contextlib.contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, data) -> Iterator[None]:
+    """``data`` (Arrow) visible as ``name`` on ``con`` inside the block. If the block failed, an error of the
+    unregistering is not raised in place of the block's: a statement that failed (the views' disk full during
+    an INSERT) aborts the transaction, and DuckDB then refuses the unregister too ("Current transaction is
+    aborted"), which hid the cause from the log line and from ``storage_error`` (CI, disk-full)."""
+    con.register(name, data)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)
+        raise
+    con.unregister(name)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -116,3 +116,27 @@ def test_a_full_disk_fails_the_commit_with_its_reason_leaves_whole_batches_and_t
         assert store.positions() == {("t", 0): offset + 1}
     finally:
         store.close()
+
+
+def test_a_failed_statement_is_the_error_raised_not_the_aborted_transaction_after_it():
+    """CI, disk-full: the disk filled during an INSERT (not at COMMIT). The failed statement aborted the
+    transaction, the cleanup's unregister was then refused ("Current transaction is aborted") and that error
+    replaced the cause: the log said "a batch could not be applied" instead of naming the full disk, and the
+    scenario waited in vain for "cannot write the views". The cause is raised now."""
+    import pyarrow as pa
+
+    from modelog.processors.store import registered
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    con.execute("INSERT INTO t VALUES (1)")
+    con.execute("BEGIN TRANSACTION")
+    with pytest.raises(duckdb.ConstraintException, match="Duplicate key"):
+        with registered(con, "_batch", pa.table({"id": pa.array([1], pa.int32())})):
+            con.execute("INSERT INTO t SELECT * FROM _batch")
+    con.execute("ROLLBACK")
+    with registered(con, "_batch", pa.table({"id": pa.array([2], pa.int32())})):  # usable again after it
+        con.execute("INSERT INTO t SELECT * FROM _batch")
+    assert con.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (2,)]
+    with pytest.raises(duckdb.CatalogException):
+        con.execute("SELECT * FROM _batch")  # unregistered after a block that succeeded
