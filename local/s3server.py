@@ -15,6 +15,9 @@
   (tests/unit/local/test_s3server.py). tansu still reads every page on every fetch: that cost grows with the
   partition, which is a limit of the embedded broker's S3 mode (docs/decisions/0004).
 * Request logging at INFO (one line per request) is off; warnings and errors stay.
+* Offsets allocated and not yet written (``Gaps``): a listing of a partition's batches stops below the
+  oldest offset tansu has allocated and not written yet, so a live consumer never skips a batch that
+  lands late (issue 10). GET answers carry the ETag of the bytes they send (``_etag_of_open``).
 * Conditional writes. tansu updates its metadata (``meta.json``: producer ids and sequence numbers) and
   each partition's ``watermark.json`` with ``PUT`` + ``If-Match: <etag>``, retrying on 412. localbucket
   honours ``If-None-Match: *`` but ignores ``If-Match``, so concurrent producers overwrote each other's
@@ -31,11 +34,16 @@ parent process never has to pick a port and hope it is still free when the serve
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
+import json
 import logging
+import mimetypes
 import os
 import threading
+import time
 import xml.etree.ElementTree as ET
+from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -104,7 +112,7 @@ def _list_entries(self, bucket_dir: Path, prefix: str, delimiter: str, marker: s
     common_prefixes: list[str] = []
     last_entry = ""
     truncated = False
-    keys = _keys_under(bucket_dir, prefix)
+    keys = _visible_keys(bucket_dir, prefix)
     start = 0
     if marker and not marker_is_prefix:  # keys are sorted by bytes: skip past the marker at once
         start = bisect.bisect_right(keys, marker.encode(), key=lambda item: item[0].encode())
@@ -190,20 +198,222 @@ def _writes(method):
 
 _conditional = threading.Lock()
 
+SMALL = 1 << 20  # objects up to this size get an ETag computed from their bytes on every read, never cached
+
+
+def _md5(file) -> str:
+    digest = hashlib.md5()
+    file.seek(0)
+    while block := file.read(1 << 20):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _etag_of_open(file, path: Path) -> str:
+    """The ETag of the bytes behind ``file`` (an open object), not of whatever ``path`` names by now.
+
+    localbucket's GET opened the object and then computed the ETag of its path: an object replaced in
+    between went out as the old bytes with the new ETag, and tansu's next ``If-Match`` update, computed
+    from the old bytes, passed: a partition's watermark moved back and two batches got one offset. Small
+    objects (tansu's ``watermark.json`` and ``meta.json``) are hashed on every read: localbucket's cache is
+    keyed by (inode, size, mtime), which a rewrite can repeat when the file system reuses an inode within
+    one timestamp tick. tansu's batches (written once, read on every fetch) and large objects keep the cache,
+    keyed by the open file's own ``fstat``."""
+    st = os.fstat(file.fileno())
+    if st.st_size <= SMALL and not path.name.endswith(".batch"):  # a batch is written once, never replaced
+        return _md5(file)
+    signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with localbucket._etag_lock:
+        cached = localbucket._etag_cache.get(str(path))
+    if cached and cached[0] == signature:
+        return cached[1]
+    etag = _md5(file)
+    with localbucket._etag_lock:
+        localbucket._etag_cache[str(path)] = (signature, etag)
+    return etag
+
+
+def _get(self, bucket: str, key: str, include_body: bool):
+    """localbucket's ``S3Handler._get`` (send an object, or a byte range of it), with the ETag of the bytes
+    sent (``_etag_of_open``)."""
+    if not bucket or not key:
+        raise self._not_implemented_error()
+    overrides = self._response_header_overrides()
+    target = self._object_path(bucket, key)
+    if not target.is_file():
+        raise localbucket.S3Error(HTTPStatus.NOT_FOUND, "NoSuchKey", "The specified key does not exist.")
+    try:
+        file = target.open("rb")
+    except FileNotFoundError:
+        raise localbucket.S3Error(HTTPStatus.NOT_FOUND, "NoSuchKey", "The specified key does not exist.") from None
+    with file:
+        stat = os.fstat(file.fileno())
+        headers = {
+            "Content-Type": mimetypes.guess_type(target.name)[0] or "application/octet-stream",
+            "ETag": f'"{_etag_of_open(file, target)}"',
+            "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
+            "Accept-Ranges": "bytes",
+            **overrides,
+        }
+        status, start, length = HTTPStatus.OK, 0, stat.st_size
+        byte_range = localbucket.parse_range(self.headers.get("Range", ""), stat.st_size)
+        if byte_range:
+            start, end = byte_range
+            status, length = HTTPStatus.PARTIAL_CONTENT, end - start + 1
+            headers["Content-Range"] = f"bytes {start}-{end}/{stat.st_size}"
+        self._send_file(status, file, start, length, headers, include_body)
+
+
+def _current_etag(path: Path) -> str | None:
+    """The ETag of the object's bytes now (no cache: see ``_etag_of_open``); None if there is none."""
+    try:
+        with path.open("rb") as file:
+            return _md5(file)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _written(target: Path) -> None:
+    """A write to ``target`` ended: drop the listings kept from before it, then its allocation (in that order:
+    a listing kept from before the batch existed must not be served once its allocation is gone)."""
+    _invalidate(str(target))
+    gaps.written(target)
+
 
 def _write_object(original):
-    """localbucket's write, refusing an ``If-Match`` PUT whose ETag is not the object's (412)."""
+    """localbucket's write, refusing an ``If-Match`` PUT whose ETag is not the object's (412), and noting
+    the offsets tansu allocates (``Gaps``)."""
     def write_object(self, bucket: str, key: str, write) -> str:
+        target = self._object_path(bucket, key)
         if_match = self.headers.get("If-Match")
         if if_match is None and self.headers.get("If-None-Match") is None:
-            return original(self, bucket, key, write)
+            try:
+                return original(self, bucket, key, write)
+            finally:
+                _written(target)
         with _conditional:
             if if_match is not None:
-                target = self._object_path(bucket, key)
-                if not target.is_file() or not localbucket.etag_matches(if_match, localbucket.object_etag(target)):
+                etag = _current_etag(target)
+                if etag is None or not localbucket.etag_matches(if_match, etag):
                     raise self._precondition_failed_error()
-            return original(self, bucket, key, write)
+            watermark = target.name == "watermark.json"
+            before = _high(target) if watermark else None
+            try:
+                etag = original(self, bucket, key, write)
+            finally:
+                _written(target)
+            if watermark:
+                gaps.allocated(target.parent, before, _high(target))
+            return etag
     return write_object
+
+
+# -- offsets allocated and not yet written --------------------------------------------------------------------
+
+def _high(watermark: Path) -> int | None:
+    """``high`` of a tansu partition's ``watermark.json`` (None: no file, no high, or not tansu's JSON)."""
+    try:
+        high = json.loads(watermark.read_bytes()).get("high")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return high if isinstance(high, int) else None
+
+
+class Gaps:
+    """Offsets tansu has allocated whose batch is not written yet, per partition directory.
+
+    tansu's S3 engine produces in two steps: it moves the partition's ``watermark.json`` from ``high`` to
+    ``high + n`` (a conditional update), then writes the batch object ``records/<high>.batch``. Two produce
+    requests run concurrently, so a later allocation's batch can be written before an earlier one's, and a
+    fetch in between lists the later batch, returns it, and moves the consumer past the earlier offset for
+    good: a record acknowledged and on the log that a live consumer never reads (issue 10: a training job's
+    points missing from the views, found only by a rebuild). Real Kafka only exposes offsets below the high
+    watermark, all written. Here a listing of a partition's ``records/`` hides every batch above the oldest
+    allocation still missing, until it is written; an allocation whose batch never comes (the broker killed
+    between the two steps, or the batch refused) stops hiding after ``timeout`` seconds.
+    """
+
+    def __init__(self, timeout: float = 10.0, clock=time.monotonic) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, dict[int, float]] = {}  # partition dir -> {allocated offset: since}
+        self._listing: dict[str, threading.Lock] = {}  # partition dir -> held while it is listed
+
+    def listing(self, partition: Path) -> threading.Lock:
+        """Held across a listing of ``partition``'s batches (the directory read and ``first_missing``), and
+        by ``written`` before it drops an allocation: a batch written during the read, after a later one the
+        read saw, is still pending when the read's cut is computed."""
+        with self._lock:
+            return self._listing.setdefault(str(partition), threading.Lock())
+
+    def allocated(self, partition: Path, before: int | None, after: int | None) -> None:
+        """``watermark.json`` of ``partition`` went from ``before`` to ``after``: offset ``before`` is taken."""
+        if after is None or after <= (before or 0):
+            return
+        offset = before or 0
+        if (partition / "records" / f"{offset:020d}.batch").exists():
+            return  # already written (a watermark rewritten after its batch)
+        with self._lock:
+            self._pending.setdefault(str(partition), {})[offset] = self.clock()
+
+    def written(self, path: Path) -> None:
+        """A write to ``path`` ended: if it is an allocated batch that now exists, it is no longer missing."""
+        if path.parent.name != "records" or not path.name.endswith(".batch"):
+            return
+        partition = str(path.parent.parent)
+        with self._lock:
+            if not self._pending.get(partition):
+                return
+        with self.listing(path.parent.parent), self._lock:
+            pending = self._pending.get(partition)
+            if not pending:
+                return
+            try:
+                offset = int(path.name[:20])
+            except ValueError:
+                return
+            if offset in pending and path.exists():
+                del pending[offset]
+                if not pending:
+                    del self._pending[partition]
+
+    def first_missing(self, partition: Path) -> int | None:
+        """The oldest allocated offset of ``partition`` whose batch is missing (and not given up on)."""
+        with self._lock:
+            pending = self._pending.get(str(partition))
+            if not pending:
+                return None
+            now = self.clock()
+            for offset in [o for o, since in pending.items() if now - since >= self.timeout]:
+                del pending[offset]
+                log.warning("partition %s: the batch at offset %d was allocated %.0f s ago and never written; "
+                            "the batches after it are listed again", partition, offset, self.timeout)
+            if not pending:
+                del self._pending[str(partition)]
+                return None
+            return min(pending)
+
+
+gaps = Gaps()
+
+
+def _visible_keys(bucket_dir: Path, prefix: str) -> list[tuple[str, Path]]:
+    """``_keys_under(bucket_dir, prefix)`` without the batches above a partition's first missing allocation
+    (``Gaps``)."""
+    head, sep, _ = prefix.rpartition("/")
+    directory = Path(os.path.join(bucket_dir, head))
+    if not sep or directory.name != "records":
+        return _keys_under(bucket_dir, prefix)
+    partition = directory.parent
+    with gaps.listing(partition):
+        keys = _keys_under(bucket_dir, prefix)
+        missing = gaps.first_missing(partition)
+    if missing is None:
+        return keys
+    cut = f"{missing:020d}.batch"
+    return [(k, p) for k, p in keys if not (p.parent.name == "records" and p.name.endswith(".batch")
+                                             and p.parent.parent == partition and p.name > cut)]
 
 
 def patch() -> None:
@@ -214,6 +424,7 @@ def patch() -> None:
     h._add_list_entries = _add_list_entries
     h._send_xml = _send_xml
     h._write_object = _write_object(h._write_object)
+    h._get = _get
     for verb in ("do_PUT", "do_POST", "do_DELETE"):
         setattr(h, verb, _writes(getattr(h, verb)))
 
@@ -228,7 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=9000, help="port to listen on; 0: any free one (default: 9000)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    parser.add_argument("--gap-timeout", type=float, default=gaps.timeout, metavar="SECONDS",
+                        help="how long a partition's later batches stay hidden behind an allocated offset whose "
+                             f"batch was never written (default: {gaps.timeout:g})")
     args = parser.parse_args(argv)
+    gaps.timeout = args.gap_timeout
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s [%(levelname)s]: %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")
     patch()
