@@ -109,7 +109,7 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def drift_throughput(client, settings, predictions: int) -> dict:
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, TopicPartition
 
     from modelog import Monitor, configure_monitor, log_reference
     from modelog.local.processes import start_drift_background, stop_drift
@@ -122,15 +122,20 @@ def drift_throughput(client, settings, predictions: int) -> dict:
     m.log_frame(live, predictions=np.full(predictions, 0.5))
     m.close()
     fill_s = time.perf_counter() - t
+    # the clock's reader starts after the predictions (at each partition's end offset now): it reads only what
+    # the drift processor publishes. Reading the 200 prefilled batches too made the reader, not the processor,
+    # the pace (it saw the last window ~17 s after the processor had published it; 2026-12-01)
+    consumer = Consumer(settings.librdkafka(**{"group.id": f"bench-{os.getpid()}", "enable.auto.commit": False}))
+    topic = settings.monitoring_topic
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                     for p in partitions])
     start = time.time()
     start_drift_background(settings)
     info = json.loads((settings.home / "drift.json").read_text())
     ready_at = info.get("ready_at", start)
     want = predictions // 1000
-    consumer = Consumer(settings.librdkafka(**{"group.id": f"bench-{os.getpid()}", "auto.offset.reset": "earliest",
-                                               "enable.auto.commit": False}))
-    consumer.subscribe([settings.monitoring_topic])
-    seen, last = set(), None
+    seen, last, last_stamp = set(), None, None
     deadline = time.time() + 900
     try:
         while len(seen) < want and time.time() < deadline:
@@ -141,6 +146,7 @@ def drift_throughput(client, settings, predictions: int) -> dict:
             if headers.get("modelog.event_type") == b"DriftMeasured":
                 seen.add(headers.get("modelog.event_id"))
                 last = time.time()
+                last_stamp = msg.timestamp()[1] / 1000
     finally:
         consumer.close()
         drift_cpu_s = _cpu_seconds(int(info["pid"]))
@@ -149,7 +155,9 @@ def drift_throughput(client, settings, predictions: int) -> dict:
     return {"predictions": predictions, "drift_process_cpu_s": drift_cpu_s,
             "drift_cpu_us_per_prediction": None if drift_cpu_s is None else drift_cpu_s / predictions * 1e6,
             "windows": len(seen), "windows_expected": want, "prefill_s": fill_s,
-            "seconds_after_ready": elapsed, "predictions_per_s": predictions / elapsed if elapsed > 0 else None}
+            "seconds_after_ready": elapsed, "predictions_per_s": predictions / elapsed if elapsed > 0 else None,
+            # the last window's record as the processor's producer stamped it (CreateTime): when it was sent
+            "seconds_after_ready_to_last_send": None if last_stamp is None else last_stamp - ready_at}
 
 
 def main() -> None:
