@@ -316,13 +316,28 @@ def column_values(column: dict, rows: int) -> np.ndarray | list:
 
 
 def _stored(role: str, values: np.ndarray | list) -> dict:
-    """A chunk column as the chunks table keeps it (JSON): numbers in buffers as base64 float64 bytes."""
+    """A chunk column as the batch stages it: numbers in buffers stay an array until the chunk is sent to the
+    changelog (:func:`encoded_chunk`); a window that closes within its batch never encodes them."""
     if isinstance(values, np.ndarray):
-        return {"role": role, "f8": base64.b64encode(np.ascontiguousarray(values, "<f8")).decode("ascii")}
+        return {"role": role, "array": values}
     return {"role": role, "values": values}
 
 
+def encoded_chunk(chunk: dict) -> dict:
+    """A chunk as the chunks table's changelog keeps it (JSON): numbers in buffers as base64 float64 bytes."""
+    return {name: {"role": c["role"], "f8": base64.b64encode(np.ascontiguousarray(c["array"], "<f8")).decode("ascii")}
+            if "array" in c else c for name, c in chunk.items()}
+
+
+def staged_table(table, **kwargs) -> Staged:
+    """One of the drift processor's tables behind its :class:`~.staged.Staged` view: the chunks table encodes
+    a chunk (:func:`encoded_chunk`) only when it is sent."""
+    return Staged(table, encode=encoded_chunk if table.name == "chunks" else None, **kwargs)
+
+
 def _loaded(c: dict) -> np.ndarray | list:
+    if "array" in c:
+        return c["array"]
     if "f8" in c:
         return np.frombuffer(base64.b64decode(c["f8"]), "<f8")
     return c["values"]
@@ -373,7 +388,7 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     app = new_faust_app(settings, drift_app_id(settings), producer_max_request_size=16 * 1024 * 1024)
     tables = [app.Table(name, default=None, partitions=settings.partitions)
               for name in ("references", "ref_columns", "configs", "windows", "chunks", "alerts")]
-    staged = [Staged(t) for t in tables]
+    staged = [staged_table(t) for t in tables]
     state = DriftState(*staged, keys=keystore_for(settings.home))
     source = app.topic(settings.monitoring_topic, key_type=bytes, value_type=bytes)
     codec = Codec()
@@ -450,5 +465,5 @@ def run_drift(settings: Settings, loglevel: str = "warning") -> None:
             pass
 
 
-__all__ = ["DriftState", "apply_record", "create_drift_app", "drift_file", "output_events", "process_batch",
-           "run_drift", "settle"]
+__all__ = ["DriftState", "apply_record", "create_drift_app", "drift_file", "encoded_chunk", "output_events",
+           "process_batch", "run_drift", "settle", "staged_table"]

@@ -31,9 +31,13 @@ def _current_partition() -> int:
 class Staged:
     """Dict-like view of ``table`` plus the staged writes of one batch (last write per key wins)."""
 
-    def __init__(self, table: Any, partition: Callable[[], int] = _current_partition) -> None:
+    def __init__(self, table: Any, partition: Callable[[], int] = _current_partition,
+                 encode: Callable[[Any], Any] | None = None) -> None:
+        """``encode``: turns a staged value into what the changelog and the store keep, at :meth:`send` (a
+        value written and deleted within one batch is never encoded)."""
         self.table = table
         self._partition = partition
+        self._encode = encode
         self.pending: dict[Any, tuple[int, Any]] = {}
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -74,6 +78,8 @@ class Staged:
                 futures.append(self.table.send_changelog(partition, key, value=None, value_serializer="raw"))
                 self.table.data.pop(key, None)
             else:
+                if self._encode is not None:
+                    value = self._encode(value)
                 futures.append(self.table.send_changelog(partition, key, value))
                 self.table.data[key] = value
         return futures

@@ -167,6 +167,40 @@ def test_chi2_p_uses_yates_only_for_two_categories():
     assert ds.chi2_p_from_counts(np.array([5]), np.array([9])) == 1.0
 
 
+def test_js_equals_scipy_s_jensenshannon_to_the_last_bit():
+    """js_from_counts does scipy's arithmetic without calling it (the drift processor's cost per column): the
+    same number exactly, zero bins and identical samples included."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        k = int(rng.integers(1, 15))
+        ref = rng.integers(0, int(rng.choice([2, 40, 5000])), k)
+        cur = ref.copy() if rng.random() < 0.1 else rng.integers(0, int(rng.choice([2, 40, 5000])), k)
+        if ref.sum() == 0 or cur.sum() == 0:
+            assert math.isnan(ds.js_from_counts(ref, cur))
+            continue
+        with np.errstate(invalid="ignore"):
+            want = float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum()))
+        assert ds.js_from_counts(ref, cur) == (0.0 if math.isnan(want) else want), (ref, cur)
+
+
+def test_chi2_p_equals_scipy_s_chi2_contingency_on_many_tables():
+    """chi2_p_from_counts follows scipy's steps without calling it (the drift processor's cost per categorical
+    column): the same p-value within rounding, on 2 x K tables of every shape, small counts (Yates at K = 2)
+    and categories absent from one side included."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        k = int(rng.integers(1, 12))
+        ref = rng.integers(0, int(rng.choice([3, 50, 5000])), k)
+        cur = rng.integers(0, int(rng.choice([3, 50, 5000])), k)
+        if ref.sum() == 0 or cur.sum() == 0:
+            assert math.isnan(ds.chi2_p_from_counts(ref, cur))
+            continue
+        seen = (ref + cur) > 0
+        table = np.vstack([ref[seen], cur[seen]])
+        expected = 1.0 if table.shape[1] == 1 else stats.chi2_contingency(table).pvalue
+        assert ds.chi2_p_from_counts(ref, cur) == pytest.approx(expected, rel=1e-10, abs=1e-300), (ref, cur)
+
+
 def test_chisquare_method_is_goodness_of_fit_against_scaled_reference():
     ref, cur = np.array([50, 30, 20]), np.array([70, 80, 50])
     expected = stats.chisquare(cur, ref * (cur.sum() / ref.sum())).pvalue

@@ -21,7 +21,7 @@ import pytest
 
 from modelog import Settings
 from modelog.drift.profile import profile_frame
-from modelog.processors.drift_app import DriftState, process_batch, settle
+from modelog.processors.drift_app import DriftState, encoded_chunk, process_batch, settle, staged_table
 from modelog.processors.staged import Staged
 from modelog.wire.envelope import EventFactory
 
@@ -131,7 +131,7 @@ def _run(rng: random.Random, kills: int, settle=settle) -> tuple[dict, dict, int
 
     while True:
         restored = log.restore()
-        state = DriftState(*(Staged(Table(name, log, restored[name]), partition=lambda: 0) for name in NAMES))
+        state = DriftState(*(staged_table(Table(name, log, restored[name]), partition=lambda: 0) for name in NAMES))
         log.kill_at = log.steps + rng.randint(1, 10) if happened < kills else None
         offset = committed
         try:
@@ -208,6 +208,25 @@ def test_a_staged_write_is_read_back_and_sent_only_when_asked():
     assert log.inflight[-1] == ("chunks", "a", None) and "a" not in table.data and staged.pending == {}
     with pytest.raises(ValueError, match="table chunks: key 'd': None is a delete"):
         staged["d"] = None
+
+
+def test_a_chunk_is_encoded_when_sent_and_never_when_its_window_closes_in_the_batch():
+    """The chunks table keeps a batch's float columns as arrays while they are staged (a window closed within
+    its batch never pays for base64), and sends and stores them encoded; either form loads the same values."""
+    from modelog.processors.drift_app import _loaded, _stored
+
+    log = Changelog(random.Random(0))
+    staged = staged_table(Table("chunks", log, {}), partition=lambda: 0)
+    values = np.array([1.5, np.nan, -2.0])
+    staged["w/0/0"] = {"x": _stored("FEATURE", values), "c": _stored("FEATURE", ["a", None, "b"])}
+    staged["w/1/0"] = {"x": _stored("FEATURE", values[:1])}
+    assert staged.pop("w/1/0")["x"]["array"].tolist() == [1.5]  # closed within the batch
+    assert len(staged.send(deletes=False)) == 1
+    (_, key, sent), = log.inflight
+    assert key == "w/0/0" and set(sent["x"]) == {"role", "f8"} and sent["c"] == {"role": "FEATURE", "values": ["a", None, "b"]}
+    assert staged.table.data["w/0/0"] == sent == encoded_chunk(staged.get("w/0/0"))
+    np.testing.assert_array_equal(_loaded(sent["x"]), values)
+    np.testing.assert_array_equal(_loaded(_stored("FEATURE", values)), values)
 
 
 def test_a_header_restored_without_its_chunk_is_said_loudly(caplog):
