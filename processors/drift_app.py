@@ -39,6 +39,7 @@ from faust.streams import _current_event
 
 from modelog.wire import prediction_columns as _pc
 from modelog.wire.codec import Codec
+from modelog.wire.schemas import current_schemas
 from modelog.wire.home import drift_file
 from modelog.wire.settings import Settings
 from modelog.wire.emitter import KafkaEmitter
@@ -230,6 +231,7 @@ class DriftState:
 
 
 CONTROL = ("ReferenceProfileLogged", "MonitorConfigured")
+WATCHED = (*CONTROL, "PredictionsLogged")
 
 
 def apply_record(state: DriftState, event_type: str, record: dict, offset: int, factory: EventFactory,
@@ -392,6 +394,7 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     state = DriftState(*staged, keys=keystore_for(settings.home))
     source = app.topic(settings.monitoring_topic, key_type=bytes, value_type=bytes)
     codec = Codec()
+    ignored = frozenset(current_schemas()) - set(WATCHED)
     factory = EventFactory(settings.replace(principal=settings.processor_id, actor_kind="SERVICE"),
                            program="modelog-drift")
     # signed with the key of the principal its events carry, the processor id (modelog init creates it)
@@ -414,6 +417,8 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
         async for events in stream.take_events(200, within=0.05):
             items = []
             for e in events:
+                if codec.event_type(e.message.value) in ignored:
+                    continue  # its own measurements and alerts, and the other monitoring events: not decoded
                 try:
                     decoded = codec.decode(e.message.value)
                 except DecodeError as exc:  # the projector dead-letters it (with this reason)

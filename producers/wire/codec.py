@@ -106,6 +106,15 @@ class Codec:
             raise DecodeError("malformed_body", f"{writer.event_type}: {type(exc).__name__}: {exc}") from exc
         return Decoded(writer.event_type, record, writer_id)
 
+    def event_type(self, data: bytes | None) -> str | None:
+        """The event type a record's single-object framing names (its writer schema's fingerprint), without
+        decoding the body; None when the framing does not say it here (Confluent framing, unknown or broken
+        framing: :meth:`decode` gives the reason). A consumer that wants a few types skips the others with it."""
+        if data and data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
+            writer = self._writers.get(bytes(data[2:10]))
+            return None if writer is None else writer.event_type
+        return None
+
     def _writer_from_registry(self, sid: int) -> EventSchema:
         if self._registry is None:
             raise DecodeError("unknown_schema", f"Confluent-framed record (schema id {sid}) but no MODELOG_SCHEMA_REGISTRY_URL")

@@ -29,6 +29,13 @@ def test_round_trip_every_event(event_type):
     decoded = codec.decode(data)
     assert decoded.event_type == event_type
     assert same(decoded.record, record)
+    assert codec.event_type(data) == event_type  # read from the framing alone
+
+
+@pytest.mark.parametrize("data", [b"", None, b"hello world", b"\xc3\x01" + b"\x00" * 8 + b"abc", b"\xc3\x01\x00",
+                                  b"\x00\x00\x00\x00\x01abc"])
+def test_the_framing_names_no_event_type_where_decode_would_refuse_or_needs_a_registry(data):
+    assert Codec().event_type(data) is None
 
 
 @pytest.mark.parametrize("form", ["columns", "points"])
