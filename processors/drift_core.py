@@ -200,10 +200,121 @@ def _wasserstein_windowed(ref: _Reference, v: np.ndarray, right: np.ndarray | No
     return float(total)
 
 
+def _sorted_numeric(values: list | np.ndarray) -> tuple[np.ndarray, int]:
+    cur, missing = _numeric(values)
+    return np.sort(cur), missing
+
+
+_STACKS: dict[tuple[int, ...], tuple[list[dict], tuple[np.ndarray, ...]]] = {}  # ids of reference columns -> arrays
+
+
+def _stacked(refs: list[dict]) -> tuple[np.ndarray, ...]:
+    """The prepared samples of ``refs`` (one size) as rows: values, CDF counts, areas, bin counts, scales;
+    cached while the same column objects are measured again."""
+    key = tuple(id(r) for r in refs)
+    hit = _STACKS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], refs)):
+        return hit[1]
+    prepared = [_reference(r) for r in refs]
+    out = (np.stack([p.values for p in prepared]), np.stack([p.right for p in prepared]),
+           np.stack([p.area for p in prepared]),
+           np.stack([np.asarray(r["bin_counts"], dtype=np.int64) for r in refs]),
+           np.array([max(r.get("std") or 0.0, 1e-3) for r in refs]))
+    if len(_STACKS) >= 256:
+        _STACKS.clear()
+    _STACKS[key] = (list(refs), out)
+    return out
+
+
+def _fill_zero_shares_rows(share: np.ndarray) -> np.ndarray:
+    """:func:`modelog.drift.stats.fill_zero_shares` on each row."""
+    zero = share == 0
+    smallest = np.where(zero, np.inf, share).min(axis=1, keepdims=True)
+    fill = np.where(smallest <= ds.PSI_ZERO_SHARE, smallest / ds.PSI_TINY_DIVISOR, ds.PSI_ZERO_SHARE)
+    some = zero.any(axis=1, keepdims=True) & ~zero.all(axis=1, keepdims=True)
+    return np.where(zero & some, fill, share)
+
+
+def _numeric_stats_rows(refs: list[dict], windows: list[np.ndarray], exact_ks: list[bool]) -> list[tuple]:
+    """(KS statistic, KS p, normalised Wasserstein, PSI, JS) of several numeric columns at once: reference
+    samples of one size n, windows of one size m (sorted, finite, m >= 1), bins of one count. The same
+    arithmetic as :func:`_ks_windowed`, :func:`_wasserstein_windowed` and ``drift.stats``' PSI and JS, on
+    rows of 2-D arrays: one numpy call per step for all the columns instead of one per column (the calls,
+    not the arithmetic, were the cost). A column whose window shares a value with its sample or repeats a
+    value takes :func:`_ks_windowed` for KS."""
+    U, R, A, ref_bins, scale = _stacked(refs)
+    V = np.stack(windows)
+    c, n = U.shape
+    m = V.shape[1]
+    right = np.stack([np.searchsorted(U[i], V[i], side="right") for i in range(c)])
+    bins = np.stack([ds.bin_counts(V[i], np.asarray(refs[i].get("edges", []), dtype=np.float64), is_sorted=True)
+                     for i in range(c)])
+    rows = np.arange(c)[:, None]
+    # KS: as _ks_windowed where no window value is in the sample and none repeats (left = right)
+    j = np.maximum(right - 1, 0)
+    u_at = U[rows, j]
+    simple = ~(((right > 0) & (u_at == V)).any(axis=1) | (V[:, 1:] == V[:, :-1]).any(axis=1))
+    at_v = right / n - np.arange(1, m + 1) / m
+    k = np.arange(m + 1)
+    lo = np.concatenate((np.zeros((c, 1), dtype=right.dtype), right), axis=1)
+    hi = np.concatenate((right, np.full((c, 1), n, dtype=right.dtype)), axis=1)
+    full = hi > lo
+    highest = np.where(full, hi / n - k / m, -np.inf).max(axis=1)
+    lowest = np.where(full, R[rows, np.minimum(lo, n - 1)] / n - k / m, np.inf).min(axis=1)
+    max_s = np.maximum(at_v.max(axis=1), highest)
+    min_s = np.clip(-np.minimum(at_v.min(axis=1), lowest), 0, 1)
+    d = np.where(min_s > max_s, min_s, max_s)
+    big, small = sorted([float(n), float(m)], reverse=True)
+    en = big * small / (big + small)
+    root = math.sqrt(en)
+    p_cheap = np.clip(special.kolmogorov((root + 0.12 + 0.11 / root) * d), 0, 1)
+    # Wasserstein: as _wasserstein_windowed
+    area_v = np.where(right > 0, A[rows, j] + right / n * (V - u_at), 0.0)
+    total = area_v[:, 0].copy()
+    if m > 1:
+        a, b = V[:, :-1], V[:, 1:]
+        kk = np.arange(1, m)
+        share = kk / m
+        at = -(-(kk * n) // m) - 1
+        crossing = U[:, at]
+        cross = np.clip(crossing, a, b)
+        at_cross = np.where(crossing <= a, area_v[:, :-1], np.where(crossing >= b, area_v[:, 1:], A[:, at]))
+        below = share * (cross - a) - (at_cross - area_v[:, :-1])
+        above = (area_v[:, 1:] - at_cross) - share * (b - cross)
+        total += np.add.reduce(below + above, axis=1)
+    end = np.maximum(U[:, -1], V[:, -1])
+    total += (end - V[:, -1]) - (A[:, -1] + (end - U[:, -1]) - area_v[:, -1])
+    wass = total / scale
+    # PSI and JS over each column's bins, as drift.stats does them
+    r_share = ref_bins / ref_bins.sum(axis=1, keepdims=True)
+    c_share = bins / bins.sum(axis=1, keepdims=True)
+    r_fill, c_fill = _fill_zero_shares_rows(r_share), _fill_zero_shares_rows(c_share)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        psi = np.where((r_fill > 0).all(axis=1) & (c_fill > 0).all(axis=1),
+                       np.sum((r_fill - c_fill) * np.log(r_fill / c_fill), axis=1), math.nan)
+    pp = r_share / np.sum(r_share, axis=1, keepdims=True)
+    qq = c_share / np.sum(c_share, axis=1, keepdims=True)
+    mid = (pp + qq) / 2.0
+    half = (np.sum(special.rel_entr(pp, mid), axis=1) + np.sum(special.rel_entr(qq, mid), axis=1)) / 2.0
+    js = np.where(half >= 0, np.sqrt(np.maximum(half, 0.0)), 0.0)
+    out = []
+    for i in range(c):
+        if simple[i] and not exact_ks[i]:
+            ks = (float(d[i]), float(p_cheap[i]))
+        else:
+            ks = _ks_windowed(_reference(refs[i]), V[i], right[i], exact_asymp=exact_ks[i])
+        out.append((*ks, float(wass[i]), float(psi[i]), float(js[i])))
+    return out
+
+
 def measure_column(ref: dict, values: list | np.ndarray, method: str | None = None,
-                   threshold: float | None = None) -> dict:
+                   threshold: float | None = None, *, window: tuple[np.ndarray, int] | None = None,
+                   stats: tuple[float, float, float, float, float] | None = None) -> dict:
     """One ColumnDrift record: the window's ``values`` (numbers or text, None = missing; or a float64 array,
-    NaN = missing) vs ``ref``."""
+    NaN = missing) vs ``ref``.
+
+    ``window`` and ``stats`` are what :func:`measure_window` computed already for a numeric column: its sorted
+    finite values and missing count, and (KS statistic, KS p, normalised Wasserstein, PSI, JS)."""
     kind = ref["kind"]
     if kind == "CAT" and isinstance(values, np.ndarray):
         values = values.tolist()
@@ -227,8 +338,7 @@ def measure_column(ref: dict, values: list | np.ndarray, method: str | None = No
         js = ds.js_from_counts(ref_counts, cur_counts) if n_ref and n_cur else nan
         chi2 = ds.chi2_p_from_counts(ref_counts, cur_counts) if n_ref and n_cur else nan
     else:
-        cur, missing = _numeric(values)
-        cur = np.sort(cur)
+        cur, missing = _sorted_numeric(values) if window is None else window
         n_cur = int(cur.size)
         edges = np.asarray(ref.get("edges", []), dtype=np.float64)
         ref_cats = ref.get("categories") or {}
@@ -238,7 +348,9 @@ def measure_column(ref: dict, values: list | np.ndarray, method: str | None = No
             n_unique = int(np.union1d(ref_values, cur_unique).size)
         else:
             n_unique = max(ref["unique"], MAX_KNOWN_UNIQUE)
-        if n_ref and n_cur:
+        if stats is not None:
+            ks_stat, ks_p, wass, psi, js = stats
+        elif n_ref and n_cur:
             prepared = _reference(ref)
             right = np.searchsorted(prepared.values, cur, side="right")
             if n_ref <= ds.SMALL_REFERENCE:  # KS may decide drift: scipy's default (exact for small samples)
@@ -286,12 +398,30 @@ def measure_window(profile: list[dict], columns: dict[str, list], config: Monito
     ``columns`` maps a column name to its window values; reference columns missing from the
     window are skipped (a label column never arrives with predictions).
     """
-    out = []
-    for ref in profile:
-        if ref["role"] == "LABEL" or ref["name"] not in columns:
+    measured = [ref for ref in profile if ref["role"] != "LABEL" and ref["name"] in columns]
+    # numeric columns with a large reference (KS informs, scipy's exact KS is not needed) are computed
+    # together, grouped by sample size, window size and bin count
+    windows: dict[str, tuple[np.ndarray, int]] = {}
+    groups: dict[tuple[int, int, int], list[dict]] = {}
+    for ref in measured:
+        if ref["kind"] == "CAT" or ref.get("categories") or not ref["count"] or ref["count"] <= ds.SMALL_REFERENCE:
             continue
-        out.append(measure_column(ref, columns[ref["name"]], config.methods.get(ref["name"]),
-                                  config.thresholds.get(ref["name"])))
+        windows[ref["name"]] = window = _sorted_numeric(columns[ref["name"]])
+        size = len(ref.get("sample", []))
+        if window[0].size and size:
+            groups.setdefault((size, window[0].size, len(ref.get("edges", []))), []).append(ref)
+    stats: dict[str, tuple] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        exact = [(config.methods.get(r["name"]) or ds.select_method(r["kind"].lower(), r["count"],
+                                                                     max(r["unique"], MAX_KNOWN_UNIQUE))) == "ks"
+                 for r in group]
+        for ref, values in zip(group, _numeric_stats_rows(group, [windows[r["name"]][0] for r in group], exact)):
+            stats[ref["name"]] = values
+    out = [measure_column(ref, columns[ref["name"]], config.methods.get(ref["name"]), config.thresholds.get(ref["name"]),
+                          window=windows.get(ref["name"]), stats=stats.get(ref["name"]))
+           for ref in measured]
     features = [c for c in out if c["role"] == "FEATURE"]
     share = sum(c["drift"] for c in features) / len(features) if features else 0.0
     return {"columns": out, "drift_share": share, "dataset_drift": bool(features) and share >= config.drift_share}

@@ -183,3 +183,43 @@ def test_the_windowed_ks_equals_scipy_s_to_the_last_bit(form):
         d_cheap, p_cheap = _ks_windowed(prepared, window, right, exact_asymp=False)
         assert d_cheap == d
         assert ref.size <= 1000 or abs(p_cheap - p) < 0.015, (ref.size, cur.size, p_cheap, p)
+
+
+def test_a_window_s_numeric_columns_measured_together_equal_each_measured_alone(monkeypatch):
+    """measure_window computes the numeric columns with a large reference together, on rows of 2-D arrays
+    (processors/drift_core.py, _numeric_stats_rows): every field of every column equals measure_column's on
+    that column alone, to the last bit -- with windows that repeat values or share them with the sample
+    (integers), a column whose KS decides (scipy's p-value), missing values (another window size, so another
+    group), a column alone in its group, values far from zero and a few-valued column (not batched)."""
+    from modelog.processors import drift_core
+    from modelog.processors.drift_core import measure_column
+
+    batched = []
+    rows = drift_core._numeric_stats_rows
+
+    def counted(refs, windows, exact):
+        batched.extend(r["name"] for r in refs)
+        return rows(refs, windows, exact)
+
+    monkeypatch.setattr(drift_core, "_numeric_stats_rows", counted)
+    rng = np.random.default_rng(21)
+    for trial in range(12):
+        n = int(rng.integers(1500, 25000))
+        ref = pd.DataFrame({f"x{i}": rng.normal(0, 1 + i, n) for i in range(4)})
+        ref["ints"] = rng.integers(0, 4000, n).astype(float)
+        ref["far"] = 1.7e9 + rng.normal(0, 1e3, n)
+        ref["few"] = rng.integers(0, 3, n).astype(float)
+        ref["holes"] = rng.normal(size=n)
+        m = int(rng.integers(2, 1200))
+        cur = pd.DataFrame({c: ref[c].to_numpy()[rng.integers(0, n, m)] for c in ref.columns})
+        cur[["x0", "x1", "far"]] += rng.normal(0, 0.5)
+        cur.loc[::7, "holes"] = np.nan
+        profile = profile_frame(ref)
+        columns = {c: cur[c].to_numpy(dtype=np.float64) for c in cur.columns}
+        config = MonitorConfig(methods={"x2": "ks"} if trial % 2 else {})
+        together = measure_window(profile, columns, config)["columns"]
+        alone = [measure_column(p, columns[p["name"]], config.methods.get(p["name"])) for p in profile]
+        assert together == alone
+    # the normal columns, the integers and the far ones went together in every window; "few" (value counts)
+    # and "holes" (its own window size, alone) never
+    assert sorted(set(batched)) == ["far", "ints", "x0", "x1", "x2", "x3"] and len(batched) == 12 * 6
