@@ -14,6 +14,7 @@ one RAISED and one RESOLVED.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,11 +102,19 @@ def _reference(ref: dict) -> _Reference:
     hit = _SAMPLES.get(id(ref))
     if hit is not None and hit[0] is ref:
         return hit[1]
-    out = _prepare(np.sort(np.asarray(ref.get("sample", []), dtype=np.float64)))
+    out = _prepare(np.sort(sample_values(ref)))
     if len(_SAMPLES) >= 4096:
         _SAMPLES.clear()
     _SAMPLES[id(ref)] = (ref, out)
     return out
+
+
+def sample_values(ref: dict) -> np.ndarray:
+    """A reference column's sample: the profile's ``sample`` list, or ``sample_f8`` (base64 float64 bytes, the
+    form the drift processor's state keeps it in, decision 0026)."""
+    if "sample_f8" in ref:
+        return np.frombuffer(base64.b64decode(ref["sample_f8"]), "<f8")
+    return np.asarray(ref.get("sample", []), dtype=np.float64)
 
 
 def _prepare(u: np.ndarray) -> _Reference:
@@ -407,7 +416,7 @@ def measure_window(profile: list[dict], columns: dict[str, list], config: Monito
         if ref["kind"] == "CAT" or ref.get("categories") or not ref["count"] or ref["count"] <= ds.SMALL_REFERENCE:
             continue
         windows[ref["name"]] = window = _sorted_numeric(columns[ref["name"]])
-        size = len(ref.get("sample", []))
+        size = _reference(ref).values.size
         if window[0].size and size:
             groups.setdefault((size, window[0].size, len(ref.get("edges", []))), []).append(ref)
     stats: dict[str, tuple] = {}

@@ -229,6 +229,29 @@ def test_a_chunk_is_encoded_when_sent_and_never_when_its_window_closes_in_the_ba
     np.testing.assert_array_equal(_loaded(_stored("FEATURE", values)), values)
 
 
+def test_a_reference_column_is_kept_with_its_sample_as_bytes_and_measures_the_same():
+    """The ref_columns table sends and stores a reference column's 10,000-value sample as base64 float64
+    (``sample_f8``) instead of a JSON list; a window measured against the stored form equals one measured
+    against the profile as logged, and a column restored in the old form (a list) still measures."""
+    from modelog.processors.drift_app import encoded_profile_column
+    from modelog.processors.drift_core import MonitorConfig, measure_window, sample_values
+
+    rng = np.random.default_rng(3)
+    profile = profile_frame(pd.DataFrame({"x": rng.normal(size=20_000), "y": rng.normal(size=20_000),
+                                          "c": rng.choice(["a", "b"], 20_000)}))
+    log = Changelog(random.Random(0))
+    staged = staged_table(Table("ref_columns", log, {}), partition=lambda: 0)
+    for col in profile:
+        staged[col["name"]] = col
+    staged.send()
+    stored = [staged.table.data[col["name"]] for col in profile]
+    assert [w[2] for w in log.inflight] == stored
+    assert "sample" not in stored[0] and sample_values(stored[0]).tolist() == profile[0]["sample"]
+    assert stored[2] == encoded_profile_column(profile[2])
+    window = {"x": rng.normal(0.2, 1, 1000), "y": rng.normal(size=1000), "c": list(rng.choice(["a", "b"], 1000))}
+    assert measure_window(stored, window, MonitorConfig()) == measure_window(profile, window, MonitorConfig())
+
+
 def test_a_header_restored_without_its_chunk_is_said_loudly(caplog):
     """What a changelog restored short of its end (tansu on s3:// answering a stale high watermark) leaves: a
     header counting a chunk that is not there. The window is measured on the rows it has, and an error names it."""
