@@ -254,16 +254,11 @@ def apply_record(state: DriftState, event_type: str, record: dict, offset: int, 
 
 
 async def process_batch(state: DriftState, items: list, factory: EventFactory, totals: dict, settle_batch,
-                        on_item=None, emit=None) -> None:
+                        on_item=None) -> None:
     """Apply a batch of (event type, record, source offset, context) items and make it durable with
     ``settle_batch(outputs)``. A reference or a configuration starts a new settlement: what came before it is
     made durable first, so a restart that re-reads a prediction never sees a configuration logged after it
-    (its header, written with the prediction's, skips it).
-
-    ``emit(events)``, if given, hands each record's outputs to the producer as soon as they exist, so that
-    their acknowledgements arrive while the rest of the batch is computed and the settlement's publish only
-    waits for what is still outstanding. Sent early or not, they are acknowledged before any state of the
-    batch is sent (crash-safe order, :func:`settle`)."""
+    (its header, written with the prediction's, skips it)."""
     outputs: list[Event] = []
     for event_type, record, offset, context in items:
         if on_item is not None:
@@ -271,10 +266,7 @@ async def process_batch(state: DriftState, items: list, factory: EventFactory, t
         if event_type in CONTROL and (outputs or state.staged()):
             await settle_batch(outputs)
             outputs = []
-        produced = apply_record(state, event_type, record, offset, factory, totals)
-        if emit is not None and produced:
-            emit(produced)
-        outputs.extend(produced)
+        outputs.extend(apply_record(state, event_type, record, offset, factory, totals))
     await settle_batch(outputs)
 
 
@@ -425,9 +417,12 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelog-drift")
     totals = {"predictions": 0, "windows": 0, "alerts": 0}
 
+    def publish(events: list[Event]) -> None:
+        emitter.emit(events)
+        emitter.flush()
+
     async def publish_acknowledged(events: list[Event]) -> None:
-        # the batch's events were emitted as they were made (process_batch's emit): wait for their acknowledgements
-        await asyncio.get_running_loop().run_in_executor(executor, emitter.flush)
+        await asyncio.get_running_loop().run_in_executor(executor, publish, events)
 
     async def settle_batch(outputs: list[Event]) -> None:
         await settle(outputs, state, publish_acknowledged, acknowledged)
@@ -450,7 +445,7 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
                 # take_events() yields a list: each event is made "current" so that a table write is staged
                 # for its partition's changelog, as it would be in a per-event stream iteration
                 await process_batch(state, items, factory, totals, settle_batch,
-                                    on_item=lambda e: _current_event.set(weakref.ref(e)), emit=emitter.emit)
+                                    on_item=lambda e: _current_event.set(weakref.ref(e)))
             except BaseException:
                 for table in staged:  # nothing of a failed batch stays staged; its offsets are not acked
                     table.discard()
