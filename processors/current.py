@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .tables import METRIC_SUMMARY_SELECT
-
 
 @dataclass(frozen=True)
 class Current:
