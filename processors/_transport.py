@@ -9,6 +9,9 @@
   restart restored tables short of their last writes (the drift processor's ``drift-kill``). The ends of
   changelog partitions are therefore confirmed by fetching (:func:`modelog.processors.ends.fetched_ends`)
   and the later of the two is used. Source topics are untouched: faust reads them from committed offsets.
+* A source partition's records reach the agent in offset order with none skipped
+  (:mod:`modelog.processors.contiguous`): a fetch that moved past records not delivered is read again
+  from the first of them, instead of faust counting them as an acknowledged gap.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from .contiguous import RESEEK, Contiguity
 from .ends import fetched_ends
 
 log = logging.getLogger("modelog.processors")
@@ -51,8 +55,47 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.contiguity = Contiguity()
+
     def _new_consumer_thread(self):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _guarded(self, tp) -> bool:
+        """Source partitions (acknowledged records); not changelogs, which faust reads to their end itself."""
+        return not tp.topic.endswith(CHANGELOG_SUFFIX) and self.app.topics.acks_enabled_for(tp.topic)
+
+    async def getmany(self, timeout: float):
+        refused = set()  # partitions sought back during this fetch: the rest of their records come again
+        async for tp, message in super().getmany(timeout):
+            if tp in refused:
+                continue
+            if self._guarded(tp):
+                action, hole = self.contiguity.decide(tp, message.offset)
+                if action == RESEEK:
+                    refused.add(tp)
+                    log.warning("%s/%s: fetched offset %d but the next record to deliver is %d: reading again "
+                                "from %d", tp.topic, tp.partition, message.offset, hole, hole)
+                    await self.seek(tp, hole)
+                    continue
+                if hole is not None:
+                    log.warning("%s/%s: offsets %d to %d are not on the log (read %d times): continuing at %d",
+                                tp.topic, tp.partition, hole, message.offset - 1, self.contiguity.confirm,
+                                message.offset)
+            yield tp, message
+
+    async def seek(self, partition, offset: int) -> None:
+        await super().seek(partition, offset)
+        if self._guarded(partition):
+            self.contiguity.sought(partition, offset)
+
+    async def perform_seek(self) -> None:
+        """faust's seek to the committed offsets (after every assignment); they are then the next expected."""
+        await super().perform_seek()
+        for tp in self.assignment():
+            if self._guarded(tp):
+                self.contiguity.sought(tp, self._read_offset.get(tp))
 
 
 class Transport(faust_aiokafka.Transport):

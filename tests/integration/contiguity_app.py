@@ -1,0 +1,46 @@
+"""A faust app on modelog's transport whose consumer's fetch position jumps forward once (``python
+contiguity_app.py TOPIC OUT JUMP_AFTER JUMP_TO``): the agent appends every offset it is given to OUT, and
+after it has been given ``JUMP_AFTER`` it moves the Kafka consumer's position to ``JUMP_TO`` behind faust's
+back, as a fetch that consumed records without delivering them does (processors/contiguous.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import faust
+
+from modelog.processors.app import new_faust_app
+from modelog.wire.settings import Settings
+
+
+def main() -> None:
+    topic_name, out, jump_after, jump_to = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    settings = Settings.load()
+    # a few records per poll: the rest wait in the Kafka consumer's buffer, which the jump throws away
+    app = new_faust_app(settings, f"contiguity-{topic_name}", broker_max_poll_records=3)
+    topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
+    jumped = []
+
+    async def jump(tp) -> None:  # in the consumer's thread, where the Kafka consumer lives
+        consumer = app.consumer._thread._ensure_consumer()
+        consumer.seek(tp, jump_to)
+
+    @app.agent(topic)
+    async def record(stream):
+        async for events in stream.take_events(3, within=0.05):
+            with out.open("a") as fh:
+                fh.writelines(f"{e.message.offset}\n" for e in events)
+            if not jumped and any(e.message.offset >= jump_after for e in events):
+                jumped.append(True)
+                tp = events[0].message.tp
+                from aiokafka import TopicPartition
+                await app.consumer._thread.call_thread(jump, TopicPartition(tp.topic, tp.partition))
+                with out.open("a") as fh:
+                    fh.write("jumped\n")
+
+    faust.Worker(app, loglevel="info", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
