@@ -270,6 +270,41 @@ async def process_batch(state: DriftState, items: list, factory: EventFactory, t
     await settle_batch(outputs)
 
 
+RETRY_FIRST, RETRY_MAX, RETRY_LOG_EVERY = 0.5, 10.0, 60.0
+
+
+async def until_settled(run, discard, records: int, sleep=asyncio.sleep) -> None:
+    """``await run()`` (one batch: :func:`process_batch`) until it succeeds. After a failure -- a publish
+    refused past ``MODELOG_FLUSH_TIMEOUT``, a changelog write the broker did not take -- its staged writes are
+    discarded (``discard()``) and the batch is run again after a pause (``RETRY_FIRST`` doubling to
+    ``RETRY_MAX``), with an error line naming the reason (again every ``RETRY_LOG_EVERY`` s while it lasts).
+
+    The batch must not be given up: faust's take_events acknowledges a batch's records when the agent asks
+    for the next one, whatever became of it, so a batch that raised out of the agent would be committed
+    unmeasured. Running it again on the state the failed attempt left is a redelivery of its records, which
+    the state is built to absorb (:func:`settle`): what was sent is kept and skipped, the rest is applied."""
+    pause, since, logged = RETRY_FIRST, None, 0.0
+    while True:
+        try:
+            await run()
+        except Exception as exc:  # noqa: BLE001 -- logged with its reason and retried; the agent must not die
+            discard()
+            now = time.monotonic()
+            if since is None or now - logged >= RETRY_LOG_EVERY:
+                paused = "" if since is None else f" (paused for {now - since:.0f} s)"
+                log.error("a batch of %d records could not be settled: %s: %s -- measuring is paused%s; the batch "
+                          "is retried every %.0f s at most", records, type(exc).__name__, exc, paused, RETRY_MAX)
+                logged = now
+            since = now if since is None else since
+            await sleep(pause)
+            pause = min(pause * 2, RETRY_MAX)
+            continue
+        if since is not None:
+            log.warning("a batch of %d records settled after %.0f s of retries: measuring again", records,
+                        time.monotonic() - since)
+        return
+
+
 async def settle(outputs: list[Event], state: DriftState, publish, acknowledged) -> None:
     """Make a batch durable in the crash-safe order (decision 0008): its drift and alert events
     (``await publish(outputs)``, acknowledged), then the values, references, configurations and alert states
@@ -427,6 +462,10 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     async def settle_batch(outputs: list[Event]) -> None:
         await settle(outputs, state, publish_acknowledged, acknowledged)
 
+    def discard() -> None:
+        for table in staged:
+            table.discard()
+
     @app.agent(source)
     async def watch(stream):
         async for events in stream.take_events(200, within=0.05):
@@ -441,15 +480,11 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
                     log.warning("%s/%s/%s not decodable, skipped: %s", m.topic, m.partition, m.offset, exc)
                     continue
                 items.append((decoded.event_type, decoded.record, e.message.offset, e))
-            try:
-                # take_events() yields a list: each event is made "current" so that a table write is staged
-                # for its partition's changelog, as it would be in a per-event stream iteration
-                await process_batch(state, items, factory, totals, settle_batch,
-                                    on_item=lambda e: _current_event.set(weakref.ref(e)))
-            except BaseException:
-                for table in staged:  # nothing of a failed batch stays staged; its offsets are not acked
-                    table.discard()
-                raise
+            # take_events() yields a list: each event is made "current" so that a table write is staged for
+            # its partition's changelog, as it would be in a per-event stream iteration
+            await until_settled(lambda: process_batch(state, items, factory, totals, settle_batch,
+                                                      on_item=lambda e: _current_event.set(weakref.ref(e))),
+                                discard, len(items))
 
     if on_ready is not None:
         @app.on_rebalance_complete.connect
@@ -486,4 +521,4 @@ def run_drift(settings: Settings, loglevel: str = "warning") -> None:
 
 
 __all__ = ["DriftState", "apply_record", "create_drift_app", "drift_file", "encoded_chunk", "encoded_profile_column",
-           "output_events", "process_batch", "run_drift", "settle", "staged_table"]
+           "output_events", "process_batch", "run_drift", "settle", "staged_table", "until_settled"]

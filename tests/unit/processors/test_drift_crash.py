@@ -21,7 +21,7 @@ import pytest
 
 from modelog import Settings
 from modelog.drift.profile import profile_frame
-from modelog.processors.drift_app import DriftState, encoded_chunk, process_batch, settle, staged_table
+from modelog.processors.drift_app import DriftState, encoded_chunk, process_batch, settle, staged_table, until_settled
 from modelog.processors.staged import Staged
 from modelog.wire.envelope import EventFactory
 
@@ -262,3 +262,93 @@ def test_a_header_restored_without_its_chunk_is_said_loudly(caplog):
     (closed,) = state.add_predictions(predictions[1], 11)
     assert closed["rows"] == 40 and len(closed["columns"]["x"]["values"]) == 20
     assert "window 0 of m/d: chunk 0 of 2 is missing from the restored state" in caplog.text
+
+
+class Refused(OSError):
+    pass
+
+
+def _run_with_failures(rng: random.Random, failures: int) -> tuple[dict, dict, dict, int]:
+    """Feed RECORDS in random batches through the agent's retry (:func:`until_settled`) while publishes and
+    changelog writes fail ``failures`` times at random steps (of the writes in flight then, any subset lands);
+    no restart: the batch is run again on the state the failed attempt left. Returns (the published events by
+    id, the tables the changelog restores, the tables in memory, the failures that happened)."""
+    published: dict[str, dict] = {}
+    log = Changelog(rng)
+    happened, steps = 0, 0
+    at = set(rng.sample(range(1, 30), failures))  # of the 30-45 publishes and changelog waits of a run
+
+    def fail_now() -> bool:
+        nonlocal happened, steps
+        steps += 1
+        if steps in at:
+            happened += 1
+            log.acked += [w for w in log.inflight if rng.random() < 0.5]
+            log.inflight = []
+            return True
+        return False
+
+    async def publish(events) -> None:
+        if fail_now():
+            for e in events:  # a publish refused after some of its events landed
+                if rng.random() < 0.5:
+                    published.setdefault(e.event_id, {k: v for k, v in e.record.items() if k != "envelope"})
+            raise Refused("3 event(s) were not delivered")
+        for e in events:
+            payload = {k: v for k, v in e.record.items() if k != "envelope"}
+            assert published.setdefault(e.event_id, payload) == payload, "an event id published with another body"
+
+    async def acknowledged(futures, what) -> None:
+        assert len(futures) == len(log.inflight)
+        if fail_now():
+            raise Refused("changelog write failed")
+        log.acked += log.inflight
+        log.inflight = []
+
+    async def no_pause(_seconds) -> None:
+        pass
+
+    tables = {name: Table(name, log, {}) for name in NAMES}
+    state = DriftState(*(staged_table(tables[name], partition=lambda: 0) for name in NAMES))
+    staged = [state.references, state.ref_columns, state.configs, state.windows, state.chunks, state.alerts]
+    offset = 0
+    while offset < len(RECORDS):
+        n = rng.randint(1, 4)
+        items = [(t, r, o, None) for o, (t, r) in enumerate(RECORDS[offset:offset + n], start=offset)]
+        asyncio.run(until_settled(
+            lambda: process_batch(state, items, FACTORY, {"predictions": 0, "windows": 0, "alerts": 0},
+                                  lambda outputs: settle(outputs, state, publish, acknowledged)),
+            lambda: [t.discard() for t in staged], len(items), sleep=no_pause))
+        offset += n
+    assert steps >= 30, steps
+    return published, log.restore(), {name: t.data for name, t in tables.items()}, happened
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_batch_that_cannot_be_settled_is_run_again_to_the_undisturbed_result(seed, undisturbed):
+    """The agent never gives a batch up (take_events would acknowledge its records unmeasured): after a refused
+    publish or changelog write it runs the batch again on what the failed attempt left in memory."""
+    published, kept, memory, failures = _run_with_failures(random.Random(seed), failures=4)
+    assert failures == 4
+    assert published == undisturbed[0]  # every window and alert, once, measured on the same rows
+    assert _without_closed_chunks(memory) == undisturbed[1]
+
+
+def test_until_settled_says_why_and_when_it_recovers(caplog):
+    calls, pauses, discards = [], [], []
+
+    async def run() -> None:
+        calls.append(1)
+        if len(calls) < 4:
+            raise Refused("3 event(s) were not delivered within 60 s")
+
+    async def pause(seconds) -> None:
+        pauses.append(seconds)
+
+    asyncio.run(until_settled(run, lambda: discards.append(1), 7, sleep=pause))
+    assert len(calls) == 4 and len(discards) == 3
+    assert pauses == [0.5, 1.0, 2.0]
+    assert ("a batch of 7 records could not be settled: Refused: 3 event(s) were not delivered within 60 s -- "
+            "measuring is paused") in caplog.text
+    assert caplog.text.count("could not be settled") == 1  # once per RETRY_LOG_EVERY, not per attempt
+    assert "settled after" in caplog.text
