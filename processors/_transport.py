@@ -91,11 +91,18 @@ class _Consumer(faust_aiokafka.Consumer):
             self.contiguity.sought(partition, offset)
 
     async def perform_seek(self) -> None:
-        """faust's seek to the committed offsets (after every assignment); they are then the next expected."""
+        """faust's seek to the committed offsets (after every assignment); they are then the next expected.
+
+        A partition without a committed offset is expected from offset 0 (the processors read from the
+        earliest record): tansu does not always answer the group's committed offset (one restarted drift
+        processor's Kafka consumer fetched from the committed 72 while faust's seek, 0.1 s later, was told
+        there was none), and where the position came from is then unknown. Reading again from the start is
+        what a new group does anyway; a log whose start was deleted shows as a hole, accepted when confirmed."""
         await super().perform_seek()
         for tp in self.assignment():
             if self._guarded(tp):
-                self.contiguity.sought(tp, self._read_offset.get(tp))
+                committed = self._read_offset.get(tp)
+                self.contiguity.sought(tp, 0 if committed is None else committed)
 
 
 class Transport(faust_aiokafka.Transport):

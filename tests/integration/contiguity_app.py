@@ -1,7 +1,9 @@
 """A faust app on modelog's transport whose consumer's fetch position jumps forward once (``python
 contiguity_app.py TOPIC OUT JUMP_AFTER JUMP_TO``): the agent appends every offset it is given to OUT, and
 after it has been given ``JUMP_AFTER`` it moves the Kafka consumer's position to ``JUMP_TO`` behind faust's
-back, as a fetch that consumed records without delivering them does (processors/contiguous.py)."""
+back, as a fetch that consumed records without delivering them does (processors/contiguous.py). ``JUMP_AFTER``
+-1: right after the group's assignment, before anything is delivered (a position that did not come from a
+committed offset: the group has none)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,16 @@ def main() -> None:
                 tp = events[0].message.tp
                 from aiokafka import TopicPartition
                 await app.consumer._thread.call_thread(jump, TopicPartition(tp.topic, tp.partition))
+                with out.open("a") as fh:
+                    fh.write("jumped\n")
+
+    if jump_after < 0:
+        @app.on_rebalance_complete.connect
+        async def _assigned(sender, **kwargs) -> None:
+            if not jumped:
+                jumped.append(True)
+                from aiokafka import TopicPartition
+                await app.consumer._thread.call_thread(jump, TopicPartition(topic_name, 0))
                 with out.open("a") as fh:
                     fh.write("jumped\n")
 

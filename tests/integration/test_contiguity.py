@@ -17,8 +17,9 @@ from waiting import wait_until
 APP = Path(__file__).with_name("contiguity_app.py")
 
 
-def test_a_fetch_that_jumps_forward_is_read_again_from_the_first_record_not_delivered(env, settings, tmp_path):
-    topic, n = f"{settings.topic_prefix}contiguity", 60
+def _delivered_offsets(env, settings, tmp_path, jump_after: int, jump_to: int, n: int = 60) -> tuple[list, str]:
+    """Run contiguity_app.py over a topic of ``n`` records; the offsets it was given (and "jumped") and its log."""
+    topic = f"{settings.topic_prefix}contiguity"
     admin = AdminClient({"bootstrap.servers": settings.resolve_bootstrap()})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     producer = Producer({"bootstrap.servers": settings.resolve_bootstrap()})
@@ -27,7 +28,8 @@ def test_a_fetch_that_jumps_forward_is_read_again_from_the_first_record_not_deli
     assert producer.flush(30) == 0
     out, log = tmp_path / "offsets.txt", tmp_path / "app.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, str(APP), topic, str(out), "10", "40"], env=child_env(env),
+        proc = subprocess.Popen([sys.executable, str(APP), topic, str(out), str(jump_after), str(jump_to)],
+                                env=child_env(env),
                                 stdout=fh, stderr=subprocess.STDOUT)
     try:
         def delivered() -> list[str]:
@@ -40,8 +42,20 @@ def test_a_fetch_that_jumps_forward_is_read_again_from_the_first_record_not_deli
     finally:
         proc.terminate()
         proc.wait(30)
+    return lines, log.read_text()
+
+
+def test_a_fetch_that_jumps_forward_is_read_again_from_the_first_record_not_delivered(env, settings, tmp_path):
+    lines, log = _delivered_offsets(env, settings, tmp_path, jump_after=10, jump_to=40)
     assert "jumped" in lines  # the position did move (else this test would prove nothing)
-    offsets = [int(x) for x in lines if x != "jumped"]
-    assert offsets == list(range(n))  # every record, once, in order
-    text = log.read_text()
-    assert "but the next record to deliver is" in text and "reading again from" in text
+    assert [int(x) for x in lines if x != "jumped"] == list(range(60))  # every record, once, in order
+    assert "fetched offset 40 but the next record to deliver is" in log and "reading again from" in log
+
+
+def test_a_group_without_a_committed_offset_reads_from_the_first_record(env, settings, tmp_path):
+    """tansu does not always answer a group's committed offset; where the Kafka consumer's position then came
+    from is unknown, so a partition without one is read from offset 0 (the processors read from the earliest)."""
+    lines, log = _delivered_offsets(env, settings, tmp_path, jump_after=-1, jump_to=20)
+    assert lines[0] == "jumped"  # moved before anything was delivered
+    assert [int(x) for x in lines[1:]] == list(range(60))
+    assert "fetched offset 20 but the next record to deliver is 0: reading again from 0" in log
