@@ -104,38 +104,48 @@ class TickFailures:
         return True
 
 
-async def apply_until_written(apply, target: str, sleep=asyncio.sleep) -> tuple[BatchStats, list]:
-    """``await apply()`` (one batch's transaction) until it succeeds. A batch the store cannot write -- its
-    disk full, an I/O error, or any other failure of the transaction -- is retried with backoff
-    (``RETRY_FIRST`` doubling to ``RETRY_MAX``), so projecting pauses with an error line naming ``target``
-    and the reason (again every ``RETRY_LOG_EVERY`` s) and resumes by itself once the cause is gone. The
-    transaction was rolled back, so the views keep whole batches only, and the batch's records are not
-    acknowledged until it is written (the offsets are committed after that): nothing is skipped."""
+async def retry_until_done(run, log_failure, sleep=asyncio.sleep):
+    """``await run()`` until it succeeds; returns (its result, the seconds it was paused or None if it never
+    failed). After each failure it pauses ``RETRY_FIRST`` seconds, doubling to ``RETRY_MAX``, for as long as it
+    takes; ``log_failure(exc, paused, first)`` names the failure on the first one and again every
+    ``RETRY_LOG_EVERY`` seconds (``paused``: "" the first time, else " (paused for N s)")."""
     pause, since, logged = RETRY_FIRST, None, 0.0
     while True:
         try:
-            result = await apply()
+            result = await run()
         except Exception as exc:  # noqa: BLE001 -- logged with its reason and retried; the agent must not die
-            reason = storage_error(exc)
             now = time.monotonic()
             if since is None or now - logged >= RETRY_LOG_EVERY:
-                paused = "" if since is None else f" (paused for {now - since:.0f} s)"
-                if reason is not None:
-                    log.error("cannot write the views at %s: %s -- projecting is paused%s; the batch is retried "
-                              "every %.0f s at most until there is space again", target, reason, paused, RETRY_MAX)
-                else:
-                    log.error("a batch could not be applied to the views at %s: %s: %s -- projecting is "
-                              "paused%s; retried every %.0f s at most", target, type(exc).__name__, exc, paused,
-                              RETRY_MAX, exc_info=since is None)
+                log_failure(exc, "" if since is None else f" (paused for {now - since:.0f} s)", since is None)
                 logged = now
             since = since if since is not None else now
             await sleep(pause)
             pause = min(pause * 2, RETRY_MAX)
             continue
-        if since is not None:
-            log.warning("the views at %s are written again after %.0f s paused: projecting resumes", target,
-                        time.monotonic() - since)
-        return result
+        return result, None if since is None else time.monotonic() - since
+
+
+async def apply_until_written(apply, target: str, sleep=asyncio.sleep) -> tuple[BatchStats, list]:
+    """``await apply()`` (one batch's transaction) until it succeeds (:func:`retry_until_done`). A batch the
+    store cannot write -- its disk full, an I/O error, or any other failure of the transaction -- pauses
+    projecting with an error line naming ``target`` and the reason, and projecting resumes by itself once the
+    cause is gone. The transaction was rolled back, so the views keep whole batches only, and the batch's
+    records are not acknowledged until it is written (the offsets are committed after that): nothing is
+    skipped."""
+    def failed(exc: Exception, paused: str, first: bool) -> None:
+        reason = storage_error(exc)
+        if reason is not None:
+            log.error("cannot write the views at %s: %s -- projecting is paused%s; the batch is retried "
+                      "every %.0f s at most until there is space again", target, reason, paused, RETRY_MAX)
+        else:
+            log.error("a batch could not be applied to the views at %s: %s: %s -- projecting is "
+                      "paused%s; retried every %.0f s at most", target, type(exc).__name__, exc, paused,
+                      RETRY_MAX, exc_info=first)
+
+    result, paused_s = await retry_until_done(apply, failed, sleep)
+    if paused_s is not None:
+        log.warning("the views at %s are written again after %.0f s paused: projecting resumes", target, paused_s)
+    return result
 
 
 def faust_credentials(options: dict[str, str]):

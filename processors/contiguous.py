@@ -38,10 +38,6 @@ class Contiguity:
         else:
             self.expected[tp] = offset
 
-    def forget(self, tp: Hashable) -> None:
-        self.expected.pop(tp, None)
-        self.reread.pop(tp, None)
-
     def decide(self, tp: Hashable, offset: int) -> tuple[str, int | None]:
         """What to do with a fetched record at ``offset``: ``(DELIVER, None)``; ``(RESEEK, e)``: do not
         deliver it, seek the partition to ``e`` and drop the rest of this fetch for it; a hole seen

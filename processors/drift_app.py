@@ -51,7 +51,7 @@ from modelog.wire.topics import ensure_topics
 from modelog.wire.keystore import keystore_for
 from modelog.wire.sealing import ERASED, Opened, opener
 
-from .app import _write_json, new_faust_app
+from .app import RETRY_MAX, _write_json, new_faust_app, retry_until_done
 from .drift_core import MonitorConfig, measure_window, step_alerts
 from .privacy import open_column
 from .staged import Staged
@@ -270,39 +270,30 @@ async def process_batch(state: DriftState, items: list, factory: EventFactory, t
     await settle_batch(outputs)
 
 
-RETRY_FIRST, RETRY_MAX, RETRY_LOG_EVERY = 0.5, 10.0, 60.0
-
-
 async def until_settled(run, discard, records: int, sleep=asyncio.sleep) -> None:
-    """``await run()`` (one batch: :func:`process_batch`) until it succeeds. After a failure -- a publish
-    refused past ``MODELOG_FLUSH_TIMEOUT``, a changelog write the broker did not take -- its staged writes are
-    discarded (``discard()``) and the batch is run again after a pause (``RETRY_FIRST`` doubling to
-    ``RETRY_MAX``), with an error line naming the reason (again every ``RETRY_LOG_EVERY`` s while it lasts).
+    """``await run()`` (one batch: :func:`process_batch`) until it succeeds (:func:`.app.retry_until_done`:
+    backoff, an error line naming the reason). After a failure -- a publish refused past
+    ``MODELOG_FLUSH_TIMEOUT``, a changelog write the broker did not take -- its staged writes are discarded
+    (``discard()``) before it runs again.
 
     The batch must not be given up: faust's take_events acknowledges a batch's records when the agent asks
     for the next one, whatever became of it, so a batch that raised out of the agent would be committed
     unmeasured. Running it again on the state the failed attempt left is a redelivery of its records, which
     the state is built to absorb (:func:`settle`): what was sent is kept and skipped, the rest is applied."""
-    pause, since, logged = RETRY_FIRST, None, 0.0
-    while True:
+    async def attempt() -> None:
         try:
             await run()
-        except Exception as exc:  # noqa: BLE001 -- logged with its reason and retried; the agent must not die
+        except Exception:
             discard()
-            now = time.monotonic()
-            if since is None or now - logged >= RETRY_LOG_EVERY:
-                paused = "" if since is None else f" (paused for {now - since:.0f} s)"
-                log.error("a batch of %d records could not be settled: %s: %s -- measuring is paused%s; the batch "
-                          "is retried every %.0f s at most", records, type(exc).__name__, exc, paused, RETRY_MAX)
-                logged = now
-            since = now if since is None else since
-            await sleep(pause)
-            pause = min(pause * 2, RETRY_MAX)
-            continue
-        if since is not None:
-            log.warning("a batch of %d records settled after %.0f s of retries: measuring again", records,
-                        time.monotonic() - since)
-        return
+            raise
+
+    def failed(exc: Exception, paused: str, first: bool) -> None:
+        log.error("a batch of %d records could not be settled: %s: %s -- measuring is paused%s; the batch is "
+                  "retried every %.0f s at most", records, type(exc).__name__, exc, paused, RETRY_MAX)
+
+    _, paused_s = await retry_until_done(attempt, failed, sleep)
+    if paused_s is not None:
+        log.warning("a batch of %d records settled after %.0f s of retries: measuring again", records, paused_s)
 
 
 async def settle(outputs: list[Event], state: DriftState, publish, acknowledged) -> None:
