@@ -46,7 +46,7 @@ def parse_as_of(value: str | datetime | None) -> str | None:
 
 
 def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None,
-              params: list | tuple | None = None) -> pyarrow.Table:
+              params: list | tuple | None = None, cache: bool = True) -> pyarrow.Table:
     """Run a read-only SQL query over the views; return an Arrow table. Raises QueryError.
 
     ``as_of`` (ISO 8601 text or datetime; naive = UTC) answers with every view as it was at that
@@ -56,13 +56,17 @@ def sql_arrow(query: str, settings: Settings | None = None, *, as_of: str | date
     Once the log is governed (``modelog init``), a running processor answers only what this principal may
     read (docs/security.md): the request is signed with its key (MODELOG_SIGNING_KEY or its key file), else
     carries MODELOG_TOKEN.
+
+    A running processor keeps an answer until the views next change and gives it again for the same statement,
+    parameters and scope (a statement reading the clock or chance is always run: decision 0028); ``cache=False``
+    runs it even so (e.g. to time the statement itself).
     """
-    return query_arrow(query, settings, as_of=as_of, params=params)
+    return query_arrow(query, settings, as_of=as_of, params=params, cache=cache)
 
 
 def query_arrow(query: str, settings: Settings | None = None, *, as_of: str | datetime | None = None,
                 params: list | tuple | None = None, on_behalf_of: str | None = None,
-                signer_principal: str | None = None) -> pyarrow.Table:
+                signer_principal: str | None = None, cache: bool = True) -> pyarrow.Table:
     """:func:`sql_arrow` for a process that reads for others (the HTTP server): ``on_behalf_of`` scopes the
     answer to that principal, whom this process authenticated; a processor accepts it from a request signed
     with ``signer_principal``'s key when that key has the ``delegate`` capability. Without a processor (the
@@ -80,7 +84,7 @@ def query_arrow(query: str, settings: Settings | None = None, *, as_of: str | da
     if info and info.get("sql_url"):
         return _remote(info["sql_url"], query, stamp, bound,
                        identity=lambda body, headers: _identity(settings, body, headers, on_behalf_of,
-                                                                signer_principal))
+                                                                signer_principal), cache=cache)
     return _local(settings.views_path, query, stamp, bound, limits, settings.duckdb_memory_limit, on_behalf_of)
 
 
@@ -154,10 +158,12 @@ def close_connections() -> None:
 
 
 def _remote(url: str, query: str, as_of: str | None = None, params: list | None = None,
-            identity=None) -> pyarrow.Table:
+            identity=None, cache: bool = True) -> pyarrow.Table:
     import pyarrow as pa
 
     headers = {"Content-Type": "text/plain"}
+    if not cache:
+        headers["Cache-Control"] = "no-cache"
     if as_of:
         headers["X-Modelog-As-Of"] = as_of
     if params:

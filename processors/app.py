@@ -388,7 +388,7 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
     else:
         store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit)
     server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port,
-                         limits=QueryLimits.from_settings(settings))
+                         limits=QueryLimits.from_settings(settings), cache_bytes=int(settings.sql_cache_mb * 2**20))
     server.ready = False  # until the consumer has joined (GET /ready)
     server.start()
     info_path = processor_file(settings) if publish_info else None

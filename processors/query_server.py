@@ -7,7 +7,11 @@
                     X-Modelog-Signature (a request signed with a registered key; X-Modelog-On-Behalf-Of from a
                     delegate key), or Authorization: Bearer <API token> (modelog.wire.sqlauth); the answer
                     holds only what that principal may read (processors/scope.py, decision 0022)
-                    200: Arrow IPC stream; 400: {"error": "..."}; 401: {"error": "..."} (who asks is not proven)
+                    header Cache-Control: no-cache (optional): run the statement even if its answer is kept
+                    200: Arrow IPC stream, header X-Modelog-Cache: hit | miss | bypass (an answer is kept
+                    until the views next change, for the same statement, parameters and scope: decision
+                    0028, processors/result_cache.py); 400: {"error": "..."}; 401: {"error": "..."} (who
+                    asks is not proven)
     GET  /health    {"status": "ok", "ready": bool, "positions": {...}}   (200 while the process lives)
     GET  /ready     200 once the projector's consumer has joined its group, 503 before (readiness probes)
     GET  /metrics   Prometheus text format 0.0.4 (drift, alerts, predictions, projector lag; see metrics.py)
@@ -33,6 +37,7 @@ from modelog.wire.sqlauth import AuthError
 from modelog.wire.tokens import parse_token
 
 from . import metrics
+from .result_cache import ResultCache, cacheable, unstable_names
 from .scope import Scope, governance_version, read_scope
 from .watchdog import WATCHDOG
 from .sql_guard import MAX_QUERY_BYTES, check_query
@@ -294,6 +299,17 @@ def store_governance(store, cur) -> tuple[bool, int]:
     return kept(cur) if kept is not None else governance_version(cur)
 
 
+CACHE_HEADER = "X-Modelog-Cache"  # on every answer: hit, miss or bypass (processors/result_cache.py)
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024  # MODELOG_SQL_CACHE_MB's default
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 class QueryServer:
     """Serves SQL from ``store`` in a background thread; each request gets its own cursor.
 
@@ -303,12 +319,23 @@ class QueryServer:
 
     def __init__(self, store: ViewStore, host: str = "127.0.0.1", port: int = 0,
                  highwaters: Callable[[], Mapping[tuple[str, int], int]] | None = None,
-                 limits: QueryLimits | None = None) -> None:
+                 limits: QueryLimits | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.store = store
         self.limits = limits or QueryLimits()
         self.highwaters = highwaters
         self.ready = True  # the projector sets it False until its consumer has joined
         self.scopes = ScopedReaders(store)
+        # answers kept while the views are unchanged: a store that counts its commits (ViewStore.generation)
+        self.cache: ResultCache | None = None
+        self._unstable: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        if cache_bytes > 0 and isinstance(getattr(store, "generation", None), int):
+            cur = store.reader()
+            try:
+                self._unstable = unstable_names(cur)
+            finally:
+                cur.close()
+            self.cache = ResultCache(cache_bytes)
+            store.on_commit.append(self.cache.advance)  # older answers dropped at once (an erasure among them)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -319,9 +346,11 @@ class QueryServer:
             def log_message(self, *args) -> None:  # quiet
                 return None
 
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
+            def _send(self, code: int, body: bytes, ctype: str, extra: Mapping[str, str] | None = None) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -348,17 +377,15 @@ class QueryServer:
                                                                 f"of SQL (got {length})"}).encode(), "application/json")
                 body = self.rfile.read(length)
                 as_of = self.headers.get("X-Modelog-As-Of")
+                fresh = "no-cache" in self.headers.get("Cache-Control", "").lower()
                 try:
-                    table = outer.answer(body, dict(self.headers.items()), as_of,
-                                         parse_params(self.headers.get("X-Modelog-Params")))
+                    data, how = outer.respond(body, dict(self.headers.items()), as_of,
+                                              parse_params(self.headers.get("X-Modelog-Params")), fresh)
                 except AuthError as exc:
                     return self._send(401, json.dumps({"error": str(exc)}).encode(), "application/json")
                 except (QueryError, duckdb.Error) as exc:
                     return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
-                sink = pa.BufferOutputStream()
-                with pa.ipc.new_stream(sink, table.schema) as writer:
-                    writer.write_table(table)
-                self._send(200, sink.getvalue().to_pybytes(), "application/vnd.apache.arrow.stream")
+                self._send(200, data, "application/vnd.apache.arrow.stream", {CACHE_HEADER: how})
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
@@ -369,19 +396,49 @@ class QueryServer:
     def answer(self, body: bytes, headers: Mapping[str, str], as_of: str | None, params: list | None) -> pa.Table:
         """The answer to one request: its sender identified (raises AuthError), its statement run within the
         sender's read scope (processors/scope.py)."""
-        query = body.decode()
         cur = self.store.reader()
         try:
-            governed, version = store_governance(self.store, cur)
-            off = getattr(self.store, "replacements_off", False)
-            if not governed:  # a local install before `modelog init`: everyone reads everything, as before
-                return arrow_result(cur, query, as_of, params, self.limits, replacements_off=off)
-            who, everything = identify(cur, headers, body)
-            scope = Scope(who, everything=True) if everything else self.scopes.scope(cur, who, version)
-            if scope.everything or as_of:
-                return arrow_result(cur, query, as_of, params, self.limits, scope, replacements_off=off)
+            scope, version = self._scope(cur, headers, body)
+            return self._run(cur, body.decode(), as_of, params, scope, version)
         finally:
             cur.close()
+
+    def respond(self, body: bytes, headers: Mapping[str, str], as_of: str | None, params: list | None,
+                fresh: bool = False) -> tuple[bytes, str]:
+        """The answer as an Arrow IPC stream, and how it was had: ``hit`` (kept since the views last changed),
+        ``miss`` (run, and kept) or ``bypass`` (run, not kept: ``fresh``, ``as_of``, a statement that reads the
+        clock, chance or the engine's state, or no cache). The sender is identified first either way."""
+        query = body.decode()
+        if self.cache is None or fresh or as_of or not cacheable(query, *self._unstable):
+            return _ipc(self.answer(body, headers, as_of, params)), "bypass"
+        generation = self.store.generation  # before anything is read: what is kept is at least this new
+        cur = self.store.reader()
+        try:
+            scope, version = self._scope(cur, headers, body)
+            key = (scope.key if scope is not None else ("*",), query, json.dumps(params) if params else None)
+            hit = self.cache.get(generation, key)
+            if hit is not None:
+                return hit, "hit"
+            data = _ipc(self._run(cur, query, None, params, scope, version))
+        finally:
+            cur.close()
+        self.cache.put(generation, key, data)
+        return data, "miss"
+
+    def _scope(self, cur, headers: Mapping[str, str], body: bytes) -> tuple[Scope | None, int]:
+        """(the sender's scope, grants version); scope None before the log is governed (everyone reads all).
+        Raises AuthError when the log is governed and the request does not prove who sends it."""
+        governed, version = store_governance(self.store, cur)
+        if not governed:  # a local install before `modelog init`: everyone reads everything, as before
+            return None, version
+        who, everything = identify(cur, headers, body)
+        return (Scope(who, everything=True) if everything else self.scopes.scope(cur, who, version)), version
+
+    def _run(self, cur, query: str, as_of: str | None, params: list | None, scope: Scope | None,
+             version: int) -> pa.Table:
+        off = getattr(self.store, "replacements_off", False)
+        if scope is None or scope.everything or as_of:
+            return arrow_result(cur, query, as_of, params, self.limits, scope, replacements_off=off)
         with self.scopes.reader(scope, version) as scoped:
             return arrow_result(scoped, query, None, params, self.limits, scope, shadowed=True, replacements_off=off)
 

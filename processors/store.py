@@ -133,6 +133,12 @@ class ViewStore:
         self._governance: tuple[int, tuple[bool, int]] | None = None
         self._governance_generation = 0
         self._governance_touched = False
+        # moves on when committed data changes (the SQL endpoint keeps answers per generation, decision 0028):
+        # right before a COMMIT and right after it, so that a reader who read it before running a statement
+        # saw at least that generation's data, and what was kept around the commit is dropped after it.
+        # on_commit: called with each new generation
+        self.generation = 0
+        self.on_commit: list[Callable[[int], None]] = []
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -199,7 +205,9 @@ class ViewStore:
                 chained = self._chain_records(records)
                 if decided and publish is not None:
                     publish(decided)
+                self._committed()  # before and after: nothing kept in between outlives the commit
                 con.execute("COMMIT")
+                self._committed()
                 if self._governance_touched:
                     self._governance_generation += 1
                 if chained is not None:
@@ -214,6 +222,11 @@ class ViewStore:
                 self._rewrite()
         stats.decided = len(decided)
         return stats, dead
+
+    def _committed(self) -> None:
+        self.generation += 1
+        for listener in self.on_commit:
+            listener(self.generation)
 
     def _trust_for(self, con: duckdb.DuckDBPyConnection, records: list[RawRecord]) -> Trust:
         """The registry a batch is judged with: this file's, as of its last committed batch."""
@@ -266,6 +279,7 @@ class ViewStore:
             finally:
                 self.con = self._connect()
                 self.con.execute(views_sql())  # recreated from their text, as on every open
+                self._committed()
 
     def _decide(self, con, event_type: str, record: dict, pos: RawRecord) -> list[dict]:
         """The decider's verdicts after a trigger event, reading state through ``con`` (in the batch's transaction)."""
@@ -294,7 +308,9 @@ class ViewStore:
             self.con.execute("BEGIN TRANSACTION")
             try:
                 self._save_chain(changed, due)
+                self._committed()
                 self.con.execute("COMMIT")
+                self._committed()
             except BaseException:
                 self.con.execute("ROLLBACK")
                 raise

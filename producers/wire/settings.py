@@ -19,6 +19,8 @@ MODELOG_DUCKDB_MEMORY_LIMIT  memory DuckDB may use for the views, per views file
                              DuckDB's own: 80% of RAM). Its buffer cache grows with the views up to this
 MODELOG_SQL_TIMEOUT          seconds one SQL statement from a user may run before it is stopped (default 60)
 MODELOG_SQL_MAX_ROWS         rows one SQL answer may hold (default 5,000,000); more is a clear error
+MODELOG_SQL_CACHE_MB         memory the SQL endpoint may keep answers in until the views next change (default 64;
+                             0: none). Only statements that read neither the clock nor chance are kept
 MODELOG_LAKE                 where several projector workers publish: Delta Lake tables in a directory or
                              at ``s3://bucket/prefix`` (any S3-compatible store; endpoint and credentials from
                              the standard AWS_* variables, as for MODELOG_ARTIFACT_URI). Each worker projects
@@ -91,6 +93,7 @@ class Settings:
     duckdb_memory_limit: str | None = None
     sql_timeout: float = 60.0
     sql_max_rows: int = 5_000_000
+    sql_cache_mb: float = 64.0
     schema_registry_url: str | None = None
     session_timeout_ms: int = 6000
     linger_ms: int = 50
@@ -239,6 +242,8 @@ class Settings:
                 raise ConfigError(f"{name}: must be >= 1 (got {getattr(self, attr)})")
         if not self.checkpoint_seconds >= 0:
             raise ConfigError(f"MODELOG_CHECKPOINT_SECONDS: must be >= 0 (got {self.checkpoint_seconds})")
+        if not self.sql_cache_mb >= 0:
+            raise ConfigError(f"MODELOG_SQL_CACHE_MB: must be >= 0 (got {self.sql_cache_mb}; 0 keeps no answers)")
         if not self.sql_timeout > 0:
             raise ConfigError(f"MODELOG_SQL_TIMEOUT: must be > 0 seconds (got {self.sql_timeout})")
         if self.linger_ms < 0 or self.flush_timeout <= 0:
@@ -281,6 +286,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "MODELOG_DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", str),
     "MODELOG_SQL_TIMEOUT": ("sql_timeout", float),
     "MODELOG_SQL_MAX_ROWS": ("sql_max_rows", _positive_int),
+    "MODELOG_SQL_CACHE_MB": ("sql_cache_mb", float),
     "MODELOG_SCHEMA_REGISTRY_URL": ("schema_registry_url", str),
     "MODELOG_SESSION_TIMEOUT_MS": ("session_timeout_ms", int),
     "MODELOG_LINGER_MS": ("linger_ms", int),

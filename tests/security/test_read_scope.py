@@ -151,6 +151,27 @@ def test_attack18_an_unauthenticated_or_forged_sql_request_is_refused(secured, t
     assert pa.ipc.open_stream(body).read_all().to_pylist() == [{"experiment": "team-a"}]
 
 
+def test_a_kept_answer_is_given_only_to_the_scope_it_was_run_for(secured, teams):
+    """The endpoint keeps an answer until the views change, per statement, parameters and scope (decision 0028):
+    the admin's answer, kept, is never given to bob, nor to a request that does not prove who sends it."""
+    q = "SELECT DISTINCT experiment FROM runs ORDER BY experiment"
+    bob_key = Signer.from_pem(key_path(secured.settings.home, "bob").read_bytes())
+    url = running_processor(teams.bob)["sql_url"]
+    seen = []
+    for _ in range(20):  # until a repeat is answered from what was kept (a commit in between drops it)
+        assert [r["experiment"] for r in secured.sql(q)] == ["team-a", "team-b"]  # alice, the admin
+        req = urllib.request.Request(url, data=q.encode(), method="POST",
+                                     headers={"Content-Type": "text/plain", **sign_request(bob_key, q.encode())})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert pa.ipc.open_stream(resp.read()).read_all().to_pylist() == [{"experiment": "team-a"}]
+            seen.append(resp.headers["X-Modelog-Cache"])
+        status, body = post_sql(teams, q, {})
+        assert status == 401 and "governed" in json.loads(body)["error"]
+        if seen[-1] == "hit":
+            break
+    assert "hit" in seen, seen
+
+
 def test_attack18_bob_token_on_the_sql_endpoint(secured, teams):
     token = run_cli(secured.env, "token", "create", "bob", "--role", "reader").stdout.strip()
     status, body = post_sql(teams, "SELECT experiment FROM runs", {"Authorization": f"Bearer {token}"})
