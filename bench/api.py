@@ -385,11 +385,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1,000 runs, 10^5 points, 10 repetitions, 30 s bounds")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "api.json")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--sql-cache", action="store_true",
+                    help="let the processor keep SQL answers between commits (decision 0028); by default every "
+                         "timed read runs its statement, as the figures before 2026-12-01 did")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.points, args.repeat, args.budget_s, args.render_loads = 1000, 100_000, 10, 30.0, 3
     for k in [k for k in os.environ if k.startswith("MODELOG_")]:
         del os.environ[k]  # the stack is configured here only (children inherit the environment)
+    if not args.sql_cache:
+        os.environ["MODELOG_SQL_CACHE_MB"] = "0"  # the processor started below inherits it
 
     ds = Dataset(args.runs, args.points)
     res: dict = {"benchmark": "api", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -105,10 +105,10 @@ class Stack:
         except OSError:
             return ""
 
-    def sql(self, query: str) -> list[dict]:
+    def sql(self, query: str, cache: bool = True) -> list[dict]:
         import modelog
 
-        return modelog.sql_arrow(query, self.settings).to_pylist()
+        return modelog.sql_arrow(query, self.settings, cache=cache).to_pylist()
 
     def topic(self, name: str) -> str:
         return f"{self.settings.topic_prefix}{name}"
@@ -444,7 +444,7 @@ class SlowReader(threading.Thread):
         while not self.stop_event.is_set():
             t0 = time.perf_counter()
             try:
-                self.stack.sql(self.query)
+                self.stack.sql(self.query, cache=False)  # run every time, not answered as kept (decision 0028)
                 self.durations.append(time.perf_counter() - t0)
             except Exception as exc:  # noqa: BLE001 -- counted and reported
                 self.errors.append(f"{type(exc).__name__}: {exc}"[:300])

@@ -91,7 +91,9 @@ def measure(storage: str, runs: int, steps: int, params: int, tags: int, memory_
                            "ORDER BY step"),
             "runs_list_ms": "SELECT run_id, name, status, start_time FROM runs ORDER BY start_time DESC LIMIT 50",
         }
-        lat = {name: median_ms(lambda q=q: sql_arrow(q, settings), 20)["median_ms"] for name, q in queries.items()}
+        # cache=False: each statement planned and run, as before the endpoint kept answers (decision 0028)
+        lat = {name: median_ms(lambda q=q: sql_arrow(q, settings, cache=False), 20)["median_ms"]
+               for name, q in queries.items()}
         broker_pids = _broker_pids(home)
         rss = {"sdk": peak_rss_mib(os.getpid()), "projector": peak_rss_mib(proc_pid),
                "broker": sum(peak_rss_mib(p) or 0 for p in broker_pids)}
