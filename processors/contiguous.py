@@ -7,7 +7,10 @@ passes over it. On the embedded broker, a restarted drift processor's consumer d
 Recovery fetches a source partition while it restores the tables, then seeks to the committed offset, and
 the records of that fetch are consumed without reaching the agent (``bench/faults.py --only drift-kill``
 with the fetches logged: fetched 47-48, seek to 47, next fetch at 49). Records acknowledged and on the
-log were then never measured, and the committed offset passed them (docs/reliability.md).
+log were then never measured, and the committed offset passed them (docs/reliability.md). The same run showed a
+second way: a group with no committed offset (processors killed before their first commit; or the broker not
+answering it) took the first record that arrived as the start, although the processors read from the earliest.
+The consumer therefore expects the committed offset after a seek, and 0 when there is none (decision 0027).
 
 :class:`Contiguity` is the bookkeeping, without I/O: per source partition, the offset the next record must
 have (known after a seek or a delivery). A record past it is not delivered: the consumer seeks back to the
