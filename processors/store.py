@@ -83,9 +83,6 @@ class BatchStats:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
-CHECKPOINT_THRESHOLD = "4MB"  # DuckDB's automatic checkpoint, on the views' connection (see _connect)
-
-
 class ViewStore:
     """Owns the one writing connection to the views file."""
 
@@ -159,12 +156,6 @@ class ViewStore:
         # a name in FROM never resolves to a Python object of this process, on any cursor (the SQL endpoint's
         # sandbox; arrow_result sets it per statement only on connections that are not known to have it)
         con.execute("SET GLOBAL python_enable_replacements = false")
-        # DuckDB checkpoints the file when a commit leaves more than this in the WAL, and a checkpoint's memory
-        # follows the WAL's size, outside memory_limit: at DuckDB's 16 MB the projector's RSS jumped by 200-450
-        # MiB for 1-2 s at such commits (py-spy at each jump: the writer waiting in COMMIT), so its peak at 10^7
-        # points was 588-1,030 MiB; at 4 MB, 579-604 MiB over five runs, for ~7 % more CPU per point
-        # (docs/benchmarks.md, "Projector memory")
-        con.execute(f"SET GLOBAL checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         return con
 
     def apply(self, records: list[RawRecord], projector: Projector,

@@ -294,14 +294,3 @@ def test_a_timed_checkpoint_the_broker_refuses_is_logged_and_published_on_a_late
     assert [(c["topic"], c["tree_size"]) for c in published] == [("t", 3)]
     assert asyncio.run(ticks.run(tick)) is True and len(published) == 1  # published once
     s.close()
-
-
-def test_the_views_are_checkpointed_at_a_small_wal(store):
-    """A checkpoint's memory follows the WAL it folds in, outside DuckDB's memory_limit: the store keeps it
-    small (docs/benchmarks.md, "Projector memory"), on the writer and on every reader cursor."""
-    import duckdb as _duckdb
-
-    want = _duckdb.connect().execute("SET checkpoint_threshold = '4MB'; "
-                                     "SELECT current_setting('checkpoint_threshold')").fetchall()
-    for con in (store.con, store.reader()):
-        assert con.execute("SELECT current_setting('checkpoint_threshold')").fetchall() == want
