@@ -41,6 +41,8 @@ from . import access, keys, lineage, monitoring, privacy, registry
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_THRESHOLD = "4MB"  # DuckDB's automatic checkpoint once the WAL is this big (decision 0029)
+
 FAMILIES = (registry, lineage, monitoring, access, keys, privacy)  # event families beyond tracking, each with TABLES, PROJECTIONS, VIEWS, VIEWS_SQL
 
 VIEW_NAMES = ("experiments", "runs", "run_environments", "params", "metrics", "latest_metrics", "tags",
@@ -156,7 +158,51 @@ class ViewStore:
         # a name in FROM never resolves to a Python object of this process, on any cursor (the SQL endpoint's
         # sandbox; arrow_result sets it per statement only on connections that are not known to have it)
         con.execute("SET GLOBAL python_enable_replacements = false")
+        # small checkpoints (decision 0029): DuckDB's automatic checkpoint runs inside a COMMIT once the WAL
+        # passes the threshold and holds memory in proportion to it (16 MB by default: the projector's RSS
+        # jumped by 200-450 MiB for a second or two at 10^7 points). And every commit goes to the WAL first:
+        # by default a large commit that falls due for a checkpoint skips the WAL and is visible to readers
+        # before it is durable, so a kill -9 during that checkpoint lost rows the endpoint had shown. The
+        # price: a checkpoint that fails after its commit (a full disk) invalidates the database -> _reopen.
+        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        con.execute(f"SET auto_checkpoint_skip_wal_threshold = {2 ** 62}")
         return con
+
+    def _reopen(self, cause: BaseException) -> None:
+        """Open the views file again after DuckDB invalidated the database (``cause``: a checkpoint that
+        failed after its commit was written to the WAL, on a full disk). Opening replays the WAL: every
+        committed batch is there, and nothing else. Readers get cursors of the new connection; a statement
+        running on the old one fails and can be retried. Caller holds ``_lock``."""
+        with self._swap:
+            self._open_again(cause)
+
+    def _open_again(self, cause: BaseException) -> None:
+        """:meth:`_reopen` for a caller holding ``_swap`` too."""
+        log.warning("the views at %s were invalidated by DuckDB (%s): opening them again", self.path, cause)
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+        self.con = self._connect()  # not views_sql(): the file has them, and the disk may still be full
+        self._trust = None
+        self._governance_generation += 1
+        self._committed()
+
+    def _commit(self, con: duckdb.DuckDBPyConnection, records: list[RawRecord]) -> None:
+        """COMMIT the batch of ``records``. When DuckDB invalidates the database during the checkpoint after
+        the commit, the store reopens the file and the batch counts as committed if the file has its
+        positions (the WAL had it); else the commit's error is raised and the batch is retried."""
+        try:
+            con.execute("COMMIT")
+        except duckdb.FatalException as exc:
+            self._reopen(exc)
+            if not self._holds(records):
+                raise
+            log.warning("the batch ending at %s was committed before the checkpoint failed: kept",
+                        {f"{r.topic}/{r.partition}": r.offset for r in records})
+
+    def _holds(self, records: list[RawRecord]) -> bool:
+        """Whether the file's positions are past every one of ``records`` (caller holds ``_lock``)."""
+        have = {(t, p): o for t, p, o in self.con.execute("SELECT * FROM positions").fetchall()}
+        return all(have.get((r.topic, r.partition), -1) > r.offset for r in records)
 
     def apply(self, records: list[RawRecord], projector: Projector,
               publish: Callable[[list[dict]], None] | None = None) -> tuple[BatchStats, list]:
@@ -206,7 +252,7 @@ class ViewStore:
                 if decided and publish is not None:
                     publish(decided)
                 self._committed()  # before and after: nothing kept in between outlives the commit
-                con.execute("COMMIT")
+                self._commit(con, records)
                 self._committed()
                 if self._governance_touched:
                     self._governance_generation += 1
@@ -215,7 +261,8 @@ class ViewStore:
                 if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
                     self._trust = trust
             except BaseException:
-                _rollback(con)
+                if self.con is con:  # else the database was invalidated and opened again: nothing is open
+                    _rollback(con)
                 self._trust_rolled_back()
                 raise
             if erasing and projector.keys is not None:  # plaintext was replaced: leave none in free blocks
@@ -269,6 +316,8 @@ class ViewStore:
                     con.execute("DETACH _fresh")
             except (duckdb.Error, OSError) as exc:  # the erasure is committed; the next one rewrites the file
                 fresh.unlink(missing_ok=True)
+                if isinstance(exc, duckdb.FatalException):
+                    self._open_again(exc)
                 log.warning("views file not rewritten after an erasure (%s): old values may remain in its free "
                             "blocks until the next erasure", type(exc).__name__)
                 return
@@ -305,14 +354,22 @@ class ViewStore:
             changed, due = self.chain.tick(time.time())
             if not due:
                 return 0
-            self.con.execute("BEGIN TRANSACTION")
+            con = self.con
+            con.execute("BEGIN TRANSACTION")
             try:
                 self._save_chain(changed, due)
                 self._committed()
-                self.con.execute("COMMIT")
+                try:
+                    con.execute("COMMIT")
+                except duckdb.FatalException as exc:  # the checkpoints were published; the next tick saves them
+                    self._reopen(exc)
+                    self._chain_loaded = False
+                    self.chain.partitions.clear()
+                    raise
                 self._committed()
             except BaseException:
-                self.con.execute("ROLLBACK")
+                if self.con is con:
+                    _rollback(con)
                 raise
             self.chain.commit(changed)
             return len(due)
@@ -418,7 +475,11 @@ class ViewStore:
 
     def checkpoint(self) -> None:
         with self._lock:
-            self.con.execute("CHECKPOINT")
+            try:
+                self.con.execute("CHECKPOINT")
+            except duckdb.FatalException as exc:
+                self._reopen(exc)
+                raise
 
     def close(self) -> None:
         with self._lock:

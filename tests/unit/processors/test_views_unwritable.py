@@ -140,3 +140,66 @@ def test_a_failed_statement_is_the_error_raised_not_the_aborted_transaction_afte
     assert con.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (2,)]
     with pytest.raises(duckdb.CatalogException):
         con.execute("SELECT * FROM _batch")  # unregistered after a block that succeeded
+
+
+def test_a_checkpoint_failing_after_its_commit_keeps_the_batch_and_the_store_opens_the_file_again(tmpfs, caplog):
+    """Decision 0029: every commit is written to the WAL first, and DuckDB checkpoints at 4 MB. On a full disk
+    the checkpoint inside a COMMIT can fail after the commit is durable; DuckDB then invalidates the database.
+    The store opens the file again (the WAL replays the batch), counts the batch as written, and goes on: the
+    next batch that cannot be written fails as usual and goes in once there is space."""
+    codec, projector = Codec(), Projector()
+    store = ViewStore(tmpfs / "views.duckdb")
+    try:
+        offset = 0
+        with caplog.at_level(logging.WARNING, logger="modelog.processors.store"):
+            while offset < 2000:
+                try:
+                    store.apply(metrics_batch(codec, offset), projector)
+                except duckdb.Error as exc:
+                    assert storage_error(exc) is not None and not isinstance(exc, duckdb.FatalException), exc
+                    break
+                offset += 1
+        reopened = [r.getMessage() for r in caplog.records if "invalidated by DuckDB" in r.getMessage()]
+        assert reopened and "No space left on device" in reopened[0], "no checkpoint failed after its commit"
+        assert any("was committed before the checkpoint failed: kept" in r.getMessage() for r in caplog.records)
+        assert store.con.execute("SELECT count(*), count(DISTINCT event_id) FROM log_metrics").fetchone() == \
+            (offset * 5000, offset)
+        assert store.positions() == {("t", 0): offset}
+        subprocess.run(["mount", "-o", "remount,size=64m", str(tmpfs)], check=True)
+        store.apply(metrics_batch(codec, offset), projector)
+        store.apply(metrics_batch(codec, offset + 1), projector)
+        assert store.positions() == {("t", 0): offset + 2}
+    finally:
+        store.close()
+    again = ViewStore(tmpfs / "views.duckdb")  # what a restart finds: every batch the store counted as written
+    try:
+        assert again.con.execute("SELECT count(*), count(DISTINCT event_id) FROM log_metrics").fetchone() == \
+            ((offset + 2) * 5000, offset + 2)
+    finally:
+        again.close()
+
+
+class _Invalidated:
+    """A connection whose COMMIT fails the way DuckDB's does when the checkpoint after it failed."""
+
+    def execute(self, sql, *args):
+        assert sql == "COMMIT"
+        raise duckdb.FatalException("FATAL Error: Transaction COMMIT succeeded and is durable, but the "
+                                    "autocheckpoint failed. Failed to create checkpoint: No space left on device")
+
+
+def test_after_an_invalidated_commit_only_a_batch_the_file_holds_counts_as_written(tmp_path):
+    codec, projector = Codec(), Projector()
+    store = ViewStore(tmp_path / "views.duckdb")
+    try:
+        store.apply(metrics_batch(codec, 0, points=10), projector)
+        old = store.con
+        store._commit(_Invalidated(), metrics_batch(codec, 0, points=10))  # the file has offset 0: kept
+        assert store.con is not old  # opened again
+        with pytest.raises(duckdb.FatalException):  # offset 1 is not in the file: the batch is retried
+            store._commit(_Invalidated(), metrics_batch(codec, 1, points=10))
+        store.apply(metrics_batch(codec, 1, points=10), projector)  # the new connection works
+        assert store.positions() == {("t", 0): 2}
+        assert store.con.execute("SELECT count(*) FROM log_metrics").fetchone()[0] == 20
+    finally:
+        store.close()
