@@ -46,7 +46,10 @@ log = logging.getLogger("modelog.processor")
 
 BATCH_RECORDS = 500  # records per transaction (each MetricsLogged record holds up to 5000 points)
 BATCH_WITHIN = 0.05  # seconds: a partial batch is applied after this long
-STREAM_BUFFER = 2 * BATCH_RECORDS  # records faust may hold for the agent before it pauses fetching
+# records faust may hold for the agent before it pauses fetching: ~30 MB of 120 KB columnar batches, several
+# transactions' worth (BATCH_BYTES); 1,000 held ~120 MB more at the projector's peak with 10^7 points, and
+# W's throughput was the same with 250 (docs/benchmarks.md, "Projector memory")
+STREAM_BUFFER = BATCH_RECORDS // 2
 # encoded bytes per transaction: a batch of 500 per-point records of 5,000 points each decoded into ~2.5M
 # Python objects per column (the projector peaked at ~1 GiB with 10^7 points, bench/growth.py); 8 MB of Avro
 # is ~300k points. Columnar batches (decision 0021) decode into arrays over their bytes instead.
@@ -210,7 +213,7 @@ def new_faust_app(settings: Settings, app_id: str, **extra) -> ProjectorApp:
 
 def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -> faust.App:
     """The projector app over one views file (``ViewStore``) or this worker's shards (``ShardSet``)."""
-    # at most ~2 batches of records waiting in the agent's buffer: a MetricsLogged record holds up to 5,000
+    # at most STREAM_BUFFER records waiting in the agent's buffer: a MetricsLogged record holds up to 5,000
     # points (~100 KB), so faust's default of 4,096 let a backlog hold ~400 MB (bench/growth.py, 10^7 points)
     app = new_faust_app(settings, f"{settings.processor_id}-{store.instance_id[:12]}",
                         stream_buffer_maxsize=STREAM_BUFFER)
