@@ -8,10 +8,12 @@
    time, from its "ready", until every window's DriftMeasured event is on the log.
 
     python bench/monitoring.py [--calls 200000] [--predictions 200000] [--rate 100000 --seconds 3]
-                               [--storage memory|s3]
+                               [--frame-predictions 1000000] [--storage memory|s3]
 
 3. Publishing rate: the same loop flat out, then paced at --rate for --seconds, with the default
    Monitor; predictions/s published = sent / time until close() has them acknowledged, and drops.
+4. Batch scoring: ``Monitor.log_frame`` of --frame-predictions predictions in frames of 10,000 rows
+   (columns encoded as they are, no dict per row); predictions/s until acknowledged.
 
 Prints a table and writes bench/results/monitoring.json.
 """
@@ -99,6 +101,29 @@ def publish_rate(client, count: int, rate: float | None) -> dict:
             "close_error": error, "process_cpu_us_per_prediction": cpu_s / max(st["sent"], 1) * 1e6}
 
 
+def frame_rate(client, count: int, frame_rows: int = 10_000) -> dict:
+    """Monitor.log_frame (batch scoring) from one thread: ``count`` predictions in frames of ``frame_rows``,
+    each frame encoded column by column and published in events of 1,000 rows; the clock stops when close()
+    has every event acknowledged by the broker."""
+    from modelog import Monitor
+
+    live = frame(frame_rows, 5)
+    preds = np.full(frame_rows, 0.5)
+    m = Monitor("bench-frame", "prod", client=client)
+    perf = time.perf_counter
+    cpu0 = time.process_time()
+    t0 = perf()
+    for _ in range(0, count, frame_rows):
+        m.log_frame(live, predictions=preds)
+    calls_s = perf() - t0
+    m.close()
+    total_s = perf() - t0
+    st = m.stats()
+    return {"predictions": st["sent"], "frame_rows": frame_rows, "in_log_frame_s": calls_s, "until_acknowledged_s": total_s,
+            "published_per_s": st["sent"] / total_s, "dropped": st["dropped"],
+            "process_cpu_us_per_prediction": (time.process_time() - cpu0) / max(st["sent"], 1) * 1e6}
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a process so far (Linux /proc), start-up included."""
     try:
@@ -166,6 +191,7 @@ def main() -> None:
     ap.add_argument("--predictions", type=int, default=200_000)
     ap.add_argument("--rate", type=float, default=100_000, help="paced publishing: predictions per second")
     ap.add_argument("--seconds", type=float, default=3.0, help="paced publishing: how long")
+    ap.add_argument("--frame-predictions", type=int, default=1_000_000, help="Monitor.log_frame: predictions in all")
     ap.add_argument("--storage", choices=["memory", "s3"], default="s3")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "monitoring.json")
     args = ap.parse_args()
@@ -184,6 +210,7 @@ def main() -> None:
         serving = serving_cost(client, args.calls)
         flat_out = publish_rate(client, args.calls, None)
         paced = publish_rate(client, int(args.rate * args.seconds), args.rate)
+        frames = frame_rate(client, args.frame_predictions)
         drift = drift_throughput(client, settings, args.predictions)
         client.close()
     finally:
@@ -191,7 +218,7 @@ def main() -> None:
     result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
               "load_avg_at_start": load_start, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
               "storage": args.storage, "features": {"numeric": NUM, "categorical": CAT}, "serving": serving,
-              "publish_flat_out": flat_out, "publish_paced": paced,
+              "publish_flat_out": flat_out, "publish_paced": paced, "publish_frames": frames,
               "drift_processor": drift}
     print(f"\nmodelog monitoring benchmark — {NUM} numeric + {CAT} categorical features; embedded broker "
           f"({args.storage}); {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
@@ -209,6 +236,10 @@ def main() -> None:
          f"{paced['published_per_s']:,.0f}"),
         ("  offered / sent / dropped / unsent at close", f"{paced['offered_per_s']:,.0f}/s / {paced['sent']:,} / "
                                                         f"{paced['dropped']:,} / {paced['unsent_at_close']:,}"),
+        (f"Monitor.log_frame, frames of {frames['frame_rows']:,}: predictions/s published",
+         f"{frames['published_per_s']:,.0f}"),
+        ("  predictions / dropped / CPU of this process per prediction",
+         f"{frames['predictions']:,} / {frames['dropped']:,} / {frames['process_cpu_us_per_prediction']:.2f} us"),
         ("drift processor: predictions/s (windows of 1,000)",
          f"{drift['predictions_per_s']:,.0f}" if drift["predictions_per_s"] else "n/a"),
         ("  windows measured / expected", f"{drift['windows']} / {drift['windows_expected']}"),

@@ -165,6 +165,123 @@ def predictions_payload(model: str, deployment: str, version: int | None, items:
             "columns": prediction_columns(items, buffers=buffers), "dropped": dropped}
 
 
+def _as_list(values: Iterable[Any] | None, n: int) -> list | np.ndarray | None:
+    """``values`` as something sliceable with a length (a numpy array stays one)."""
+    if values is None:
+        return None
+    if isinstance(values, np.ndarray):
+        return values
+    to_numpy = getattr(values, "to_numpy", None)  # a pandas Series
+    return to_numpy() if to_numpy is not None else list(values)
+
+
+class _Source:
+    """One column of a frame (or the predictions or scores), converted once per :meth:`Monitor.log_frame`
+    call and cut into batches by :meth:`column`, which gives exactly what :func:`_encode_column` makes of
+    the same values one by one (a row's None, pandas' NA and a text column's NaN are missing; a float NaN
+    of a float column is a NaN value)."""
+
+    def __init__(self, name: str, role: str, values: Any) -> None:
+        self.name, self.role, self.source = name, role, values
+        self.values: np.ndarray | list | None = None  # float64 (numbers) or the values (one by one)
+        self.valid: np.ndarray | None = None
+        self.codes: np.ndarray | None = None  # int32 into self.dictionary (texts)
+        self.dictionary: list[str] = []
+        dtype = getattr(values, "dtype", None)
+        if dtype is not None and not isinstance(dtype, np.dtype) and dtype.kind in "fiu":  # Int64, Float64
+            missing = np.asarray(values.isna(), bool)
+            self.values = values.to_numpy(dtype=_pc.VALUE, na_value=np.nan)
+            self.valid = ~missing if missing.any() else None
+            return
+        if isinstance(dtype, np.dtype) and dtype.kind in "fiu":
+            self.values = np.asarray(values).astype(_pc.VALUE, copy=False)
+            return
+        if dtype is not None and not (isinstance(dtype, np.dtype) and dtype.kind != "O") and self._texts(values):
+            return
+        self.values = values.tolist() if hasattr(values, "tolist") else list(values)
+
+    def _texts(self, values: Any) -> bool:
+        """Dictionary-encode a column of text (pandas' str, object or categorical of text) with Arrow."""
+        import pyarrow as pa
+
+        try:
+            arr = pa.array(values, from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):  # mixed types: value by value
+            return False
+        if isinstance(arr.type, pa.DictionaryType):
+            if not pa.types.is_string(arr.type.value_type) and not pa.types.is_large_string(arr.type.value_type):
+                return False
+        elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            arr = arr.dictionary_encode()
+        else:
+            return False
+        self.codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(_pc.CODE, copy=False)
+        self.dictionary = arr.dictionary.to_pylist()
+        return True
+
+    def column(self, start: int, end: int) -> dict[str, Any] | None:
+        """The column of rows ``start:end``; None for a prediction or score column with none in them."""
+        if self.codes is not None:
+            sub = self.codes[start:end]
+            present = sub[sub >= 0]
+            if not len(present):  # nothing but missing values: as one by one (a column of numbers)
+                if self.role != "FEATURE":
+                    return None
+                return _encode_column(self.name, self.role, _tolist(self.source, start, end))
+            seen, first = np.unique(present, return_index=True)
+            order = seen[np.argsort(first)]  # the batch's texts in first-seen order, as _encode_column has them
+            remap = np.full(len(self.dictionary) + 1, -1, _pc.CODE)  # [-1] stays -1
+            remap[order] = np.arange(len(order), dtype=_pc.CODE)
+            return _pc.texts(self.name, self.role, remap[sub], [self.dictionary[i] for i in order])
+        if isinstance(self.values, np.ndarray):
+            return _pc.numbers(self.name, self.role, self.values[start:end],
+                               None if self.valid is None else self.valid[start:end])
+        values = self.values[start:end]
+        if self.role != "FEATURE" and all(v is None for v in values):
+            return None
+        return _encode_column(self.name, self.role, values)
+
+
+def _frame_sources(features: pd.DataFrame, predictions: Any, scores: Any) -> list[_Source]:
+    """The columns of a PredictionsLogged event for the rows of ``features`` (see :func:`frame_columns`)."""
+    sources = [_Source(str(name), "FEATURE", features.iloc[:, j]) for j, name in enumerate(features.columns)]
+    if predictions is not None:
+        sources.append(_Source("prediction", "PREDICTION", predictions))
+    if scores is not None:
+        score = _Source("score", "SCORE", scores)
+        sources.append(score if isinstance(score.values, np.ndarray) else _Scores(_tolist(scores, 0, len(scores))))
+    return sources
+
+
+class _Scores:
+    """A score column with something other than numbers in it: each batch as prediction_columns makes it."""
+
+    def __init__(self, values: list) -> None:
+        self._values = values
+
+    def column(self, start: int, end: int) -> dict[str, Any] | None:
+        values = self._values[start:end]
+        if all(v is None for v in values):
+            return None
+        if set(map(type, values)) <= _NUMBER_TYPES:
+            return _encode_column("score", "SCORE", values)
+        numbers, _ = _column(values)  # a score column of numbers only (none, if some are not)
+        return {"name": "score", "role": "SCORE", "numbers": numbers, "strings": []}
+
+
+def _tolist(values: Any, start: int, end: int) -> list:
+    """Rows ``start:end`` of a Series, an array or a list, as Python objects (what a row's dict holds)."""
+    part = values.iloc[start:end] if hasattr(values, "iloc") else values[start:end]
+    return part.tolist() if hasattr(part, "tolist") else list(part)
+
+
+def frame_columns(features: pd.DataFrame, predictions: Any = None, scores: Any = None) -> list[dict[str, Any]]:
+    """The ``columns`` of a PredictionsLogged event for the rows of ``features`` -- the same columns as
+    :func:`prediction_columns` gives for those rows as dicts, without a Python object per row."""
+    columns = (s.column(0, len(features)) for s in _frame_sources(features, predictions, scores))
+    return [c for c in columns if c is not None]
+
+
 class Monitor:
     """Logs a deployment's predictions (and later labels) for drift and performance monitoring."""
 
@@ -259,15 +376,53 @@ class Monitor:
                   request_ids: Iterable[str] | None = None, scores: Iterable[float] | None = None,
                   subjects: Iterable[str | None] | None = None) -> list[str]:
         """Record many predictions at once (one row of ``features`` each); returns the request ids.
-        ``subjects``: one per row (see :meth:`log`)."""
-        rows = features.to_dict(orient="records")
-        preds = list(predictions) if predictions is not None else [None] * len(rows)
-        ids = list(request_ids) if request_ids is not None else [None] * len(rows)
-        sc = list(scores) if scores is not None else [None] * len(rows)
-        subs = list(subjects) if subjects is not None else [None] * len(rows)
-        if not len(preds) == len(ids) == len(sc) == len(subs) == len(rows):
-            raise ValidationError("predictions", len(preds), f"must have one entry per row ({len(rows)})")
-        return [self.log(r, p, request_id=i, score=s, subject=u) for r, p, i, s, u in zip(rows, preds, ids, sc, subs)]
+        ``subjects``: one per row (see :meth:`log`).
+
+        Batch scoring's path: the frame's columns are encoded as they are (a numeric column is one numpy
+        buffer, no dict per row) in the calling thread, and published in events of ``batch_rows`` rows
+        directly -- not through the buffer, so nothing is dropped and ``on_full`` does not apply. With
+        ``subjects`` (sealing per row) the rows go through :meth:`log` one by one."""
+        n = len(features)
+        preds = _as_list(predictions, n)
+        ids = None if request_ids is None else [str(i) for i in request_ids]
+        sc = _as_list(scores, n)
+        subs = None if subjects is None else list(subjects)
+        for name, given in (("predictions", preds), ("request_ids", ids), ("scores", sc), ("subjects", subs)):
+            if given is not None and len(given) != n:
+                raise ValidationError(name, len(given), f"must have one entry per row ({n})")
+        if subs is not None and any(s is not None for s in subs):
+            rows = features.to_dict(orient="records")
+            none = [None] * n
+            return [self.log(r, p, request_id=i, score=s, subject=u)
+                    for r, p, i, s, u in zip(rows, preds or none, ids or none, sc or none, subs)]
+        names = [str(c) for c in features.columns]
+        marked = self._explicit if self._marked is None else self._marked
+        if marked and not marked.isdisjoint(names):
+            from modelog.sdk.privacy import HIDDEN
+
+            raise ValidationError(f"features[{sorted(marked.intersection(names))[0]!r}]", HIDDEN,
+                                  "is sensitive (policy sensitive_fields, or sensitive_features=): pass subjects= "
+                                  "(one data subject's id per row) to seal it")
+        with self._lock:
+            if self._closed:
+                raise ValidationError("monitor", self.deployment, "is closed")
+        if ids is None:
+            ids = [f"{self._rid_prefix}{c:x}" for c in itertools.islice(self._rid_counter, n)]
+        sources = _frame_sources(features, preds, sc)
+        for start in range(0, n, self._batch):
+            end = min(n, start + self._batch)
+            ts = now_micros()
+            columns = [c for c in (source.column(start, end) for source in sources) if c is not None]
+            payload = {"model": self.model, "deployment": self.deployment, "version": self.version,
+                       "request_ids": ids[start:end], "timestamps": [ts] * (end - start), "columns": columns,
+                       "dropped": 0}
+            self._seal(payload, [None] * (end - start))  # a column the policy marked since: withheld
+            self._client.emitter.emit([self._client.events.make("PredictionsLogged", "monitor", self._key,
+                                                                **payload)])
+            with self._lock:
+                self._logged += end - start
+                self._sent += end - start
+        return ids
 
     def log_labels(self, request_ids: str | Iterable[str], labels: Any) -> None:
         """Record the ground truth for earlier predictions (one label per request id)."""
@@ -316,21 +471,20 @@ class Monitor:
             return False
         payload = predictions_payload(self.model, self.deployment, self.version, items, dropped)
         if items:
-            self._seal(payload, items)
+            self._seal(payload, [it[5] for it in items])
         event = self._client.events.make("PredictionsLogged", "monitor", self._key, **payload)
         self._client.emitter.emit([event])
         with self._lock:
             self._sent += len(items)
         return more
 
-    def _seal(self, payload: dict, items: list[tuple]) -> None:
+    def _seal(self, payload: dict, subjects: list[str | None]) -> None:
         """Seal the sensitive feature columns of one batch (background thread). The policy is read again (kept
         30 s by the client); when it cannot be read and a prediction names a subject, every feature column
         of the batch is sealed: what is sensitive is unknown, so nothing is published in clear."""
         policy = self._client.sealer.sensitive_features(self.model)
         if policy is not None:
             self._marked = self._explicit | policy
-        subjects = [it[5] for it in items]
         marked = self._marked
         if marked is None:
             marked = ({c["name"] for c in payload["columns"] if c["role"] == "FEATURE"}

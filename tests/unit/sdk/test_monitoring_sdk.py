@@ -195,3 +195,101 @@ def test_flush_says_how_many_predictions_are_still_buffered_when_time_runs_out(t
     assert m.stats() == {"logged": 50, "sent": 50, "dropped": 0, "buffered": 0, "withheld": 0}
     assert sum(len(e.record["request_ids"]) for e in c.emitter.events) == 50
     c.close()
+
+
+def _mixed_frame(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    income = rng.normal(50, 10, n)
+    income[3] = np.nan
+    return pd.DataFrame({
+        "income": income,                                        # float, a NaN among them
+        "age": rng.integers(18, 80, n),                          # int64
+        "member": rng.integers(0, 2, n).astype(bool),            # bool: text, as log() makes of it
+        "city": [None if i % 5 == 0 else f"c{i % 3}" for i in range(n)],   # text with missing values
+        "tier": pd.Categorical([f"t{i % 2}" for i in range(n)]),
+        "count": pd.array([None if i == 2 else i for i in range(n)], dtype="Int64"),  # nullable integers
+    })
+
+
+@pytest.mark.parametrize("predictions, scores", [
+    (np.linspace(0, 1, 12), None),
+    (["approve", None, "deny"] * 4, [0.5, None, 0.25] * 4),
+    (pd.Series(np.arange(12)), np.linspace(0, 1, 12)),
+    (None, None),
+])
+def test_a_frame_is_encoded_column_by_column_exactly_as_its_rows_would_be(predictions, scores):
+    from modelog.sdk.monitoring import frame_columns, prediction_columns as row_columns
+
+    frame = _mixed_frame(12)
+    rows = frame.to_dict(orient="records")
+    preds = list(predictions) if predictions is not None else [None] * 12
+    sc = list(scores) if scores is not None else [None] * 12
+    by_rows = row_columns([(str(i), 0, r, p, s) for i, (r, p, s) in enumerate(zip(rows, preds, sc))])
+    assert frame_columns(frame, predictions, scores) == by_rows
+    assert [c["name"] for c in by_rows][:6] == list(frame.columns)
+
+
+def test_log_frame_publishes_batches_of_columns_without_the_buffer(client):
+    frame = _mixed_frame(12)
+    m = Monitor("credit-risk", "prod", version=3, client=client, batch_rows=5, max_buffer=1, on_full="drop")
+    ids = m.log_frame(frame, predictions=np.linspace(0, 1, 12), request_ids=[f"q{i}" for i in range(12)])
+    assert ids == [f"q{i}" for i in range(12)]
+    batches = events(client, "PredictionsLogged")  # published by the call itself, not the background thread
+    assert [b["request_ids"] for b in batches] == [ids[0:5], ids[5:10], ids[10:12]]
+    assert all(b["dropped"] == 0 and b["version"] == 3 for b in batches)
+    income = [v for b in batches
+              for v in prediction_columns.lists(next(c for c in b["columns"] if c["name"] == "income"),
+                                                len(b["request_ids"]))[0]]
+    assert income[:3] + income[4:] == frame["income"].tolist()[:3] + frame["income"].tolist()[4:]
+    assert np.isnan(income[3])
+    assert m.stats() == {"logged": 12, "sent": 12, "dropped": 0, "buffered": 0, "withheld": 0}
+    generated = m.log_frame(frame.iloc[:2])
+    assert len(set(generated)) == 2 and not set(generated) & set(ids)
+    m.close()
+
+
+def test_log_frame_rejects_bad_input_before_publishing(client):
+    m = Monitor("m", "d", client=client, sensitive_features=["ssn"])
+    with pytest.raises(ValidationError, match="predictions"):
+        m.log_frame(pd.DataFrame({"x": [1.0, 2.0]}), predictions=[1])
+    with pytest.raises(ValidationError, match="request_ids"):
+        m.log_frame(pd.DataFrame({"x": [1.0, 2.0]}), request_ids=["a"])
+    with pytest.raises(ValidationError, match=r"features\['ssn'\]"):
+        m.log_frame(pd.DataFrame({"x": [1.0], "ssn": ["123"]}))
+    m.close()
+    with pytest.raises(ValidationError, match="closed"):
+        m.log_frame(pd.DataFrame({"x": [1.0]}))
+    assert events(client, "PredictionsLogged") == []
+
+
+@pytest.mark.parametrize("predictions, scores", [
+    ([None] * 5 + ["approve", None, "deny"] * 2 + [None], [None] * 5 + [0.5] * 7),
+    (np.linspace(0, 1, 12), ["high"] * 3 + [None] * 6 + [0.5, 0.25, None]),
+])
+def test_log_frame_makes_the_same_batches_as_logging_its_rows_one_by_one(tmp_path, predictions, scores):
+    """Per batch too: a batch whose predictions (or scores) are all missing has no such column, and a text
+    column with nothing but missing values in a batch is a column of missing numbers, as from log()."""
+    frame = _mixed_frame(12)
+    frame["city"] = [None] * 5 + ["Lyon"] * 7  # the first batch of 5 has no city
+    by_call = {}
+    for way in ("rows", "frame"):
+        c = Client(Settings.load(env={}, home=tmp_path / way, principal="svc", linger_ms=5), emitter=MemoryEmitter())
+        m = Monitor("m", "d", client=c, batch_rows=5)
+        if way == "rows":
+            for i, r in enumerate(frame.to_dict(orient="records")):
+                m.log(r, predictions[i], score=scores[i], request_id=f"q{i}")
+                m.flush()  if i % 5 == 4 else None
+        else:
+            m.log_frame(frame, predictions, scores=scores, request_ids=[f"q{i}" for i in range(12)])
+        m.close()
+        by_call[way] = [(b["request_ids"], b["columns"]) for b in events(c, "PredictionsLogged")]
+        c.close()
+    for (ids_f, cols_f), (ids_r, cols_r) in zip(by_call["frame"], by_call["rows"]):
+        assert ids_f == ids_r
+        assert [c["name"] for c in cols_f] == [c["name"] for c in cols_r]
+        for cf, cr in zip(cols_f, cols_r):
+            assert cf == cr, cf["name"]
+    assert len(by_call["frame"]) == len(by_call["rows"])
+    assert [len(ids) for ids, _ in by_call["frame"]] == [5, 5, 2]
+    first = {col["name"] for col in by_call["frame"][0][1]}
+    assert "city" in first and ("prediction" in first) == (predictions[0] is not None)
