@@ -185,3 +185,26 @@ def test_two_drift_workers_share_the_models_and_survive_a_kill(env, settings, cl
     finally:
         for w in workers:
             w.stop()
+
+
+def test_a_frame_logged_at_once_lands_row_for_row_in_the_predictions_view(settings, client, processor):
+    """Monitor.log_frame (batch scoring: columns encoded as they are, events published by the call) through
+    the real broker and projector: every row, its values and its text, exactly once."""
+    frame = reference(n=2_500, seed=9)
+    frame.loc[7, "city"] = None
+    m = Monitor("batch-scorer", "nightly", client=client, batch_rows=1000)
+    ids = m.log_frame(frame.drop(columns="score"), predictions=frame["score"], request_ids=[f"b{i}" for i in range(2500)])
+    m.close()
+    assert ids == [f"b{i}" for i in range(2500)] and m.stats()["sent"] == 2500
+    rows = wait_for(settings, "SELECT request_id, features['income'], features['age'], feature_text['city'], prediction "
+                              "FROM predictions WHERE model = 'batch-scorer' ORDER BY request_id",
+                    lambda rows: len(rows) >= 2500)
+    assert len(rows) == 2500 and len({r[0] for r in rows}) == 2500
+    got = {r[0]: r[1:] for r in rows}
+    for i in (0, 7, 999, 1000, 2499):
+        income, age, city, prediction = got[f"b{i}"]
+        assert income == pytest.approx(frame.at[i, "income"]) and age == frame.at[i, "age"]
+        assert city == (None if i == 7 else frame.at[i, "city"])
+        assert prediction == pytest.approx(frame.at[i, "score"])
+    assert q(settings, "SELECT sum(predictions), sum(batches) FROM prediction_rates WHERE model = 'batch-scorer'") == \
+        [(2500, 3)]
