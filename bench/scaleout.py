@@ -127,7 +127,7 @@ def run_config(base, workers: int, lake: bool, ends: dict, points: int, timeout:
                                            "AND value > 0.2 ORDER BY value DESC"),
                         ("history_ms", "SELECT step, value FROM metrics WHERE run_id = (SELECT min(run_id) FROM runs) "
                                        "AND key = 'metric_03' ORDER BY step")):
-            queries[name] = median_ms(lambda q=q: sql_arrow(q, settings), 20)["median_ms"]
+            queries[name] = median_ms(lambda q=q: sql_arrow(q, settings, cache=False), 20)["median_ms"]
         visible = sql_arrow("SELECT count(*) AS n FROM metrics", settings).column("n")[0].as_py()
         assert visible == points, f"{tag}: {visible} points visible, {points} published"
     finally:
