@@ -74,3 +74,44 @@ def run_cli(env: dict[str, str], *args: str, check: bool = True, **extra: str) -
     if check and out.returncode != 0:
         raise AssertionError(f"modelog {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
     return out
+
+
+def log_ends(settings: Settings) -> dict[tuple[str, int], int]:
+    """The end offset of every partition of the topics the processor projects (what a later
+    :func:`published_since` reads from)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(settings.librdkafka(**{"group.id": f"test-ends-{os.getpid()}", "enable.auto.commit": False}))
+    try:
+        listed = consumer.list_topics(timeout=10).topics
+        return {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for topic in settings.projected_topics if topic in listed for p in listed[topic].partitions}
+    finally:
+        consumer.close()
+
+
+def published_since(settings: Settings, ends: dict[tuple[str, int], int]) -> list[str]:
+    """The event types of every record put on those topics since ``ends`` were read (a partition created
+    since counts from its start): the log itself says what was published, with no wait for a stray event."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    now = log_ends(settings)
+    consumer = Consumer(settings.librdkafka(**{"group.id": f"test-since-{os.getpid()}", "enable.auto.commit": False}))
+    types: list[str] = []
+    try:
+        for (topic, p), end in now.items():
+            start = ends.get((topic, p), 0)
+            if end <= start:
+                continue
+            consumer.assign([TopicPartition(topic, p, start)])
+            offset = start
+            while offset < end:
+                msg = consumer.poll(10)
+                assert msg is not None, f"{topic}/{p}: offsets {offset}..{end} could not be read"
+                if msg.error():
+                    continue
+                types.append(dict(msg.headers() or []).get("modelog.event_type", b"?").decode())
+                offset = msg.offset() + 1
+    finally:
+        consumer.close()
+    return types

@@ -13,13 +13,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
+from harness import log_ends, published_since
 from test_mlflow_gateway import mlflow_python  # noqa: F401  (the fixture)
 from waiting import wait_until
 from modelog.consumers.query import sql_arrow
@@ -113,18 +113,22 @@ def counts(settings) -> list:
 def test_import_an_mlruns_directory_twice_imports_once(mlflow_python, env, settings, processor, tmp_path):
     mlruns = tmp_path / "mlruns"
     ids = write(mlflow_python, str(mlruns), tmp_path)
+    first = log_ends(settings)
     out = run_cli(env, "import", "mlflow", "--tracking-uri", str(mlruns))
     assert ("imported 2 experiment(s), 3 run(s), 3 param(s), 33 metric point(s), 4 artifact(s) (103,430 bytes "
             "stored), 3 model version(s); skipped 0") in out.stdout, out.stdout + out.stderr
     projected(settings, 3, 3)
     check_imported(settings, ids, mlruns.resolve().as_uri(), tmp_path)
+    assert published_since(settings, first).count("RunStarted") == 3  # what the check below relies on
 
-    before = counts(settings)
+    before, ends = counts(settings), log_ends(settings)
     again = run_cli(env, "import", "mlflow", "--tracking-uri", mlruns.resolve().as_uri())
     assert "imported 0 experiment(s), 0 run(s)" in again.stdout and "skipped 6" in again.stdout
     assert f"skipped run credit-risk/baseline ({ids['alice']}): already imported" in again.stdout
     assert "skipped model version credit-model/3: already imported" in again.stdout
-    time.sleep(2)  # nothing was published; give a stray event the time to show
+    # the import flushed before it exited: the log says it published nothing (the processor's own
+    # tamper-evidence checkpoints may come meanwhile)
+    assert set(published_since(settings, ends)) <= {"LogCheckpoint"}
     assert counts(settings) == before
 
     only = run_cli(env, "import", "mlflow", "--tracking-uri", str(mlruns), "--experiment", "nope", check=False)
@@ -178,8 +182,8 @@ def test_import_an_mlflow_server_through_its_rest_api(mlflow_python, mlflow_serv
     uri = q(settings, "SELECT uri FROM artifacts WHERE run_id = ? AND path = 'model.pkl'", [ids["alice"]])[0]["uri"]
     assert uri.startswith("mlflow-artifacts:/") and uri.endswith(f"/{ids['alice']}/artifacts/model.pkl")
 
-    before = counts(settings)
+    before, ends = counts(settings), log_ends(settings)
     again = run_cli(env, "import", "mlflow", "--tracking-uri", mlflow_server)
     assert "imported 0 experiment(s), 0 run(s)" in again.stdout and "skipped 6" in again.stdout, again.stdout
-    time.sleep(2)
+    assert set(published_since(settings, ends)) <= {"LogCheckpoint"}
     assert counts(settings) == before
