@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import http.client
 import json
-import os
 import socket
 import threading
 import urllib.parse
@@ -22,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelog.wire.home import processor_file, running_processor
+from modelog.wire.home import running_processor
 from modelog.wire.settings import Settings
 from modelog.wire.errors import QueryError
 

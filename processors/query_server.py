@@ -412,10 +412,16 @@ class QueryServer:
         if self.cache is None or fresh or as_of or not cacheable(query, *self._unstable):
             return _ipc(self.answer(body, headers, as_of, params)), "bypass"
         generation = self.store.generation  # before anything is read: what is kept is at least this new
+        params_key = json.dumps(params) if params else None
+        known = getattr(self.store, "governance_known", lambda: None)()
+        if known is not None and not known[0]:  # not governed (everyone reads all): no cursor to find a hit
+            hit = self.cache.get(generation, (("*",), query, params_key))
+            if hit is not None:
+                return hit, "hit"
         cur = self.store.reader()
         try:
             scope, version = self._scope(cur, headers, body)
-            key = (scope.key if scope is not None else ("*",), query, json.dumps(params) if params else None)
+            key = (scope.key if scope is not None else ("*",), query, params_key)
             hit = self.cache.get(generation, key)
             if hit is not None:
                 return hit, "hit"

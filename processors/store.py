@@ -253,9 +253,9 @@ class ViewStore:
                     publish(decided)
                 self._committed()  # before and after: nothing kept in between outlives the commit
                 self._commit(con, records)
+                if self._governance_touched:  # before the generation moves on: no answer of the new
+                    self._governance_generation += 1  # generation is found or kept with the old governance
                 self._committed()
-                if self._governance_touched:
-                    self._governance_generation += 1
                 if chained is not None:
                     self.chain.commit(chained)
                 if not any(d.reason == "projection_failed" for d in dead):  # else the file and the copy may differ
@@ -472,6 +472,11 @@ class ViewStore:
         value = governance_version(cur)
         self._governance = (generation, value)
         return value
+
+    def governance_known(self) -> tuple[bool, int] | None:
+        """:meth:`governance` when it needs no read (no batch touched governance since it was read), else None."""
+        cached = self._governance
+        return cached[1] if cached is not None and cached[0] == self._governance_generation else None
 
     def checkpoint(self) -> None:
         with self._lock:

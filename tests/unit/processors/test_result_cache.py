@@ -151,6 +151,26 @@ def test_an_answer_is_given_again_until_the_views_change(store):
         server.stop()
 
 
+def test_a_kept_answer_of_a_log_not_governed_opens_no_cursor(store, monkeypatch):
+    """Before the log is governed everyone reads everything: once the store knows that (read after its last
+    governance change), a kept answer is found without a reader cursor. A batch that governs the log takes
+    that knowledge away at its commit, so the next request identifies its sender again."""
+    server = QueryServer(store).start()
+    opened = []
+    reader = store.reader
+    monkeypatch.setattr(store, "reader", lambda: opened.append(1) or reader())
+    try:
+        assert server.respond(CANDIDATE.encode(), {}, None, None)[1] == "miss"
+        assert len(opened) == 1
+        assert server.respond(CANDIDATE.encode(), {}, None, None)[1] == "hit"
+        assert len(opened) == 1  # the hit opened none
+        store._governance_generation += 1  # what a commit that wrote keys, grants or revocations does
+        assert server.respond(CANDIDATE.encode(), {}, None, None)[1] == "hit"
+        assert len(opened) == 2  # governance read again, through a cursor, before the kept answer was given
+    finally:
+        server.stop()
+
+
 def test_parameters_are_part_of_what_is_kept(store):
     server = QueryServer(store).start()
     try:
