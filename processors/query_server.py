@@ -246,6 +246,7 @@ class ScopedReaders:
         self.max_scopes = max_scopes
         self._scopes: dict[tuple[str, int], Scope] = {}
         self._idle: dict[tuple, list] = {}
+        self._opened = getattr(store, "opened", 0)
         self._lock = threading.Lock()
 
     def scope(self, con, principal: str, version: int) -> Scope:
@@ -261,9 +262,18 @@ class ScopedReaders:
     @contextlib.contextmanager
     def reader(self, scope: Scope, version: int):
         key = (scope.key, version)
+        opened = getattr(self.store, "opened", 0)
+        stale: list = []
         with self._lock:
+            if opened != self._opened:  # the store opened its file again: the kept cursors are of the old one
+                stale = [c for pool in self._idle.values() for c in pool]
+                self._idle.clear()
+                self._opened = opened
             idle = self._idle.get(key)
             cur = idle.pop() if idle else None
+        for c in stale:
+            with contextlib.suppress(duckdb.Error):
+                c.close()
         if cur is None:
             cur = self.store.reader()
             try:
@@ -277,7 +287,7 @@ class ScopedReaders:
             ok = True
         finally:
             keep = False
-            if ok:
+            if ok and getattr(self.store, "opened", 0) == opened:  # else it is a cursor of the old file
                 with self._lock:
                     if key not in self._idle and len(self._idle) >= self.max_scopes:
                         for old in self._idle.values():

@@ -141,6 +141,7 @@ class ViewStore:
         # on_commit: called with each new generation
         self.generation = 0
         self.on_commit: list[Callable[[int], None]] = []
+        self.opened = 0  # times the file was opened again (_rewrite, _reopen): older cursors are closed
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -182,6 +183,7 @@ class ViewStore:
         with contextlib.suppress(duckdb.Error):
             self.con.close()
         self.con = self._connect()  # not views_sql(): the file has them, and the disk may still be full
+        self.opened += 1
         self._trust = None
         self._governance_generation += 1
         self._committed()
@@ -327,6 +329,7 @@ class ViewStore:
                 Path(f"{self.path}.wal").unlink(missing_ok=True)
             finally:
                 self.con = self._connect()
+                self.opened += 1
                 self.con.execute(views_sql())  # recreated from their text, as on every open
                 self._committed()
 

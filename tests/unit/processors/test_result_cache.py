@@ -232,3 +232,22 @@ def check_late_statement(server, store, monkeypatch):
     data, how = server.respond(CANDIDATE.encode(), {}, None, None)
     assert how == "miss" and pa.ipc.open_stream(data).read_all().to_pylist() == [{"value": "maybe"}]
     assert server.cache.generation == store.generation
+
+
+def test_scoped_readers_kept_idle_are_not_given_out_after_the_store_opened_its_file_again(store):
+    """A governed endpoint keeps idle scoped cursors; after the store opens its file again (a checkpoint that
+    failed after its commit, decision 0029; the rewrite after an erasure) they belong to the old connection
+    and must not serve the next request."""
+    from modelog.processors.query_server import ScopedReaders
+    from modelog.wire.roles import Scope
+
+    readers = ScopedReaders(store)
+    scope = Scope("alice", experiments=frozenset({"exp"}))
+    with readers.reader(scope, 1) as cur:
+        before = cur.execute("SELECT count(*) FROM log_events").fetchone()
+    with readers.reader(scope, 1) as kept:
+        assert kept is cur  # kept idle and given again
+    store._reopen(RuntimeError("a checkpoint failed after its commit"))
+    with readers.reader(scope, 1) as fresh:
+        assert fresh is not cur
+        assert fresh.execute("SELECT count(*) FROM log_events").fetchone() == before
