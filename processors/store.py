@@ -182,10 +182,17 @@ class ViewStore:
         log.warning("the views at %s were invalidated by DuckDB (%s): opening them again", self.path, cause)
         with contextlib.suppress(duckdb.Error):
             self.con.close()
-        self.con = self._connect()  # not views_sql(): the file has them, and the disk may still be full
-        self.opened += 1
         self._trust = None
         self._governance_generation += 1
+        self._connected()  # not views_sql(): the file has them, and the disk may still be full
+
+    def _connected(self, *statements: str) -> None:
+        """Open the file (again) as ``self.con``, run ``statements`` on it, and move the generation on
+        (caller holds ``_swap``): what _rewrite and _open_again share."""
+        self.con = self._connect()
+        self.opened += 1
+        for statement in statements:
+            self.con.execute(statement)
         self._committed()
 
     def _commit(self, con: duckdb.DuckDBPyConnection, records: list[RawRecord]) -> None:
@@ -328,10 +335,7 @@ class ViewStore:
                 os.replace(fresh, self.path)
                 Path(f"{self.path}.wal").unlink(missing_ok=True)
             finally:
-                self.con = self._connect()
-                self.opened += 1
-                self.con.execute(views_sql())  # recreated from their text, as on every open
-                self._committed()
+                self._connected(views_sql())  # recreated from their text, as on every open
 
     def _decide(self, con, event_type: str, record: dict, pos: RawRecord) -> list[dict]:
         """The decider's verdicts after a trigger event, reading state through ``con`` (in the batch's transaction)."""

@@ -341,14 +341,7 @@ class Monitor:
         rid = request_id or f"{self._rid_prefix}{next(self._rid_counter):x}"
         ts = now_micros() if timestamp is None else int(timestamp * 1_000_000)
         if subject is None:
-            marked = self._explicit if self._marked is None else self._marked
-            if marked and not marked.isdisjoint(features):
-                from modelog.sdk.privacy import HIDDEN
-
-                name = sorted(marked.intersection(features))[0]
-                raise ValidationError(f"features[{name!r}]", HIDDEN, "is sensitive (policy sensitive_fields, or "
-                                                                     "sensitive_features=): pass subject=<the data "
-                                                                     "subject's id> to seal it")
+            self._refuse_sensitive(features, "subject=<the data subject's id>")
         else:
             from modelog.wire.keystore import check_subject
 
@@ -371,6 +364,16 @@ class Monitor:
                 # and notifies: ~7 % of a flat-out loop's time); the flusher sets it again if rows remain
                 self._wake.set()
         return rid
+
+    def _refuse_sensitive(self, names: Iterable[str], remedy: str) -> None:
+        """ValidationError when a feature among ``names`` is sensitive and nothing says whose data it is."""
+        marked = self._explicit if self._marked is None else self._marked
+        if marked and not marked.isdisjoint(names):
+            from modelog.sdk.privacy import HIDDEN
+
+            name = sorted(marked.intersection(names))[0]
+            raise ValidationError(f"features[{name!r}]", HIDDEN, "is sensitive (policy sensitive_fields, or "
+                                                                 f"sensitive_features=): pass {remedy} to seal it")
 
     def log_frame(self, features: pd.DataFrame, predictions: Iterable[Any] | None = None, *,
                   request_ids: Iterable[str] | None = None, scores: Iterable[float] | None = None,
@@ -395,14 +398,7 @@ class Monitor:
             none = [None] * n
             return [self.log(r, p, request_id=i, score=s, subject=u)
                     for r, p, i, s, u in zip(rows, preds or none, ids or none, sc or none, subs)]
-        names = [str(c) for c in features.columns]
-        marked = self._explicit if self._marked is None else self._marked
-        if marked and not marked.isdisjoint(names):
-            from modelog.sdk.privacy import HIDDEN
-
-            raise ValidationError(f"features[{sorted(marked.intersection(names))[0]!r}]", HIDDEN,
-                                  "is sensitive (policy sensitive_fields, or sensitive_features=): pass subjects= "
-                                  "(one data subject's id per row) to seal it")
+        self._refuse_sensitive([str(c) for c in features.columns], "subjects= (one data subject's id per row)")
         with self._lock:
             if self._closed:
                 raise ValidationError("monitor", self.deployment, "is closed")
