@@ -20,9 +20,9 @@ import math
 import numbers
 import threading
 import time
+from time import time_ns as _time_ns
 from collections import deque
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 BATCH_ROWS = 1000
 MAX_BUFFER = 100_000
+# values per request in the Monitor's buffer: request id, timestamp (us), features, prediction, score, subject
+_FIELDS = 6
 
 
 def _check_name(field: str, value: Any) -> str:
@@ -95,17 +97,17 @@ def _encode_column(name: str, role: str, values: list | tuple) -> dict[str, Any]
     return _pc.texts(name, role, codes, list(distinct))
 
 
-def _feature_columns(features: list[Mapping[str, Any]]) -> list[tuple[str, list | tuple]]:
-    """(name, values) per feature, names in first-seen order, None where a request lacks the feature."""
+def _feature_columns(features: list[Mapping[str, Any]]) -> list[tuple[str, list]]:
+    """(name, values) per feature, names in first-seen order, None where a request lacks the feature.
+
+    Column by column, without a tuple per request: a tuple per row (``zip(*rows)``) is a container the
+    cyclic garbage collector tracks, and a serving process at 100,000 predictions/s that makes 100,000 of
+    them a second pays for it in collections (measured: docs/benchmarks.md, "Monitor.log")."""
     first = features[0]
     k = len(first)
     if k and all(len(f) == k for f in features):  # the common case: every request has the same names
-        names = list(first)
         try:
-            if k == 1:
-                (name,) = names
-                return [(name, [f[name] for f in features])]
-            return list(zip(names, zip(*map(itemgetter(*names), features))))
+            return [(name, [f[name] for f in features]) for name in first]
         except KeyError:
             pass
     seen: dict[str, None] = {}
@@ -125,12 +127,14 @@ def prediction_columns(items: list[tuple], *, buffers: bool = True) -> list[dict
         return []
     if not buffers:
         return _list_columns(items)
-    columns = [_encode_column(str(name), "FEATURE", values)
-               for name, values in _feature_columns([it[2] for it in items])]
-    preds = [it[3] for it in items]
+    return _buffer_columns([it[2] for it in items], [it[3] for it in items], [it[4] for it in items])
+
+
+def _buffer_columns(features: list[Mapping[str, Any]], preds: list, scores: list) -> list[dict[str, Any]]:
+    """:func:`prediction_columns` (buffer form) of the requests' features, predictions and scores."""
+    columns = [_encode_column(str(name), "FEATURE", values) for name, values in _feature_columns(features)]
     if any(p is not None for p in preds):
         columns.append(_encode_column("prediction", "PREDICTION", preds))
-    scores = [it[4] for it in items]
     if any(v is not None for v in scores):
         if set(map(type, scores)) <= _NUMBER_TYPES:
             columns.append(_encode_column("score", "SCORE", scores))
@@ -306,7 +310,12 @@ class Monitor:
         self._block = on_full == "block"
         linger = self._client.settings.linger_ms if linger_ms is None else linger_ms
         self._linger = max(linger, 1) / 1000
-        self._buf: deque = deque()
+        # the buffer: batches of requests, each one flat list of _FIELDS values per request (no tuple per
+        # request: see _feature_columns), full ones in _full, the one being filled in _tail
+        self._full: deque[list] = deque()
+        self._tail: list = []
+        self._tail_max = batch_rows * _FIELDS
+        self._buffered = 0
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -338,30 +347,33 @@ class Monitor:
         ``subject``: the opaque id of the person the features are about; the values of sensitive feature
         columns are sealed with that subject's data key (a sensitive column without one raises ValidationError).
         """
-        rid = request_id or f"{self._rid_prefix}{next(self._rid_counter):x}"
-        ts = now_micros() if timestamp is None else int(timestamp * 1_000_000)
+        rid = str(request_id) if request_id else f"{self._rid_prefix}{next(self._rid_counter):x}"
+        ts = _time_ns() // 1000 if timestamp is None else int(timestamp * 1_000_000)
         if subject is None:
             self._refuse_sensitive(features, "subject=<the data subject's id>")
         else:
             from modelog.wire.keystore import check_subject
 
             check_subject(subject)
-        item = (rid, ts, features, prediction, score, subject)
         with self._lock:
             if self._closed:
                 raise ValidationError("monitor", self.deployment, "is closed")
-            while len(self._buf) >= self._max:
+            while self._buffered >= self._max:
                 if not self._block:
                     self._dropped += 1
                     self._dropped_unreported += 1
                     return rid
                 self._wake.set()
                 self._room.wait(0.1)
-            self._buf.append(item)
+            tail = self._tail
+            tail += (rid, ts, features, prediction, score, subject)  # _FIELDS values
+            self._buffered += 1
             self._logged += 1
-            if len(self._buf) >= self._batch and not self._wake.is_set():
-                # set once per batch, not on every call while the flusher catches up (Event.set takes a lock
-                # and notifies: ~7 % of a flat-out loop's time); the flusher sets it again if rows remain
+            if len(tail) >= self._tail_max:
+                self._full.append(tail)
+                self._tail = []
+                # set once per batch, not on every call (Event.set takes a lock and notifies: ~7 % of a
+                # flat-out loop's time); the flusher also sets it again while rows remain
                 self._wake.set()
         return rid
 
@@ -443,35 +455,43 @@ class Monitor:
                 self._error = exc
                 more = False
             with self._lock:
-                if self._closed and not self._buf:
+                if self._closed and not self._buffered:
                     return
             if more:
                 self._wake.set()
 
     def _drain(self) -> bool:
         with self._lock:
-            n = min(len(self._buf), self._batch)
-            items = [self._buf.popleft() for _ in range(n)]
+            if self._full:
+                batch = self._full.popleft()
+            else:
+                batch, self._tail = self._tail, []
+            n = len(batch) // _FIELDS
+            self._buffered -= n
             dropped, self._dropped_unreported = self._dropped_unreported, 0
-            more = bool(self._buf)
-            self._inflight = len(items) or bool(dropped)  # flush waits for them (sealing takes a moment)
+            more = self._buffered > 0
+            self._inflight = n or bool(dropped)  # flush waits for them (sealing takes a moment)
             self._room.notify_all()
         try:
-            return self._publish(items, dropped, more)
+            return self._publish(batch, dropped, more)
         finally:
             with self._lock:
                 self._inflight = 0
 
-    def _publish(self, items: list[tuple], dropped: int, more: bool) -> bool:
-        if not items and not dropped:
+    def _publish(self, batch: list, dropped: int, more: bool) -> bool:
+        """Publish one batch (a flat list, ``_FIELDS`` values per request, as :meth:`log` appends them)."""
+        if not batch and not dropped:
             return False
-        payload = predictions_payload(self.model, self.deployment, self.version, items, dropped)
-        if items:
-            self._seal(payload, [it[5] for it in items])
+        payload = {"model": self.model, "deployment": self.deployment, "version": self.version,
+                   "request_ids": batch[0::_FIELDS], "timestamps": batch[1::_FIELDS],
+                   "columns": _buffer_columns(batch[2::_FIELDS], batch[3::_FIELDS], batch[4::_FIELDS]) if batch else [],
+                   "dropped": dropped}
+        if batch:
+            self._seal(payload, batch[5::_FIELDS])
         event = self._client.events.make("PredictionsLogged", "monitor", self._key, **payload)
         self._client.emitter.emit([event])
         with self._lock:
-            self._sent += len(items)
+            self._sent += len(batch) // _FIELDS
         return more
 
     def _seal(self, payload: dict, subjects: list[str | None]) -> None:
@@ -499,7 +519,7 @@ class Monitor:
         deadline = time.monotonic() + limit
         while True:
             with self._lock:
-                left = len(self._buf)
+                left = self._buffered
                 empty = not left and not self._dropped_unreported and not self._inflight
             if empty or time.monotonic() > deadline:
                 break
@@ -527,7 +547,7 @@ class Monitor:
         """Counts so far: logged (accepted), sent (in batch events), dropped (buffer full), buffered, withheld
         (sensitive feature values published as missing: their prediction had no subject)."""
         with self._lock:
-            return {"logged": self._logged, "sent": self._sent, "dropped": self._dropped, "buffered": len(self._buf),
+            return {"logged": self._logged, "sent": self._sent, "dropped": self._dropped, "buffered": self._buffered,
                     "withheld": self._withheld}
 
     def __enter__(self) -> Monitor:

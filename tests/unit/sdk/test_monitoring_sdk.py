@@ -57,6 +57,25 @@ def test_full_buffer_drops_and_counts_never_silently(client):
     assert m.stats()["sent"] == 5
 
 
+def test_the_buffer_holds_no_collected_container_per_prediction(client):
+    """A tuple per buffered prediction is an object the cyclic collector tracks and, at 100,000/s, what made
+    the collector take a quarter of a serving process's time (docs/benchmarks.md): the buffer keeps flat lists."""
+    import gc
+
+    rows = [{"x": float(i), "city": "Lyon"} for i in range(100)]
+    m = Monitor("m", "d", client=client, batch_rows=20_000, linger_ms=60_000)
+    m.log(rows[0])  # warm: first-call allocations
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(10_000):
+        m.log(rows[i % 100], prediction=0.5)
+    grown = len(gc.get_objects()) - before
+    assert m.stats()["buffered"] == 10_001
+    assert grown < 100, f"{grown} tracked objects for 10,000 buffered predictions"
+    m.close()
+    assert sum(len(b["request_ids"]) for b in events(client, "PredictionsLogged")) == 10_001
+
+
 def test_bad_input_is_rejected_before_publishing(client):
     with pytest.raises(ValidationError, match="deployment"):
         Monitor("m", "bad deployment!", client=client)
