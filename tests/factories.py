@@ -137,6 +137,15 @@ PREDICTION_LIST_COLUMNS = [
     {"name": "score", "role": "SCORE", "numbers": [0.9, 0.2], "strings": []}]
 
 
+def wire_form(event_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A sample record as the SDK writes it today: a PredictionsLogged with its requests compact (decision
+    0030: ids "r1", "r2" as prefix "r" and counters 1, 2); readers read it back in the first form."""
+    if event_type != "PredictionsLogged" or not all(i.startswith("r") for i in record["request_ids"]):
+        return record
+    counters = [int(i[1:]) for i in record["request_ids"]]
+    return {**record, **prediction_columns.compact_requests("r", counters, record["timestamps"])}
+
+
 def monitoring_records() -> dict[str, dict[str, Any]]:
     """One valid record per monitoring event type."""
     def env(t: str, key: str = "monitor:credit-risk/prod") -> dict[str, Any]:
@@ -164,7 +173,9 @@ def monitoring_records() -> dict[str, dict[str, Any]]:
                                   # a sensitive feature column (decision 0018): one sealed value per request
                                   {"name": "postcode", "role": "FEATURE", "numbers": [], "strings": [],
                                    "values": None, "valid": None, "codes": None, "dictionary": [],
-                                   "sealed": {"kind": "TEXT", "values": [SEALED_SAMPLE, None]}}]},
+                                   "sealed": {"kind": "TEXT", "values": [SEALED_SAMPLE, None]}}],
+                              # requests in the first form (wire_form: compact, decision 0030)
+                              "request_id_prefix": None, "request_id_counters": None, "timestamp_values": None},
         "LabelsLogged": {"envelope": env("LabelsLogged"), "model": "credit-risk", "deployment": "prod",
                          "request_ids": ["r1", "r2"], "numbers": [], "strings": ["1", "1"]},
         "MonitorConfigured": {"envelope": env("MonitorConfigured", "monitor:credit-risk"), "model": "credit-risk",

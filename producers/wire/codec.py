@@ -104,6 +104,8 @@ class Codec:
                 raise ValueError(f"{len(body) - bio.tell()} trailing bytes")
         except Exception as exc:  # fastavro raises many types on corrupt input
             raise DecodeError("malformed_body", f"{writer.event_type}: {type(exc).__name__}: {exc}") from exc
+        if writer.event_type == "PredictionsLogged":
+            _requests_as_lists(record)
         return Decoded(writer.event_type, record, writer_id)
 
     def event_type(self, data: bytes | None) -> str | None:
@@ -123,6 +125,19 @@ class Codec:
         except Exception as exc:
             raise DecodeError("unknown_schema", f"schema id {sid}: {exc}") from exc
         return _make(expanded)
+
+
+def _requests_as_lists(record: dict[str, Any]) -> None:
+    """A batch's request ids and timestamps in their first form, whichever form they were written in
+    (decision 0030): readers never see the compact one."""
+    if record.get("request_id_counters") is None and record.get("timestamp_values") is None:
+        return
+    from modelog.wire import prediction_columns
+
+    try:
+        prediction_columns.expand(record)
+    except prediction_columns.ColumnsError as exc:
+        raise DecodeError("malformed_body", f"PredictionsLogged.{exc.field}: {exc}") from None
 
 
 class _RegistryClient:

@@ -10,6 +10,12 @@ A column of a ``PredictionsLogged`` event (decision 0025) has one of two forms:
 So the SDK encodes a batch and the projector and the drift processor read it with numpy, without a
 Python object per value. ``lists`` turns either form into the first one (for JSON consumers). Pure:
 numpy only.
+
+The requests of a batch (decision 0030) also have two forms: ``request_ids`` and ``timestamps`` as Avro
+arrays (the first form), or compact: ``request_id_prefix`` with ``request_id_counters`` (int64
+little-endian; request i's id is the prefix followed by counter i in decimal -- the ids the SDK generates)
+and ``timestamp_values`` (int64 little-endian microseconds). :func:`expand` turns a record into the first
+form; the codec does it on every decode, so readers only ever see lists.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 
 VALUE = np.dtype("<f8")
 CODE = np.dtype("<i4")
+WHOLE = np.dtype("<i8")  # request id counters and timestamps (microseconds)
 
 
 class ColumnsError(ValueError):
@@ -52,6 +59,48 @@ def texts(name: str, role: str, codes: np.ndarray, dictionary: list[str]) -> dic
     """A column record of text: ``codes`` index ``dictionary`` (-1 = missing)."""
     return {"name": name, "role": role, "numbers": [], "strings": [], "values": None, "valid": None,
             "codes": np.ascontiguousarray(codes, CODE).tobytes(), "dictionary": list(dictionary), "sealed": None}
+
+
+def compact_requests(prefix: str | None, counters: Any, timestamps: Any) -> dict[str, Any]:
+    """The request fields of a batch in the compact form (decision 0030): ``counters`` (ints) give the ids
+    ``prefix + str(counter)``; None keeps ``request_ids`` for the caller to fill. ``timestamps``: microseconds."""
+    fields: dict[str, Any] = {"timestamps": [], "timestamp_values": np.asarray(timestamps, WHOLE).tobytes()}
+    if counters is not None:
+        fields.update(request_ids=[], request_id_prefix=prefix, request_id_counters=np.asarray(counters, WHOLE).tobytes())
+    return fields
+
+
+def _wholes(record: dict[str, Any], field: str, rows: int | None) -> np.ndarray:
+    data = record[field]
+    if len(data) % WHOLE.itemsize or (rows is not None and len(data) != rows * WHOLE.itemsize):
+        want = "8 bytes per request" + ("" if rows is None else f" ({rows} requests)")
+        raise ColumnsError(field, f"must hold {want}, got {len(data)} bytes")
+    return np.frombuffer(data, WHOLE)
+
+
+def request_ids(record: dict[str, Any]) -> list[str]:
+    """The request ids of a batch, whichever form holds them."""
+    if record.get("request_id_counters") is None:
+        return record["request_ids"]
+    if record.get("request_ids"):
+        raise ColumnsError("request_ids", "must be empty when request_id_counters holds the ids")
+    prefix = record.get("request_id_prefix")
+    if prefix is None:
+        raise ColumnsError("request_id_prefix", "must be set when request_id_counters holds the ids")
+    return list(map(prefix.__add__, map(str, _wholes(record, "request_id_counters", None).tolist())))
+
+
+def expand(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (a PredictionsLogged, changed in place and returned) with its request ids and timestamps in
+    the first form; raises ColumnsError naming the field of a compact form that breaks a rule."""
+    if record.get("request_id_counters") is not None:
+        record["request_ids"] = request_ids(record)
+    if record.get("timestamp_values") is not None:
+        if record.get("timestamps"):
+            raise ColumnsError("timestamps", "must be empty when timestamp_values holds the timestamps")
+        record["timestamps"] = _wholes(record, "timestamp_values", len(record["request_ids"])).tolist()
+    record["request_id_prefix"] = record["request_id_counters"] = record["timestamp_values"] = None
+    return record
 
 
 def is_buffer(column: dict[str, Any]) -> bool:
@@ -88,6 +137,8 @@ def decode(column: dict[str, Any], rows: int) -> NumberColumn | TextColumn:
 def check(record: dict[str, Any]) -> None:
     """Every rule of a batch's columns: a column has one form (lists or buffers), lists and buffers hold one
     value per request, codes index the dictionary (or are -1), a dictionary names each text once."""
+    if record.get("request_id_counters") is not None or record.get("timestamp_values") is not None:
+        record = expand(dict(record))
     rows = len(record["request_ids"])
     if len(record["timestamps"]) != rows:
         raise ColumnsError("timestamps", f"must hold one timestamp per request ({rows}), got {len(record['timestamps'])}")
@@ -128,7 +179,8 @@ def lists(column: dict[str, Any], rows: int) -> tuple[list, list]:
 
 
 def to_lists(record: dict[str, Any]) -> dict[str, Any]:
-    """A ``PredictionsLogged`` record with every column in the first form (for JSON consumers)."""
+    """A ``PredictionsLogged`` record with its requests and every column in the first form (for JSON consumers)."""
+    record = expand(dict(record))
     rows = len(record["request_ids"])
     columns = []
     for col in record["columns"]:

@@ -8,7 +8,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from factories import sample_records  # noqa: E402
+from factories import sample_records, wire_form  # noqa: E402
 
 from modelog.wire.codec import Codec  # noqa: E402
 from modelog.wire.schemas import current_schemas  # noqa: E402
@@ -33,8 +33,10 @@ def main() -> None:
         stem = f"{event_type}.{fp}"
         if (HERE / f"{stem}.bin").exists():
             continue
-        (HERE / f"{stem}.bin").write_bytes(codec.encode(event_type, record))
-        (HERE / f"{stem}.json").write_text(json.dumps(_json_safe(record), indent=2) + "\n")
+        data = codec.encode(event_type, wire_form(event_type, record))
+        (HERE / f"{stem}.bin").write_bytes(data)
+        # what a reader reads (a compact form, decision 0030, reads as the first one)
+        (HERE / f"{stem}.json").write_text(json.dumps(_json_safe(codec.decode(data).record), indent=2) + "\n")
         print("wrote", stem)
 
 

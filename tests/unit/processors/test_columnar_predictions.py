@@ -3,6 +3,8 @@ windows, whichever form (lists or buffers) carries them; released list-form even
 
 import math
 import random
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +43,21 @@ def _value(rng: random.Random, kind: str):
         return rng.choice([1.5, 7, "Lyon", True])
     if kind == "bool":
         return rng.choice([True, False, np.bool_(True)])
+    # what Arrow refuses or reads as neither numbers nor text (value by value), or as numbers of another width
+    if kind == "decimal":
+        return Decimal(rng.choice(["1.5", "-0.25", "1e30"]))
+    if kind == "half":
+        return np.float16(rng.choice([0.5, 65504, -2.0]))
+    if kind == "exotic":
+        return rng.choice([Decimal("1.5"), Fraction(1, 3), np.float16(0.5), 2**63, pd.NA, b"x", rng.uniform(0, 1)])
     return None
 
 
 def random_items(rng: random.Random, n: int) -> list[tuple]:
     """Requests as a service logs them: numbers, numpy scalars, text, bools, mixes, missing values, features
     some requests lack, keys in another order; a prediction and a score or not."""
-    kinds = [rng.choice(["float", "int", "numpy", "text", "mixed", "bool", "none"]) for _ in range(rng.randrange(0, 9))]
+    kinds = [rng.choice(["float", "int", "numpy", "text", "mixed", "bool", "none", "decimal", "half",
+                                   "exotic"]) for _ in range(rng.randrange(0, 9))]
     sparse = rng.random() < 0.3
     pred_kind = rng.choice(["absent", "float", "text", "mixed"])
     score_kind = rng.choice(["absent", "float"])

@@ -15,6 +15,7 @@ from modelog.wire.errors import ConfigError
 from modelog.wire.keystore import keystore_for
 from modelog.wire.sealing import ERASED
 from modelog.wire import prediction_columns
+from modelog.wire.codec import Codec
 
 EMAIL = "alice.liddell.7f3a@example.org"
 PHONE = "+44-20-7946-0958-x1"
@@ -399,7 +400,9 @@ def test_the_drift_state_keeps_sealed_values_in_its_chunks_and_opens_them_when_a
             m.log({"postcode": f"{POSTCODE}-{i}", "age": 40.0 + i}, request_id=f"r{i}", subject=SUBJECT)
         m.flush()
         m.log({"postcode": "G1-2BB", "age": 30.0}, request_id="r3", subject="patient-0043")
-    first, second = [e.record for e in log.client.emitter.events if e.event_type == "PredictionsLogged"]
+    em = log.client.emitter  # the batches as the drift processor reads them (decoded)
+    first, second = [Codec().decode(data).record for e, data in zip(em.events, em.encoded)
+                     if e.event_type == "PredictionsLogged"]
     state = DriftState({}, {}, {"credit-risk": {"window_rows": 2}}, {}, {}, {}, keys=keystore_for(log.tmp_path))
     (closed,) = state.add_predictions(first, 0)
     assert POSTCODE not in repr(state.chunks) and "42.0" not in repr(state.chunks)  # the changelog: ciphertext

@@ -24,7 +24,10 @@ def client(tmp_path):
 
 
 def events(client, event_type):
-    return [e.record for e in client.emitter.events if e.event_type == event_type]
+    """The records of ``event_type`` published, as a reader decodes them."""
+    codec = Codec()
+    return [codec.decode(data).record for e, data in zip(client.emitter.events, client.emitter.encoded)
+            if e.event_type == event_type]
 
 
 def test_monitor_batches_column_wise_and_keeps_types(client):
@@ -212,7 +215,7 @@ def test_flush_says_how_many_predictions_are_still_buffered_when_time_runs_out(t
     gate.set()
     m.close()
     assert m.stats() == {"logged": 50, "sent": 50, "dropped": 0, "buffered": 0, "withheld": 0}
-    assert sum(len(e.record["request_ids"]) for e in c.emitter.events) == 50
+    assert sum(len(r["request_ids"]) for r in events(c, "PredictionsLogged")) == 50
     c.close()
 
 
