@@ -7,7 +7,7 @@
    configuration (windows of 1,000 rows) and N predictions; then ``modelog drift`` starts and we
    time, from its "ready", until every window's DriftMeasured event is on the log.
 
-    python bench/monitoring.py [--calls 200000] [--predictions 200000] [--rate 100000 --seconds 3]
+    python bench/monitoring.py [--calls 200000] [--predictions 200000] [--rate 100000 --seconds 10]
                                [--frame-predictions 1000000] [--storage memory|s3]
 
 3. Publishing rate: the same loop flat out, then paced at --rate for --seconds, with the default
@@ -190,7 +190,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--predictions", type=int, default=200_000)
     ap.add_argument("--rate", type=float, default=100_000, help="paced publishing: predictions per second")
-    ap.add_argument("--seconds", type=float, default=3.0, help="paced publishing: how long")
+    ap.add_argument("--seconds", type=float, default=10.0,
+                    help="paced publishing: how long (longer than the buffer of 100,000 takes to fill)")
     ap.add_argument("--frame-predictions", type=int, default=1_000_000, help="Monitor.log_frame: predictions in all")
     ap.add_argument("--storage", choices=["memory", "s3"], default="s3")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "monitoring.json")
