@@ -79,6 +79,19 @@ def freshness(client, settings, probes: int) -> dict:
             "freshness_p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "freshness_max_ms": lat[-1]}
 
 
+def acknowledged(client, n: int = 50) -> dict:
+    """One small event published and flushed, ``n`` times: the round trip until the broker acknowledges it
+    (what every ``end_run``, ``flush`` and registry call waits for at least once)."""
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        client.create_experiment(f"bench-ack-{i}")
+        client.flush()
+        lat.append((time.perf_counter() - t0) * 1000)
+    lat.sort()
+    return {"ack_p50_ms": statistics.median(lat), "ack_p99_ms": lat[min(n - 1, int(0.99 * n))]}
+
+
 class Stack:
     """One embedded broker and one processor in a home of their own; `signed` makes it governed."""
 
@@ -187,6 +200,7 @@ def main() -> None:
         w = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
         w["points"] = reps[0]["points"]
         f = freshness(clients[False], stacks[False].settings, args.probes)
+        f.update(acknowledged(clients[False]))
         signed = None
         if True in clients:
             sreps = runs[True]
@@ -217,6 +231,8 @@ def main() -> None:
         ("  (one-time client connect, not in the above)", f"{connect_s:.2f} s", ""),
         ("event -> query freshness p50", f"{f['freshness_p50_ms']:.0f} ms", ""),
         ("event -> query freshness p99", f"{f['freshness_p99_ms']:.0f} ms", "<= 1000 ms"),
+        ("one event published + flushed (acknowledged), p50 / p99",
+         f"{f['ack_p50_ms']:.1f} / {f['ack_p99_ms']:.1f} ms", ""),
     ]
     if signed:
         s = signed["median"]
