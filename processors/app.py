@@ -383,13 +383,19 @@ def run_processor(settings: Settings, loglevel: str = "warning", publish_info: b
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
+    # Arrow's buffers through malloc, not Arrow's own jemalloc, which keeps freed pages for seconds: the
+    # projector holds a batch's arrays only until they are inserted (peak RSS: store.LEAN_ALLOCATOR)
+    import pyarrow
+
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     if settings.lake_path is not None:
         # the worker reads every partition's trust records itself (decision 0015): its shards own only some
         store: ViewStore | ShardSet = ShardSet(lake_for(settings), settings.duckdb_memory_limit,
                                                reader=TrustReader(settings).start())
         queries = reader_for(settings)
     else:
-        store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit)
+        store = queries = ViewStore(settings.views_path, memory_limit=settings.duckdb_memory_limit,
+                                    lean_allocator=True)
     server = QueryServer(queries, host=settings.processor_host, port=settings.processor_port,
                          limits=QueryLimits.from_settings(settings), cache_bytes=int(settings.sql_cache_mb * 2**20))
     server.ready = False  # until the consumer has joined (GET /ready)

@@ -85,15 +85,25 @@ class BatchStats:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
+# DuckDB's allocator (jemalloc) flushes after any task that allocated more than 16 MB (128 MB by default) and
+# purges freed pages on background threads: with Arrow on malloc in the same process (processors.app), the
+# projector's peak RSS at 10^7 points went from 516-562 to 488-505 MiB (docs/benchmarks.md, "Projector memory")
+LEAN_ALLOCATOR = ("SET allocator_flush_threshold = '16MB'", "SET allocator_background_threads = true")
+
+
 class ViewStore:
     """Owns the one writing connection to the views file."""
 
     replacements_off = True  # its readers' cursors never resolve a name to a Python object (see _connect)
 
-    def __init__(self, path: Path | str, instance_id: str | None = None, memory_limit: str | None = None) -> None:
+    def __init__(self, path: Path | str, instance_id: str | None = None, memory_limit: str | None = None,
+                 lean_allocator: bool = False) -> None:
+        """``lean_allocator``: DuckDB's allocator hands freed memory back early (LEAN_ALLOCATOR; the projector's
+        process, where peak memory is a target -- not every process that opens a store)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._memory_limit = memory_limit
+        self._lean_allocator = lean_allocator
         self.con = self._connect()
         self._lock = threading.Lock()
         self._swap = threading.Lock()  # held while the file is replaced (_rewrite); readers wait for it
@@ -167,6 +177,9 @@ class ViewStore:
         # price: a checkpoint that fails after its commit (a full disk) invalidates the database -> _reopen.
         con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         con.execute(f"SET auto_checkpoint_skip_wal_threshold = {2 ** 62}")
+        if self._lean_allocator:
+            for statement in LEAN_ALLOCATOR:
+                con.execute(statement)
         return con
 
     def _reopen(self, cause: BaseException) -> None:
