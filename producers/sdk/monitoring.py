@@ -77,33 +77,28 @@ def _encode_column(name: str, role: str, values: list | tuple) -> dict[str, Any]
     missing) if every present value is a number, else int32 codes into a dictionary of texts. Numbers and
     texts exactly as :func:`_column` gives them, without a Python object per value on the common paths.
 
-    A column that does not start with a text goes through Arrow first: one pass in C that both checks the
-    values' types and converts them (half the time of a type check plus numpy's conversion). What Arrow
-    reads as anything but numbers or text (bools, decimals, mixes it refuses), and text, go value by value."""
-    if values and type(values[0]) is str:  # text: the dictionary below is quicker than Arrow's for a batch
+    A column of numbers goes through Arrow: one pass in C that both checks the values' types and converts
+    them (half the time of a type check plus numpy's conversion). Text (the dictionary below is quicker than
+    Arrow's for a batch), and what Arrow reads as anything but numbers (bools, decimals, mixes it refuses),
+    go value by value."""
+    if values and type(values[0]) is str:
         return _encode_values(name, role, values)
     import pyarrow as _pa  # imported on first use: `import modelog` does not load Arrow
 
     try:
         arr = _pa.array(values)
     except (_pa.ArrowException, OverflowError, TypeError, ValueError):
-        arr = None
-    if arr is not None:
-        kind = arr.type
-        # a null it did not get from None (it takes nothing else for one today): value by value
-        if arr.null_count and values.count(None) != arr.null_count:
-            pass
-        elif _pa.types.is_floating(kind) or _pa.types.is_integer(kind) or _pa.types.is_null(kind):
-            if _pa.types.is_null(kind):
-                return _pc.numbers(name, role, np.full(len(arr), math.nan), np.zeros(len(arr), bool))
-            nums = arr.to_numpy(zero_copy_only=False).astype(_pc.VALUE, copy=False)
-            valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
-            return _pc.numbers(name, role, nums, valid)
-        elif _pa.types.is_string(kind) or _pa.types.is_large_string(kind):
-            encoded = arr.dictionary_encode()
-            codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(_pc.CODE, copy=False)
-            return _pc.texts(name, role, codes, encoded.dictionary.to_pylist())
-    return _encode_values(name, role, values)
+        return _encode_values(name, role, values)
+    kind = arr.type
+    if not (_pa.types.is_floating(kind) or _pa.types.is_integer(kind) or _pa.types.is_null(kind)):
+        return _encode_values(name, role, values)
+    if arr.null_count and values.count(None) != arr.null_count:  # a null Arrow did not get from None
+        return _encode_values(name, role, values)
+    if _pa.types.is_null(kind):
+        return _pc.numbers(name, role, np.full(len(arr), math.nan), np.zeros(len(arr), bool))
+    nums = arr.to_numpy(zero_copy_only=False).astype(_pc.VALUE, copy=False)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+    return _pc.numbers(name, role, nums, valid)
 
 
 def _encode_values(name: str, role: str, values: list | tuple) -> dict[str, Any]:
