@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import localbucket
 import pytest
 
-from modelog.local.s3server import _list_entries
+from modelog.local.s3server import _list_entries, _object_path, _plain_dirs
 from modelog.wire.home import free_port
 from waiting import wait_until
 
@@ -125,3 +125,35 @@ def test_listings_over_http_equal_localbuckets_and_follow_writes(servers):
     same()
     listing = _call(ours, "GET", "/bkt?" + urlencode({"list-type": "2", "prefix": "records/"}))[1]
     assert b"00000000000000000020.batch" in listing and b"<Size>17</Size>" in listing
+
+
+def _resolution(fn, handler, key):
+    try:
+        return "path", str(fn(handler, "bkt", key))
+    except localbucket.S3Error as exc:
+        return "refused", exc.args
+
+
+def test_object_paths_equal_localbuckets_and_a_symlink_is_refused_after_its_directory_is_known(tmp_path):
+    root = tmp_path / "root"
+    (root / "bkt" / "records").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("not in the bucket")
+    handler = localbucket.S3Handler.__new__(localbucket.S3Handler)
+    handler.data_root = root
+    original = localbucket.S3Handler._object_path
+    fast = _object_path(original)
+    keys = ["records/a.batch", "records/b.batch", "a.txt", "records/../a.txt", "records//x", "records/./x",
+            "records/", "records/..", "new/dir/x", "é/ü"]
+    for _ in range(2):  # the second pass takes the fast path for every directory the first one resolved
+        for key in keys:
+            assert _resolution(fast, handler, key) == _resolution(original, handler, key), key
+    assert str(root / "bkt" / "records") in _plain_dirs
+    # a symlink made in a known directory afterwards, to a file or to a directory, is still refused
+    (root / "bkt" / "records" / "link").symlink_to(tmp_path / "outside" / "secret")
+    (root / "bkt" / "records" / "dirlink").symlink_to(tmp_path / "outside")
+    for key in ("records/link", "records/dirlink/secret"):
+        assert _resolution(fast, handler, key)[0] == "refused", key
+        assert _resolution(fast, handler, key) == _resolution(original, handler, key), key
+    with pytest.raises(localbucket.S3Error, match="bucket does not exist"):
+        fast(handler, "nosuch", "records/a.batch")
