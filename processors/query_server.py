@@ -137,6 +137,25 @@ class QueryLimits:
 BATCH_ROWS = 65_536
 
 
+def stream(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> pa.RecordBatchReader | None:
+    """One statement's answer as a stream of Arrow batches (None: the statement answers nothing).
+
+    Bound and planned once where the DuckDB at hand lets us: ``con.sql()`` binds the statement to build a
+    relation and ``to_arrow_reader`` binds and plans it again to run it (~1.5 ms of a ~6 ms three-way join
+    here); DuckDB 2's ``_submit`` -- what ``to_arrow_reader`` calls underneath -- runs the text directly,
+    streaming like the relation does (the row limit is still checked batch by batch). It is not public
+    API, so any other DuckDB takes the public path, with the same answer (tests compare both)."""
+    submit = getattr(con, "_submit", None)
+    if submit is not None:
+        try:
+            result = submit(query, params, "stream", BATCH_ROWS)
+            return result.arrow_reader()
+        except (TypeError, AttributeError):  # another DuckDB's private signature: the public path below
+            pass
+    rel = con.sql(query, params=params) if params else con.sql(query)
+    return None if rel is None else rel.to_arrow_reader(BATCH_ROWS)
+
+
 def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None = None,
                  params: list | None = None, limits: QueryLimits | None = None, scope: Scope | None = None,
                  shadowed: bool = False, replacements_off: bool = False) -> pa.Table:
@@ -155,10 +174,9 @@ def arrow_result(con: duckdb.DuckDBPyConnection, query: str, as_of: str | None =
         # a name in FROM never resolves to a Python object (a DataFrame) of this process: views and tables only
         if not replacements_off:
             con.execute("SET python_enable_replacements = false")
-        rel = con.sql(query, params=params) if params else con.sql(query)
-        if rel is None:
+        reader = stream(con, query, params)
+        if reader is None:
             return pa.table({})
-        reader = rel.to_arrow_reader(BATCH_ROWS)
         batches, rows = [], 0
         for batch in reader:
             rows += batch.num_rows

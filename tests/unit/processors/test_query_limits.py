@@ -72,3 +72,42 @@ def test_the_sql_endpoint_applies_its_processor_s_limits(tmp_path):
     finally:
         server.stop()
         store.close()
+
+
+ANSWERED = [("SELECT run_id, name FROM runs ORDER BY run_id", None), ("WITH x AS (SELECT 1 AS a) SELECT * FROM x", None),
+            ("FROM latest_metrics", None), ("DESCRIBE runs", None), ("SHOW TABLES", None), ("PRAGMA show_tables", None),
+            ("SUMMARIZE SELECT * FROM range(10)", None), ("EXPLAIN SELECT 1", None),
+            ("SELECT ?::INTEGER + 1 AS x, ? AS s", [41, "é"]), ("SELECT * FROM runs WHERE false", None)]
+
+
+class _Recording:
+    """A cursor that notes which way a statement was run."""
+
+    def __init__(self, cur, broken_submit: bool = False) -> None:
+        self.cur, self.calls, self.broken = cur, [], broken_submit
+
+    def _submit(self, *args):
+        self.calls.append("_submit")
+        if self.broken:
+            raise TypeError("_submit() takes 3 positional arguments")  # as another DuckDB's signature would
+        return self.cur._submit(*args)
+
+    def sql(self, *args, **kw):
+        self.calls.append("sql")
+        return self.cur.sql(*args, **kw)
+
+
+def test_the_one_bind_stream_answers_as_the_public_relation_does(con):
+    from modelog.processors.query_server import stream
+
+    con.execute("INSERT INTO cur_runs (run_id, started_event_id, experiment, name) "
+                "SELECT 'r' || i, 'e' || i, 'exp', 'w-' || i FROM range(3) t(i)")
+    for query, params in ANSWERED:
+        public = (con.sql(query, params=params) if params else con.sql(query)).to_arrow_reader().read_all()
+        fast, broken = _Recording(con), _Recording(con, broken_submit=True)
+        assert stream(fast, query, params).read_all() == public, query
+        assert stream(broken, query, params).read_all() == public, query
+        if hasattr(con, "_submit"):  # this DuckDB has it: the statement was bound once, not through sql()
+            assert fast.calls == ["_submit"], query
+        assert broken.calls[-1] == "sql", query
+    assert arrow_result(con, "SELECT name FROM runs ORDER BY name").column("name").to_pylist() == ["w-0", "w-1", "w-2"]
