@@ -67,11 +67,9 @@ def malloc_trim():
     in its arenas; trimming hands them back (peak RSS at 10^7 points ~20 MiB lower, p90 ~28 MiB; docs/
     benchmarks.md, "Projector memory")."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc's, whatever its file is called
     except (OSError, AttributeError):
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int

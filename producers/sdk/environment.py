@@ -63,7 +63,6 @@ def git_info(cwd: str | None = None) -> dict[str, Any]:
         signature = _signature(layout) if layout is not None else None
         checked_ns = time.time_ns()
         info = _git_status(where)
-        # kept only where checking is cheaper than asking git (a large working tree: git's C is faster)
         _probes.pop(key, None)
         if layout is None or info["git_commit"] is None:
             return info
