@@ -43,8 +43,8 @@ def git_info(cwd: str | None = None) -> dict[str, Any]:
     keep the ``lstat`` they had before it ran, and none of them changed within ``REUSE_MARGIN_S`` of it
     (a change inside one timestamp tick would not show in ``lstat``: git's own "racy" rule). A repository
     with submodules is probed every time (their changes do not show in the super-project's files), and so
-    is one where checking the files took longer than git itself (a large working tree). The remote URL is
-    read once per repository and process.
+    is one with more than ``MAX_TRACKED`` files or where checking them took longer than git itself. The
+    remote URL is read once per repository and process.
     """
     where = os.path.abspath(cwd or os.getcwd())
     key = (where, tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GIT_"))))
@@ -59,12 +59,15 @@ def git_info(cwd: str | None = None) -> dict[str, Any]:
         if key in _git_faster:
             return _git_status(where)
         layout = _layout(where, key)
+        if layout is None:  # no repository, a submodule, too many files: ask git every time, as before
+            _git_faster.add(key)
+            return _git_status(where)
         before_ns = time.time_ns()
-        signature = _signature(layout) if layout is not None else None
+        signature = _signature(layout)
         checked_ns = time.time_ns()
         info = _git_status(where)
         _probes.pop(key, None)
-        if layout is None or info["git_commit"] is None:
+        if info["git_commit"] is None:
             return info
         if checked_ns - before_ns > time.time_ns() - checked_ns:
             _git_faster.add(key)  # checking is dearer than asking git (a large working tree: git's C wins)
@@ -75,6 +78,7 @@ def git_info(cwd: str | None = None) -> dict[str, Any]:
 
 _GIT_FIELDS = ("git_commit", "git_branch", "git_dirty", "git_remote")
 REUSE_MARGIN_S = 2.0
+MAX_TRACKED = 5_000  # beyond, git's C (with its parallel index preload) checks the files faster than lstat here
 _probes_lock = threading.Lock()
 _probes: dict[tuple, tuple[_Layout, tuple, int, dict[str, Any]]] = {}  # (cwd, GIT_* env) -> the last probe
 _git_faster: set[tuple] = set()  # where git status costs less than checking the files
@@ -132,13 +136,14 @@ def _layout(cwd: str, key: tuple) -> _Layout | None:
 
 
 def _tracked_paths(top: str) -> tuple[str, ...] | None:
-    """The index's paths (None with a submodule among them, or if git could not list them)."""
+    """The index's paths (None with a submodule among them, more than ``MAX_TRACKED``, or if git could not
+    list them)."""
     try:
         out = subprocess.run(["git", "ls-files", "--stage", "-z"], cwd=top, capture_output=True,
                              timeout=_TIMEOUT, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    if out.returncode != 0 or out.stdout.count(b"\0") > MAX_TRACKED:
         return None
     paths = []
     for entry in out.stdout.split(b"\0"):

@@ -129,3 +129,14 @@ def test_a_repository_with_a_submodule_is_asked_every_time(repo):
     for _ in range(3):
         assert environment.git_info(str(repo))["git_dirty"] is not None
     assert len(calls) == n + 3
+
+
+def test_a_repository_with_more_files_than_the_check_is_worth_is_asked_every_time(repo, monkeypatch):
+    repo, calls, fresh = repo
+    monkeypatch.setattr(environment, "MAX_TRACKED", 2)  # the fixture's repository tracks three
+    _age(repo)
+    environment.git_info(str(repo))  # git refreshes its index
+    n = len(calls)
+    for _ in range(3):
+        assert environment.git_info(str(repo)) == fresh()
+    assert len(calls) == n + 3
