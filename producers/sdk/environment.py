@@ -69,8 +69,8 @@ def git_info(cwd: str | None = None) -> dict[str, Any]:
         _probes.pop(key, None)
         if info["git_commit"] is None:
             return info
-        if checked_ns - before_ns > time.time_ns() - checked_ns:
-            _git_faster.add(key)  # checking is dearer than asking git (a large working tree: git's C wins)
+        if len(layout.tracked) > TIMED_ABOVE and checked_ns - before_ns > time.time_ns() - checked_ns:
+            _git_faster.add(key)  # checking is dearer than asking git (a slow file system, say: git's C wins)
         else:
             _probes[key] = (layout, signature, before_ns, dict(info))
         return info
@@ -79,6 +79,7 @@ def git_info(cwd: str | None = None) -> dict[str, Any]:
 _GIT_FIELDS = ("git_commit", "git_branch", "git_dirty", "git_remote")
 REUSE_MARGIN_S = 2.0
 MAX_TRACKED = 5_000  # beyond, git's C (with its parallel index preload) checks the files faster than lstat here
+TIMED_ABOVE = 1_000  # a larger tree whose check took longer than git is asked every time (below: ~ms, noise)
 _probes_lock = threading.Lock()
 _probes: dict[tuple, tuple[_Layout, tuple, int, dict[str, Any]]] = {}  # (cwd, GIT_* env) -> the last probe
 _git_faster: set[tuple] = set()  # where git status costs less than checking the files
