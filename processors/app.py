@@ -275,39 +275,46 @@ def create_app(settings: Settings, store: ViewStore | ShardSet, on_ready=None) -
 
     @app.agent(tracking)
     async def project(stream):
-        loop = asyncio.get_running_loop()
         async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WITHIN):
-            records = []
-            owned = app.consumer.assignment() if sharded else None
-            for e in events:
-                m = e.message
-                if owned is not None and e.message.tp not in owned:  # revoked meanwhile: its new owner has it
-                    continue
-                ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
-                records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value,
-                                         raw_headers(m.headers)))
-            stats, dead = BatchStats(), []
-            for chunk in by_size(records, BATCH_BYTES):  # one transaction each: bounded memory
-                st, dl = await apply_until_written(
-                    lambda chunk=chunk: loop.run_in_executor(executor, store.apply, chunk, projector, publish),
-                    target)
-                stats.add(st)
-                dead.extend(dl)
-            for dl in dead:
-                r = dl.record
-                await deadletter.send(key=r.key, value=r.value or b"", headers=[
-                    ("modelog.reason", dl.reason.encode()), ("modelog.detail", dl.detail[:4000].encode()),
-                    ("modelog.source", f"{r.topic}/{r.partition}/{r.offset}".encode()),
-                ])
-                log.warning("dead letter %s/%s/%s: %s: %s", r.topic, r.partition, r.offset, dl.reason, dl.detail)
-            for k in totals:
-                totals[k] += getattr(stats, k)
-            log.info("batch: %s", stats)
-            snapshot_highwaters(app)
+            async with app.consumer.working(events) as events:  # in order from each partition's next offset
+                await apply_batch(events)
+
+    async def apply_batch(events) -> None:
+        """One batch of source records: projected (a transaction per BATCH_BYTES), dead letters published."""
+        loop = asyncio.get_running_loop()
+        records = []
+        owned = app.consumer.assignment() if sharded else None
+        for e in events:
+            m = e.message
+            if owned is not None and e.message.tp not in owned:  # revoked meanwhile: its new owner has it
+                continue
+            ts = None if m.timestamp is None else int(round(m.timestamp * 1000))
+            records.append(RawRecord(m.topic, m.partition, m.offset, ts, m.key, m.value,
+                                     raw_headers(m.headers)))
+        stats, dead = BatchStats(), []
+        for chunk in by_size(records, BATCH_BYTES):  # one transaction each: bounded memory
+            st, dl = await apply_until_written(
+                lambda chunk=chunk: loop.run_in_executor(executor, store.apply, chunk, projector, publish),
+                target)
+            stats.add(st)
+            dead.extend(dl)
+        for dl in dead:
+            r = dl.record
+            await deadletter.send(key=r.key, value=r.value or b"", headers=[
+                ("modelog.reason", dl.reason.encode()), ("modelog.detail", dl.detail[:4000].encode()),
+                ("modelog.source", f"{r.topic}/{r.partition}/{r.offset}".encode()),
+            ])
+            log.warning("dead letter %s/%s/%s: %s: %s", r.topic, r.partition, r.offset, dl.reason, dl.detail)
+        for k in totals:
+            totals[k] += getattr(stats, k)
+        log.info("batch: %s", stats)
+        snapshot_highwaters(app)
 
     @app.timer(1.0)
     async def _highwaters() -> None:  # keeps the lag in GET /metrics fresh while idle
         snapshot_highwaters(app)
+
+    _transport.reread_stalled_records(app)
 
     trim = malloc_trim()
 

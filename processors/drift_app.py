@@ -51,6 +51,7 @@ from modelog.wire.topics import ensure_topics
 from modelog.wire.keystore import keystore_for
 from modelog.wire.sealing import ERASED, Opened, opener
 
+from ._transport import reread_stalled_records
 from .app import RETRY_MAX, _write_json, new_faust_app, retry_until_done
 from .drift_core import MonitorConfig, measure_window, step_alerts
 from .privacy import open_column
@@ -460,22 +461,29 @@ def create_drift_app(settings: Settings, on_ready=None) -> faust.App:
     @app.agent(source)
     async def watch(stream):
         async for events in stream.take_events(200, within=0.05):
-            items = []
-            for e in events:
-                if codec.event_type(e.message.value) in ignored:
-                    continue  # its own measurements and alerts, and the other monitoring events: not decoded
-                try:
-                    decoded = codec.decode(e.message.value)
-                except DecodeError as exc:  # the projector dead-letters it (with this reason)
-                    m = e.message
-                    log.warning("%s/%s/%s not decodable, skipped: %s", m.topic, m.partition, m.offset, exc)
-                    continue
-                items.append((decoded.event_type, decoded.record, e.message.offset, e))
-            # take_events() yields a list: each event is made "current" so that a table write is staged for
-            # its partition's changelog, as it would be in a per-event stream iteration
-            await until_settled(lambda: process_batch(state, items, factory, totals, settle_batch,
-                                                      on_item=lambda e: _current_event.set(weakref.ref(e))),
-                                discard, len(items))
+            async with app.consumer.working(events) as events:  # in order from each partition's next offset
+                await handle(events)
+
+    async def handle(events) -> None:
+        """One batch of monitoring records: decoded, applied, made durable (:func:`until_settled`)."""
+        items = []
+        for e in events:
+            if codec.event_type(e.message.value) in ignored:
+                continue  # its own measurements and alerts, and the other monitoring events: not decoded
+            try:
+                decoded = codec.decode(e.message.value)
+            except DecodeError as exc:  # the projector dead-letters it (with this reason)
+                m = e.message
+                log.warning("%s/%s/%s not decodable, skipped: %s", m.topic, m.partition, m.offset, exc)
+                continue
+            items.append((decoded.event_type, decoded.record, e.message.offset, e))
+        # take_events() yields a list: each event is made "current" so that a table write is staged for
+        # its partition's changelog, as it would be in a per-event stream iteration
+        await until_settled(lambda: process_batch(state, items, factory, totals, settle_batch,
+                                                  on_item=lambda e: _current_event.set(weakref.ref(e))),
+                            discard, len(items))
+
+    reread_stalled_records(app)
 
     if on_ready is not None:
         @app.on_rebalance_complete.connect

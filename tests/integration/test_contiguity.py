@@ -17,7 +17,8 @@ from waiting import wait_until
 APP = Path(__file__).with_name("contiguity_app.py")
 
 
-def _delivered_offsets(env, settings, tmp_path, jump_after: int, jump_to: int, n: int = 60) -> tuple[list, str]:
+def _delivered_offsets(env, settings, tmp_path, jump_after: int, jump_to: int, n: int = 60,
+                       mode: str = "position") -> tuple[list, str]:
     """Run contiguity_app.py over a topic of ``n`` records; the offsets it was given (and "jumped") and its log."""
     topic = f"{settings.topic_prefix}contiguity"
     admin = AdminClient({"bootstrap.servers": settings.resolve_bootstrap()})
@@ -28,7 +29,7 @@ def _delivered_offsets(env, settings, tmp_path, jump_after: int, jump_to: int, n
     assert producer.flush(30) == 0
     out, log = tmp_path / "offsets.txt", tmp_path / "app.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, str(APP), topic, str(out), str(jump_after), str(jump_to)],
+        proc = subprocess.Popen([sys.executable, str(APP), topic, str(out), str(jump_after), str(jump_to), mode],
                                 env=child_env(env),
                                 stdout=fh, stderr=subprocess.STDOUT)
     try:
@@ -59,3 +60,22 @@ def test_a_group_without_a_committed_offset_reads_from_the_first_record(env, set
     assert lines[0] == "jumped"  # moved before anything was delivered
     assert [int(x) for x in lines[1:]] == list(range(60))
     assert "fetched offset 20 but the next record to deliver is 0: reading again from 0" in log
+
+
+def test_records_skipped_at_the_end_of_a_partition_are_read_again_once_the_agent_is_idle(env, settings, tmp_path):
+    """The fetch position jumps to the end of the topic: no later record shows the hole to the consumer, so
+    only the agent's side (processors/contiguous.py: Progress) can find the records it never got."""
+    lines, log = _delivered_offsets(env, settings, tmp_path, jump_after=10, jump_to=60)
+    assert "jumped" in lines
+    assert [int(x) for x in lines if x != "jumped"] == list(range(60))  # every record, once, in order
+    assert "are on the log but never reached the processor" in log and "reading again from" in log
+
+
+def test_records_faust_drops_after_the_consumer_handed_them_over_are_read_again(env, settings, tmp_path):
+    """faust's read offset jumps ahead (as a seek racing a fetch being handed over left it, CI 2026-12-01): faust
+    drops the records below it although the consumer handed them over in order; the agent's side holds back
+    what comes past the hole and reads the partition again from it."""
+    lines, log = _delivered_offsets(env, settings, tmp_path, jump_after=10, jump_to=30, mode="read-offset")
+    assert "jumped" in lines
+    assert [int(x) for x in lines if x != "jumped"] == list(range(60))  # every record, once, in order
+    assert "the processor was given offset 30 but the next it needs is" in log
