@@ -9,6 +9,7 @@ in a ``contextvars.ContextVar`` in :mod:`modelog.sdk.tracking`.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from modelog.consumers.query import wait_projected
@@ -41,6 +42,7 @@ class Client:
         self._experiments: set[str] = set()
         self._registry: Registry | None = None
         self._uploads: Uploads | None = None
+        self._runs: weakref.WeakSet[Run] = weakref.WeakSet()  # the runs started here and not ended yet
         self.sealer = Sealer(self)  # sensitive params and tags: the policy and the data keys (decision 0018)
 
     @property
@@ -127,13 +129,23 @@ class Client:
         validate("RunStarted", started.record)
         self.emitter.emit([started])
         run = Run(self, rid, experiment, run_name, subject)
+        self._runs.add(run)
         tracking.activate(run)
         return run
 
     def _run_ended(self, run: Run) -> None:
+        self._runs.discard(run)
         tracking.deactivate(run)
 
     def flush(self, timeout: float | None = None) -> None:
+        """Publish the points the open runs of this client still buffer, then wait until the broker
+        acknowledged every event published before (bounded by ``timeout``, default ``MODELOG_FLUSH_TIMEOUT``).
+
+        Raises DeliveryError if one was not acknowledged, or a run's background publishing failed.
+        Artifact uploads are not waited for: ``run.flush()`` does that.
+        """
+        for run in list(self._runs):
+            run._publish_buffered()
         self.emitter.flush(timeout)
 
     def wait_projected(self, timeout: float = 30.0) -> float:
@@ -141,7 +153,7 @@ class Client:
 
         Returns the seconds waited for the processor. Raises QueryError on timeout.
         """
-        self.emitter.flush()
+        self.flush()
         positions = dict(getattr(self.emitter, "positions", {}))
         if self.settings.url:  # through the server: it reports how far its views have projected
             from modelog.sdk.http_emitter import wait_projected as wait_through_api

@@ -72,6 +72,8 @@ class HttpEmitter:
         self._lock = threading.Condition()
         self._buffer: list[Event] = []
         self._inflight = 0
+        self._emitted = 0  # events emitted so far
+        self._settled = 0  # of those, acknowledged or failed for good (one sender, in order: the oldest first)
         self._failures: list[tuple[str, str]] = []
         self._closed = False
         self.delivered = 0
@@ -87,20 +89,23 @@ class HttpEmitter:
             if self._closed:
                 raise DeliveryError("cannot publish: this client was closed", [(e.event_type, "closed") for e in events])
             self._buffer.extend(events)
+            self._emitted += len(events)
             if len(self._buffer) >= BATCH_EVENTS:
                 self._wake.set()
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until the server acknowledged every emitted event; raise DeliveryError otherwise."""
+        """Wait until the server acknowledged every event emitted before this call; raise DeliveryError otherwise.
+        Events other threads emit meanwhile count towards the next flush (as ``KafkaEmitter.flush``)."""
         timeout = self.settings.flush_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self._wake.set()
         with self._lock:
-            while (self._buffer or self._inflight) and time.monotonic() < deadline:
+            mark = self._emitted
+            while self._settled < mark and time.monotonic() < deadline:
                 self._wake.set()
                 self._lock.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             failures, self._failures = self._failures, []
-            pending = len(self._buffer) + self._inflight
+            pending = max(0, mark - self._settled)
         if failures:
             kinds = ", ".join(sorted({f"{t}: {r}" for t, r in failures})[:5])
             raise DeliveryError(f"{len(failures)} event(s) were not delivered through {self.settings.url} ({kinds})",
@@ -135,6 +140,7 @@ class HttpEmitter:
                 self._send(batch)
                 with self._lock:
                     self._inflight -= len(batch)
+                    self._settled += len(batch)
                     self._lock.notify_all()
             if more:
                 self._wake.set()

@@ -388,6 +388,12 @@ class Run:
         self._wait_uploads(timeout)
         self._client.emitter.flush(timeout)
 
+    def _publish_buffered(self) -> None:
+        """Hand every buffered point to the emitter now (``Client.flush``); raises a background failure."""
+        if not self._ended:
+            self._raise_pending()
+            self._drain()
+
     def _wait_uploads(self, timeout: float | None) -> None:
         uploads = self._client._uploads
         if uploads is not None:

@@ -127,6 +127,19 @@ class Outbox:
             self._items[seq] = pending
         return seq
 
+    def mark(self) -> int:
+        """The sequence number the next event gets: ``flush`` waits for the events numbered below it."""
+        with self._lock:
+            return self._next
+
+    def pending_before(self, mark: int) -> int:
+        """How many events numbered below ``mark`` are unacknowledged (and not failed for good)."""
+        with self._lock:
+            # numbers are added in increasing order and only removed: the first key is the oldest one pending
+            if not self._items or next(iter(self._items)) >= mark:
+                return 0
+            return sum(1 for seq in self._items if seq < mark)
+
     def discard(self, seq: int) -> None:
         """Forget an event whose send was refused outright (the caller raises instead)."""
         with self._lock:
@@ -409,12 +422,19 @@ class KafkaEmitter:
         _retire(old)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every emitted event is acknowledged; raise DeliveryError if any failed or timed out."""
+        """Wait until every event emitted before this call is acknowledged; raise DeliveryError if any failed
+        or is still unacknowledged after ``timeout`` (default ``MODELOG_FLUSH_TIMEOUT``).
+
+        Events other threads emit meanwhile (a run's background publisher) are not waited for: they count
+        towards the next flush. Waiting on "the outbox is empty" instead raised a false timeout at once when
+        such an event arrived between the check and the count, and never returned under a steady stream.
+        """
         if self._closed.is_set():
             return  # close() flushed everything that was emitted
         timeout = self.settings.flush_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        while len(self._outbox):
+        mark = self._outbox.mark()
+        while self._outbox.pending_before(mark):
             self._service()
             left = deadline - time.monotonic()
             if left <= 0:
@@ -434,7 +454,7 @@ class KafkaEmitter:
         if failures:
             kinds = ", ".join(sorted({f"{t}: {r}" for t, r in failures})[:5])
             raise DeliveryError(f"{len(failures)} event(s) were not delivered to Kafka ({kinds})", failures)
-        pending = len(self._outbox)
+        pending = self._outbox.pending_before(mark)
         if pending:
             raise DeliveryError(
                 f"{pending} event(s) not acknowledged by Kafka at "

@@ -29,7 +29,7 @@ def _args(**kw) -> argparse.Namespace:
 def test_mutated_records_are_all_dead_lettered_and_the_good_ones_around_them_projected(tmp_path):
     r = faults_input.SCENARIOS["mutated-records"](_args(mutations=200), tmp_path)
     f = r["figures"]
-    assert r["passed"], r
+    assert r["passed"], f"{r['notes']}\nfigures: {f}"  # the notes first: CI shows a part of the output
     assert f["mutated_records"] == 200 and f["produce_failures"] == 0
     assert f["sure_bad_dead_lettered"] == f["sure_bad"] > 150
     assert f["dead_letters_in_view"] == f["dead_letters_on_topic"] >= f["sure_bad"]
@@ -54,7 +54,7 @@ def test_a_full_views_disk_pauses_projecting_and_it_catches_up_once_grown(tmp_pa
         pytest.skip("mounting a tmpfs is not permitted here (needs root)")
     r = faults_input.SCENARIOS["disk-full"](_args(), tmp_path)
     f = r["figures"]
-    assert r["passed"], r
+    assert r["passed"], f"{r['notes']}\nfigures: {f}"  # the notes first: CI shows a part of the output
     assert "cannot write the views at" in f["error_line"] and "No space left on device" in f["error_line"]
     assert f["processor_alive_when_full"] and f["same_processor_throughout"] and f["resumed_line"]
     assert f["when_full"]["whole"] and f["when_full"]["points"] < f["acked_points"]

@@ -132,3 +132,18 @@ def test_an_acknowledgement_without_an_offset_is_sent_again():
     assert em._outbox.take_resends() == [(seq, 1, p)]  # ... but sent again, the same event
     em._on_delivery(seq, 1, None, Delivered(7))
     assert em.delivered == 1 and len(em._outbox) == 0 and em.positions == {("t", 0): 7}
+
+
+def test_pending_before_a_mark_counts_only_the_events_numbered_below_it():
+    clock = Clock()
+    box = Outbox(TIMEOUT, clock)
+    first = [box.add(pending(n, clock())) for n in range(3)]
+    mark = box.mark()
+    later = box.add(pending(3, clock()))  # emitted by another thread after flush took its mark
+    assert mark == later and box.pending_before(mark) == 3 and len(box) == 4
+    box.acked(first[1])
+    assert box.pending_before(mark) == 2
+    box.acked(first[0])
+    box.failed(first[2], 0, KafkaError.MSG_SIZE_TOO_LARGE, "too large")  # failed for good: not pending
+    assert box.pending_before(mark) == 0 and len(box) == 1  # the later event is the next flush's
+    assert box.pending_before(box.mark()) == 1
