@@ -162,8 +162,15 @@ class Client:
         return wait_projected(self.settings, positions, timeout)
 
     def close(self) -> None:
-        if self._emitter is not None:
-            self._emitter.close()
+        """Publish what open runs still buffer, wait for the broker (as :meth:`flush`) and release the
+        connection. Raises DeliveryError if something was not acknowledged; the client is closed either way. A
+        run whose background publishing failed keeps that error for its ``end``."""
+        try:
+            for run in list(self._runs):
+                run._publish_buffered(raise_pending=False)
+        finally:
+            if self._emitter is not None:
+                self._emitter.close()
 
     def register_dataset(self, name: str, data: Any, *, description: str | None = None,
                          tags: dict[str, Any] | None = None, uri: str | None = None, derived_from: Any = None,

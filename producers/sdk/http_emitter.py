@@ -119,6 +119,8 @@ class HttpEmitter:
             return
         try:
             self.flush()
+            if self._emitted > self._settled:  # emitted by another thread during that flush: those too
+                self.flush()
         finally:
             with self._lock:
                 self._closed = True

@@ -388,11 +388,15 @@ class Run:
         self._wait_uploads(timeout)
         self._client.emitter.flush(timeout)
 
-    def _publish_buffered(self) -> None:
-        """Hand every buffered point to the emitter now (``Client.flush``); raises a background failure."""
-        if not self._ended:
-            self._raise_pending()
-            self._drain()
+    def _publish_buffered(self, raise_pending: bool = True) -> None:
+        """Hand every buffered point to the emitter now (``Client.flush``, ``Client.close``); raises a failure
+        of the background publisher (``raise_pending=False``: leaves it to the run's ``end``, publishing nothing)."""
+        if self._ended:
+            return
+        if self._error is not None and not raise_pending:
+            return
+        self._raise_pending()
+        self._drain()
 
     def _wait_uploads(self, timeout: float | None) -> None:
         uploads = self._client._uploads

@@ -467,6 +467,8 @@ class KafkaEmitter:
             return
         try:
             self.flush()
+            if len(self._outbox):  # emitted by another thread during that flush (a run's publisher): those too
+                self.flush()
         finally:
             self._closed.set()
             self._poller.join(timeout=1)

@@ -16,6 +16,7 @@ import pytest
 from modelog import Client
 from modelog.consumers.query import sql_arrow
 from modelog.wire.emitter import Outbox
+from modelog.wire.errors import DeliveryError
 
 pytestmark = pytest.mark.broker
 
@@ -34,6 +35,29 @@ def test_client_flush_publishes_the_points_an_open_run_still_buffers(settings, p
     finally:
         run.end()
         client.close()
+
+
+def test_closing_the_client_publishes_what_an_open_run_still_buffers(settings, processor):
+    client = Client(settings.replace(linger_ms=60_000))
+    run = client.start_run(experiment="flush", name="closed-open")
+    for step in range(50):
+        run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 50.0}, step=step)
+    client.close()  # the run is still open: its 100 buffered points go out with the close
+    with pytest.raises(DeliveryError, match="closed"):
+        run.end()  # nothing can be published through a closed client; the run is no longer the active one
+    watcher = Client(settings)
+    try:
+        watcher.create_experiment("flush")
+        watcher.wait_projected(timeout=60)
+        deadline = time.monotonic() + 60
+        while True:  # the closed client's records are on other partitions than the watcher's: poll the view
+            [row] = sql_arrow(f"SELECT count(*) AS n FROM metrics WHERE run_id = '{run.id}'", settings).to_pylist()
+            if row["n"] == 100 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert row["n"] == 100
+    finally:
+        watcher.close()
 
 
 class _LateArrival(Outbox):
