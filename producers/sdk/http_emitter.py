@@ -71,7 +71,6 @@ class HttpEmitter:
         self.settings = settings
         self._lock = threading.Condition()
         self._buffer: list[Event] = []
-        self._inflight = 0
         self._emitted = 0  # events emitted so far
         self._settled = 0  # of those, acknowledged or failed for good (one sender, in order: the oldest first)
         self._failures: list[tuple[str, str]] = []
@@ -136,12 +135,10 @@ class HttpEmitter:
                 if self._closed and not self._buffer:
                     return
                 batch, self._buffer = self._buffer[:BATCH_EVENTS], self._buffer[BATCH_EVENTS:]
-                self._inflight += len(batch)
                 more = bool(self._buffer)
             if batch:
                 self._send(batch)
                 with self._lock:
-                    self._inflight -= len(batch)
                     self._settled += len(batch)
                     self._lock.notify_all()
             if more:
